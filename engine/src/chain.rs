@@ -1,0 +1,56 @@
+//! The hash chain: `hash_n = SHA-256(hash_{n-1} || seq || created_at || kind || payload)`,
+//! integers little-endian, starting from a genesis hash derived from the
+//! log's identity.
+
+use sha2::{Digest, Sha256};
+
+use crate::format::{Hash, LogId};
+
+/// Domain separation for the genesis hash, so that it cannot collide with a
+/// record hash.
+const GENESIS_DOMAIN: &[u8] = b"chainlog genesis v1\0";
+
+/// The hash that the first record of a log chains from:
+/// `SHA-256("chainlog genesis v1\0" || log_id)`.
+pub fn genesis(log_id: &LogId) -> Hash {
+    let mut h = Sha256::new();
+    h.update(GENESIS_DOMAIN);
+    h.update(log_id);
+    h.finalize().into()
+}
+
+/// One step of the chain.
+pub fn step(prev: &Hash, seq: u64, created_at: u64, kind: u8, payload: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(seq.to_le_bytes());
+    h.update(created_at.to_le_bytes());
+    h.update([kind]);
+    h.update(payload);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_matches_one_shot_sha256_of_the_concatenation() {
+        let prev = [7u8; 32];
+        let mut input = Vec::new();
+        input.extend_from_slice(&prev);
+        input.extend_from_slice(&42u64.to_le_bytes());
+        input.extend_from_slice(&1_700_000_000_000_000_000u64.to_le_bytes());
+        input.push(1);
+        input.extend_from_slice(b"payload");
+        let expected: Hash = Sha256::digest(&input).into();
+        assert_eq!(step(&prev, 42, 1_700_000_000_000_000_000, 1, b"payload"), expected);
+    }
+
+    #[test]
+    fn genesis_depends_on_log_id() {
+        assert_ne!(genesis(&[0; 16]), genesis(&[1; 16]));
+        let expected: Hash = Sha256::digest(b"chainlog genesis v1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").into();
+        assert_eq!(genesis(&[0; 16]), expected);
+    }
+}

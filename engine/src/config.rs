@@ -1,0 +1,125 @@
+//! How a [`Log`](crate::Log) is configured.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::format::{footer::FOOTER_LEN, header::HEADER_LEN, record::MAX_PAYLOAD_LEN, LogId};
+
+/// What an acknowledged append survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The default. Every group of appends is written and `fdatasync`ed
+    /// before any append in it is acknowledged: an acknowledged record
+    /// survives a process crash, a kernel crash and a power loss (on a
+    /// device that honours flushes).
+    #[default]
+    SyncEveryGroup,
+    /// FOR TESTS AND BENCHMARKS ONLY. Appends are acknowledged once written
+    /// to the operating system, never synced: they survive a process crash
+    /// but a kernel crash or power loss may lose any of them, and recovery
+    /// then cuts the log back to whatever reached the disk. Segment headers,
+    /// seals and directory entries are still synced.
+    UnsafeNoSync,
+}
+
+/// The source of `created_at` timestamps, in nanoseconds since the Unix
+/// epoch. The writer never lets `created_at` go backwards, whatever the
+/// clock does.
+pub trait Clock: Send + Sync + Debug {
+    /// Now, in nanoseconds since the Unix epoch.
+    fn now_nanos(&self) -> u64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_nanos(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// The largest segment the format allows: record positions are stored as
+/// 32-bit offsets in the index files and in `durable_through`.
+pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
+/// The smallest segment size accepted.
+pub const MIN_SEGMENT_SIZE: u64 = 1024;
+
+/// Configuration of a log.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A segment is sealed when its next group would take it past this many
+    /// bytes (a single group larger than this fills a segment of its own).
+    pub segment_size: u64,
+    /// A segment is sealed when its first record is older than this.
+    pub segment_age: Option<Duration>,
+    /// Bytes between sparse index entries.
+    pub index_interval: u32,
+    /// What an acknowledgement promises.
+    pub durability: Durability,
+    /// The largest payload accepted.
+    pub max_record_len: usize,
+    /// The largest total payload of one `append_batch` call.
+    pub max_batch_bytes: usize,
+    /// Append requests that may wait for the writer; more gets `Busy`.
+    pub queue_depth: usize,
+    /// The writer stops gathering a group at this many payload bytes.
+    pub max_group_bytes: usize,
+    /// The identity to give a new log; a random one when `None`. Opening an
+    /// existing log with a different identity fails.
+    pub log_id: Option<LogId>,
+    /// The source of `created_at`.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            segment_size: 64 << 20,
+            segment_age: Some(Duration::from_secs(24 * 3600)),
+            index_interval: 4096,
+            durability: Durability::SyncEveryGroup,
+            max_record_len: 1 << 20,
+            max_batch_bytes: 16 << 20,
+            queue_depth: 4096,
+            max_group_bytes: 4 << 20,
+            log_id: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration's bounds.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
+            return bad(format!(
+                "segment_size {} is outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE}",
+                self.segment_size
+            ));
+        }
+        if self.index_interval == 0 {
+            return bad("index_interval must be positive".into());
+        }
+        if self.max_record_len > MAX_PAYLOAD_LEN {
+            return bad(format!(
+                "max_record_len {} exceeds the format maximum {MAX_PAYLOAD_LEN}",
+                self.max_record_len
+            ));
+        }
+        if self.max_record_len as u64 + (HEADER_LEN + FOOTER_LEN) as u64 > MAX_SEGMENT_SIZE {
+            return bad("max_record_len does not fit in a segment".into());
+        }
+        if self.queue_depth == 0 || self.max_batch_bytes == 0 || self.max_group_bytes == 0 {
+            return bad("queue_depth, max_batch_bytes and max_group_bytes must be positive".into());
+        }
+        Ok(())
+    }
+}

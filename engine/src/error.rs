@@ -1,0 +1,311 @@
+//! The engine's error type.
+//!
+//! Three families are kept apart because callers react to them differently:
+//! I/O failures (the disk said no: retry later, or fix the disk), corruption
+//! (the bytes on disk are not what the engine wrote: stop and investigate),
+//! and misuse or back-pressure (the caller asked for something invalid, or
+//! the queue is full).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::format::{Hash, Structure};
+
+/// A `Result` whose error is the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the engine can report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file-system operation failed.
+    #[error("{op} {}: {source}{}", path.display(), no_space_hint(source))]
+    Io {
+        /// What the engine was doing ("write", "fdatasync", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+
+    /// Bytes on disk are not what the engine wrote.
+    #[error(transparent)]
+    Corruption(Box<Corruption>),
+
+    /// An earlier write or sync failed; nothing more is acknowledged until
+    /// the log is opened again (which runs recovery from the disk).
+    #[error("log is poisoned by an earlier failure ({cause}); reopen it to recover from disk")]
+    Poisoned {
+        /// The failure that poisoned the log.
+        cause: String,
+    },
+
+    /// The append queue is full; try again later.
+    #[error("append queue is full ({depth} requests waiting)")]
+    Busy {
+        /// The configured queue depth.
+        depth: usize,
+    },
+
+    /// The log has been closed, or its writer thread stopped.
+    #[error("log is closed")]
+    Closed,
+
+    /// A record's payload exceeds the configured maximum.
+    #[error("record payload of {len} bytes exceeds the maximum of {max}")]
+    RecordTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+
+    /// A batch's payloads exceed the configured maximum.
+    #[error("batch of {bytes} bytes exceeds the maximum of {max}")]
+    BatchTooLarge {
+        /// The batch's total payload bytes.
+        bytes: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+
+    /// An argument was invalid (empty batch, kind 0, bad configuration).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// No durable record has this sequence number.
+    #[error("no record with seq {seq} (head is {head:?})")]
+    NotFound {
+        /// The requested sequence number.
+        seq: u64,
+        /// The last durable sequence number, if any.
+        head: Option<u64>,
+    },
+}
+
+fn no_space_hint(e: &io::Error) -> &'static str {
+    if e.raw_os_error() == Some(28) {
+        " (no space left on the device: free space, then reopen the log)"
+    } else {
+        ""
+    }
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The corruption details, when this is a corruption error.
+    pub fn corruption(&self) -> Option<&Corruption> {
+        match self {
+            Error::Corruption(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// True when the device reported that it is full (`ENOSPC`).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(28))
+    }
+}
+
+/// Where and what: the context every corruption report carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// The file in which the damage was found.
+    pub file: PathBuf,
+    /// The byte offset in that file of the damaged structure.
+    pub offset: u64,
+    /// The sequence number expected or found there, when one applies.
+    pub seq: Option<u64>,
+    /// What was wrong.
+    pub kind: CorruptionKind,
+}
+
+impl Corruption {
+    pub(crate) fn new(file: &Path, offset: u64, seq: Option<u64>, kind: CorruptionKind) -> Self {
+        Corruption {
+            file: file.to_path_buf(),
+            offset,
+            seq,
+            kind,
+        }
+    }
+}
+
+impl From<Corruption> for Error {
+    fn from(c: Corruption) -> Self {
+        Error::Corruption(Box::new(c))
+    }
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "corruption in {} at offset {}", self.file.display(), self.offset)?;
+        if let Some(seq) = self.seq {
+            write!(f, " (seq {seq})")?;
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+impl std::error::Error for Corruption {}
+
+/// The kinds of damage the engine recognises, each with what was expected
+/// and what was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CorruptionKind {
+    /// A structure does not start with its magic bytes.
+    #[error("{what}: bad magic {found:02x?}")]
+    BadMagic {
+        /// Which structure.
+        what: Structure,
+        /// The bytes found.
+        found: [u8; 8],
+    },
+    /// A structure has a format version this build does not read.
+    #[error("{what}: unsupported format version {found} (this build reads {supported})")]
+    UnsupportedVersion {
+        /// Which structure.
+        what: Structure,
+        /// The version found.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
+    /// A structure's own checksum does not match its bytes.
+    #[error("{what}: checksum mismatch: stored {expected:#010x}, computed {found:#010x}")]
+    ChecksumMismatch {
+        /// Which structure.
+        what: Structure,
+        /// The checksum stored in the structure.
+        expected: u32,
+        /// The checksum computed from its bytes.
+        found: u32,
+    },
+    /// A field holds a value the format does not allow.
+    #[error("{what}: field {field} holds {found}, expected {expected}")]
+    BadField {
+        /// Which structure.
+        what: Structure,
+        /// The field's name as in docs/format.md.
+        field: &'static str,
+        /// What the format requires.
+        expected: String,
+        /// The value found.
+        found: String,
+    },
+    /// A structure ends before its declared length.
+    #[error("{what}: truncated: needs {needed} bytes, {available} available")]
+    Truncated {
+        /// Which structure.
+        what: Structure,
+        /// Bytes the structure needs.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+    /// A record's hash is not SHA-256 of its predecessor's hash and its
+    /// contents: the record or one before it was altered.
+    #[error("chain break: stored hash {}, recomputed {}", hex(found), hex(expected))]
+    ChainBreak {
+        /// The hash recomputed from the bytes.
+        expected: Hash,
+        /// The hash stored in the record.
+        found: Hash,
+    },
+    /// A record's sequence number does not follow its predecessor's.
+    #[error("seq gap: expected seq {expected}, found {found}")]
+    SeqGap {
+        /// The next sequence number.
+        expected: u64,
+        /// The one found.
+        found: u64,
+    },
+    /// A record's `created_at` is earlier than its predecessor's.
+    #[error("time regression: created_at {found} is before the previous record's {previous}")]
+    TimeRegression {
+        /// The previous record's `created_at`.
+        previous: u64,
+        /// This record's.
+        found: u64,
+    },
+    /// A segment header does not link to the previous segment's last hash.
+    #[error("segment header does not link: prev_hash {}, previous segment ends with {}", hex(found), hex(expected))]
+    BrokenLink {
+        /// The previous segment's last hash (or the genesis hash).
+        expected: Hash,
+        /// The header's `prev_hash`.
+        found: Hash,
+    },
+    /// A segment is missing: the sequence jumps between segment files.
+    #[error("missing segment: expected a segment starting at seq {expected_first_seq}, found {found}")]
+    MissingSegment {
+        /// The first seq the next segment should have.
+        expected_first_seq: u64,
+        /// What was found instead.
+        found: String,
+    },
+    /// A segment that is not the last one has no valid seal footer.
+    #[error("segment is not sealed but is followed by segment {next_first_seq}: {cause}")]
+    UnsealedSegment {
+        /// The first seq of the segment that follows.
+        next_first_seq: u64,
+        /// Why the footer was rejected.
+        cause: Box<CorruptionKind>,
+    },
+    /// A segment's contents disagree with its name, its header or its footer.
+    #[error("{what}: {field} is {found}, expected {expected}")]
+    Mismatch {
+        /// Which structure holds the wrong value.
+        what: Structure,
+        /// The field.
+        field: &'static str,
+        /// The value implied by the rest of the log.
+        expected: String,
+        /// The value stored.
+        found: String,
+    },
+    /// A damaged record in the last segment is followed by records that
+    /// were durable before the damage could have been written: this is not
+    /// a torn tail, and the log will not cut acknowledged data.
+    #[error("damaged record followed by durable records (valid record at offset {valid_record_at} declares the segment durable through {durable_through}): {cause}")]
+    NotATornTail {
+        /// What was wrong with the damaged record.
+        cause: Box<CorruptionKind>,
+        /// Offset of a valid record after the damage.
+        valid_record_at: u64,
+        /// The durable watermark that valid record carries.
+        durable_through: u64,
+    },
+    /// An index entry does not point at the record it names.
+    #[error("{what}: entry {entry} names seq {expected} but offset {pos} holds {found}")]
+    IndexEntry {
+        /// Which index.
+        what: Structure,
+        /// The entry's position in the index.
+        entry: u64,
+        /// The byte position it names.
+        pos: u64,
+        /// The seq it names.
+        expected: u64,
+        /// What is at that position.
+        found: String,
+    },
+}
+
+/// Lower-case hex of a hash, for messages.
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

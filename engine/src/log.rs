@@ -1,0 +1,533 @@
+//! The log: a directory of segments, opened with recovery, appended to by
+//! one writer, read by many.
+
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::Config;
+use crate::error::{Corruption, CorruptionKind, Error, Result};
+use crate::format::header::HEADER_LEN;
+use crate::format::record::{Record, KIND_DATA};
+use crate::format::{Hash, LogId, Structure};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::{Cursor, Segment};
+use crate::storage::{FsStorage, Storage};
+use crate::writer::{self, Request, WriterHandles};
+
+/// The proof of a durable append: the record's place in the log and its
+/// chain hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The time the writer assigned, in nanoseconds since the Unix epoch.
+    pub created_at: u64,
+    /// The record's chain hash.
+    pub hash: Hash,
+}
+
+/// The newest durable record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its chain hash.
+    pub hash: Hash,
+    /// Its `created_at`.
+    pub created_at: u64,
+}
+
+/// Counters of the write path since the log was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records acknowledged.
+    pub appends: u64,
+    /// Group writes (one system call each).
+    pub writes: u64,
+    /// `fdatasync` calls that acknowledged groups.
+    pub syncs: u64,
+    /// Record bytes written.
+    pub bytes: u64,
+    /// Segments sealed.
+    pub segments_sealed: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StatCounters {
+    pub appends: AtomicU64,
+    pub writes: AtomicU64,
+    pub syncs: AtomicU64,
+    pub bytes: AtomicU64,
+    pub segments_sealed: AtomicU64,
+}
+
+/// Where durable data ends: the seq after the last durable record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeadState {
+    pub next_seq: u64,
+    pub last_hash: Hash,
+    pub last_created_at: u64,
+}
+
+/// State shared by the log handle, the writer and the syncer.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub storage: Arc<dyn Storage>,
+    pub config: Config,
+    pub log_id: LogId,
+    /// Every segment in seq order; the last one is active.
+    pub segments: RwLock<Vec<Arc<Segment>>>,
+    pub head: RwLock<HeadState>,
+    /// The active segment's offset through which it is known durable.
+    pub synced_end: AtomicU64,
+    poisoned: AtomicBool,
+    poison_cause: Mutex<Option<String>>,
+    pub stats: StatCounters,
+}
+
+impl Shared {
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    pub fn poison_cause(&self) -> Option<String> {
+        if !self.is_poisoned() {
+            return None;
+        }
+        self.poison_cause.lock().clone()
+    }
+
+    /// Latches the first failure; every later append reports it.
+    pub fn poison(&self, e: &Error) {
+        let mut cause = self.poison_cause.lock();
+        if cause.is_none() {
+            *cause = Some(e.to_string());
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+}
+
+/// A hash-chained, append-only log in a directory.
+///
+/// `Log` is `Send + Sync`: share it (for example in an `Arc`) and append
+/// from many threads; their appends share `fdatasync` calls.
+#[derive(Debug)]
+pub struct Log {
+    shared: Arc<Shared>,
+    tx: Option<Sender<Request>>,
+    writer: Option<WriterHandles>,
+    report: RecoveryReport,
+}
+
+impl Log {
+    /// Opens the log in `dir` on the real file system, creating it if the
+    /// directory holds no segments.
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Log> {
+        Log::open_with_storage(Arc::new(FsStorage), dir, config)
+    }
+
+    /// Opens the log in `dir` through the given storage.
+    pub fn open_with_storage(
+        storage: Arc<dyn Storage>,
+        dir: impl AsRef<Path>,
+        config: Config,
+    ) -> Result<Log> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let rec = recovery::recover(&*storage, &dir, &config)?;
+        let segments: Vec<Arc<Segment>> = rec.sealed.into_iter().map(Arc::new).collect();
+        let synced_end = rec.active.end;
+        let queue_depth = config.queue_depth;
+        let shared = Arc::new(Shared {
+            dir,
+            storage,
+            config,
+            log_id: rec.log_id,
+            segments: RwLock::new(segments),
+            head: RwLock::new(HeadState {
+                next_seq: rec.chain.next_seq,
+                last_hash: rec.chain.prev_hash,
+                last_created_at: rec.chain.last_created_at,
+            }),
+            synced_end: AtomicU64::new(synced_end),
+            poisoned: AtomicBool::new(false),
+            poison_cause: Mutex::new(None),
+            stats: StatCounters::default(),
+        });
+        let (tx, rx) = bounded(queue_depth);
+        let (active, handles) = writer::start(shared.clone(), rec.active, rec.chain, rx)?;
+        shared.segments.write().push(active);
+        Ok(Log {
+            shared,
+            tx: Some(tx),
+            writer: Some(handles),
+            report: rec.report,
+        })
+    }
+
+    /// What recovery found and did when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The log's identity.
+    pub fn log_id(&self) -> LogId {
+        self.shared.log_id
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Appends one payload; returns once it is durable (per the configured
+    /// [`Durability`](crate::Durability)).
+    pub fn append(&self, payload: &[u8]) -> Result<Receipt> {
+        let mut r = self.append_kind(KIND_DATA, &[payload])?;
+        Ok(r.remove(0))
+    }
+
+    /// Appends payloads as consecutive records; returns once all are
+    /// durable, with one receipt each. All or none are acknowledged.
+    pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Vec<Receipt>> {
+        self.append_kind(KIND_DATA, payloads)
+    }
+
+    /// Appends payloads with an explicit record kind (not 0).
+    pub fn append_kind<P: AsRef<[u8]>>(&self, kind: u8, payloads: &[P]) -> Result<Vec<Receipt>> {
+        let config = &self.shared.config;
+        if payloads.is_empty() {
+            return Err(Error::InvalidArgument("empty batch".into()));
+        }
+        if kind == 0 {
+            return Err(Error::InvalidArgument("record kind 0 is reserved".into()));
+        }
+        let mut total = 0usize;
+        for p in payloads {
+            let len = p.as_ref().len();
+            if len > config.max_record_len {
+                return Err(Error::RecordTooLarge {
+                    len,
+                    max: config.max_record_len,
+                });
+            }
+            total += len;
+        }
+        if total > config.max_batch_bytes {
+            return Err(Error::BatchTooLarge {
+                bytes: total,
+                max: config.max_batch_bytes,
+            });
+        }
+        if let Some(cause) = self.shared.poison_cause() {
+            return Err(Error::Poisoned { cause });
+        }
+        let mut data = Vec::with_capacity(total);
+        let mut lens = Vec::with_capacity(payloads.len());
+        for p in payloads {
+            data.extend_from_slice(p.as_ref());
+            lens.push(p.as_ref().len() as u32);
+        }
+        let (reply, rx) = bounded(1);
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        match tx.try_send(Request {
+            kind,
+            data,
+            lens,
+            reply,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(Error::Busy {
+                    depth: config.queue_depth,
+                })
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Closed),
+        }
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// The newest durable record, or `None` for an empty log.
+    pub fn head(&self) -> Option<Head> {
+        let h = *self.shared.head.read();
+        (h.next_seq > 0).then(|| Head {
+            seq: h.next_seq - 1,
+            hash: h.last_hash,
+            created_at: h.last_created_at,
+        })
+    }
+
+    /// Write-path counters since open.
+    pub fn stats(&self) -> Stats {
+        let s = &self.shared.stats;
+        Stats {
+            appends: s.appends.load(Ordering::Relaxed),
+            writes: s.writes.load(Ordering::Relaxed),
+            syncs: s.syncs.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
+            segments_sealed: s.segments_sealed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The number of segment files (sealed and active).
+    pub fn segment_count(&self) -> usize {
+        self.shared.segments.read().len()
+    }
+
+    /// True once a write or sync has failed; appends then fail until the
+    /// log is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.is_poisoned()
+    }
+
+    /// Reads the durable record `seq`.
+    pub fn read(&self, seq: u64) -> Result<Record> {
+        let next = self.shared.head.read().next_seq;
+        if seq >= next {
+            return Err(Error::NotFound {
+                seq,
+                head: next.checked_sub(1),
+            });
+        }
+        let (_, _, rec) = locate(&self.shared, seq)?;
+        Ok(rec)
+    }
+
+    /// The durable records in `range`, in seq order, crossing segments.
+    /// The upper end is fixed when the scan starts: records appended later
+    /// are not included.
+    pub fn scan(&self, range: impl RangeBounds<u64>) -> Scan {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => u64::MAX,
+        };
+        let head = self.shared.head.read().next_seq;
+        Scan {
+            shared: self.shared.clone(),
+            next: start,
+            end: end.min(head),
+            cursor: None,
+            done: false,
+        }
+    }
+
+    /// The seq of the first durable record whose `created_at` is at or
+    /// after `t`, or `None` if every record is older.
+    pub fn seek_time(&self, t: u64) -> Result<Option<u64>> {
+        let head = *self.shared.head.read();
+        if head.next_seq == 0 || head.last_created_at < t {
+            return Ok(None);
+        }
+        let segments = self.shared.segments.read().clone();
+        // The first segment whose last record is at or after t.
+        let i = segments.partition_point(|s| match &s.footer {
+            Some(f) => f.last_created_at < t,
+            None => false,
+        });
+        let Some(seg) = segments.get(i) else {
+            return Ok(None);
+        };
+        let (pos, seq) = match seg.index.time_before(t) {
+            Some(e) => (u64::from(e.pos), seg.first_seq + u64::from(e.rel_seq)),
+            None => (HEADER_LEN as u64, seg.first_seq),
+        };
+        let mut cursor = segment_cursor(&self.shared, seg, pos);
+        let mut expected = seq;
+        while expected < head.next_seq {
+            let Some((at, rec)) = cursor.next_record()? else {
+                break;
+            };
+            if rec.seq != expected {
+                return Err(index_mismatch(seg, at, expected, rec.seq));
+            }
+            if rec.created_at >= t {
+                return Ok(Some(rec.seq));
+            }
+            expected += 1;
+        }
+        Ok(None)
+    }
+
+    /// Stops the writer after it has completed every append already queued.
+    /// The active segment stays unsealed; the next open continues it.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown();
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.writer.take() {
+            let _ = h.writer.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn segment_cursor(shared: &Shared, seg: &Segment, pos: u64) -> Cursor {
+    let end = seg.footer.as_ref().map_or(u64::MAX, |f| f.records_end);
+    Cursor::new(
+        seg.file.clone(),
+        seg.path.clone(),
+        pos,
+        end,
+        shared.config.max_record_len.max(crate::format::record::MAX_PAYLOAD_LEN),
+    )
+}
+
+fn index_mismatch(seg: &Segment, at: u64, expected: u64, found: u64) -> Error {
+    Corruption::new(
+        &seg.path,
+        at,
+        Some(expected),
+        CorruptionKind::SeqGap { expected, found },
+    )
+    .into()
+}
+
+/// Finds the durable record `seq`: its segment, a cursor just after it, and
+/// the record. The sparse index gives a starting point; if the record there
+/// is not the one the entry names, the index is not trusted and the segment
+/// is scanned from its first record.
+fn locate(shared: &Shared, seq: u64) -> Result<(Arc<Segment>, Cursor, Record)> {
+    let seg = {
+        let segs = shared.segments.read();
+        let i = segs.partition_point(|s| s.first_seq <= seq);
+        match i.checked_sub(1) {
+            Some(i) => segs[i].clone(),
+            None => {
+                return Err(Error::NotFound {
+                    seq,
+                    head: shared.head.read().next_seq.checked_sub(1),
+                })
+            }
+        }
+    };
+    let rel = u32::try_from(seq - seg.first_seq).map_err(|_| {
+        Error::from(Corruption::new(
+            &seg.path,
+            0,
+            Some(seq),
+            CorruptionKind::BadField {
+                what: Structure::Record,
+                field: "seq",
+                expected: "within 2^32 of the segment's first seq".into(),
+                found: seq.to_string(),
+            },
+        ))
+    })?;
+    let hint = seg.index.offset_for(rel);
+    let attempts = match hint {
+        Some(e) if e.pos as usize != HEADER_LEN => vec![
+            (u64::from(e.pos), seg.first_seq + u64::from(e.rel_seq)),
+            (HEADER_LEN as u64, seg.first_seq),
+        ],
+        _ => vec![(HEADER_LEN as u64, seg.first_seq)],
+    };
+    let last = attempts.len() - 1;
+    for (n, (pos, start_seq)) in attempts.into_iter().enumerate() {
+        let mut cursor = segment_cursor(shared, &seg, pos);
+        let mut expected = start_seq;
+        loop {
+            let next = cursor.next_record();
+            let (at, rec) = match next {
+                Ok(Some(x)) => x,
+                Ok(None) => {
+                    return Err(Corruption::new(
+                        &seg.path,
+                        cursor.pos(),
+                        Some(seq),
+                        CorruptionKind::MissingSegment {
+                            expected_first_seq: seq,
+                            found: "the end of the segment".into(),
+                        },
+                    )
+                    .into())
+                }
+                Err(e) if n < last => {
+                    let _ = e;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            if rec.seq != expected {
+                if n < last {
+                    break; // the index entry was wrong: rescan from the start
+                }
+                return Err(index_mismatch(&seg, at, expected, rec.seq));
+            }
+            if rec.seq == seq {
+                return Ok((seg, cursor, rec));
+            }
+            expected += 1;
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// An iterator over durable records; see [`Log::scan`].
+#[derive(Debug)]
+pub struct Scan {
+    shared: Arc<Shared>,
+    next: u64,
+    end: u64,
+    cursor: Option<(Arc<Segment>, Cursor)>,
+    done: bool,
+}
+
+impl Iterator for Scan {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        if self.done || self.next >= self.end {
+            return None;
+        }
+        let step = match self.cursor.as_mut() {
+            Some((seg, cursor)) => match cursor.next_record() {
+                Ok(Some((_, rec))) if rec.seq == self.next => Ok(Some(rec)),
+                Ok(Some((at, rec))) => Err(index_mismatch(seg, at, self.next, rec.seq)),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        };
+        let result = match step {
+            Ok(Some(rec)) => Ok(rec),
+            Ok(None) => match locate(&self.shared, self.next) {
+                Ok((seg, cursor, rec)) => {
+                    self.cursor = Some((seg, cursor));
+                    Ok(rec)
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(rec) => {
+                self.next += 1;
+                Some(Ok(rec))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! Opening a log directory: checking what is there, cutting a torn tail, and
+//! refusing everything else.
+//!
+//! Recovery runs in two phases so that a refusal never modifies the disk:
+//! first every check (segment names, headers, links, footers, the last
+//! segment's records), then the repairs that are allowed (removing temporary
+//! files, cutting a torn tail, rebuilding derived index files, finishing an
+//! interrupted seal, creating the active segment).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::chain;
+use crate::config::Config;
+use crate::error::{Corruption, CorruptionKind, Error, Result};
+use crate::format::footer::{Footer, FOOTER_LEN};
+use crate::format::header::{SegmentHeader, HEADER_LEN};
+use crate::format::index::IndexKind;
+use crate::format::record::{self, Decoded, RecordRef, MAX_PAYLOAD_LEN, RECORD_OVERHEAD};
+use crate::format::{Hash, LogId, Structure};
+use crate::segment::{self, index_file_name, LiveIndex, Segment, SegmentIndex};
+use crate::storage::{read_exact_at, write_all_at, Storage, StorageFile};
+
+/// What recovery found and did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// True when the directory held no log and a new one was created.
+    pub created: bool,
+    /// The torn tail cut from the last segment, if there was one.
+    pub cut: Option<TailCut>,
+    /// Temporary files of interrupted creations that were removed.
+    pub removed_temp_files: Vec<PathBuf>,
+    /// Segments whose index files were missing or inconsistent and were
+    /// rebuilt from the records.
+    pub rebuilt_indexes: Vec<PathBuf>,
+    /// Sealed segments whose seal was interrupted and was finished.
+    pub finished_seals: Vec<PathBuf>,
+}
+
+/// A torn tail cut from the last segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailCut {
+    /// The segment that was cut.
+    pub segment: PathBuf,
+    /// The offset it was cut back to: the end of the last whole record.
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub len: u64,
+    /// Where the cut bytes were kept for inspection.
+    pub saved_to: PathBuf,
+    /// Why the first cut byte did not start a valid record.
+    pub cause: CorruptionKind,
+}
+
+/// Where the chain stands after a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainState {
+    pub next_seq: u64,
+    pub prev_hash: Hash,
+    pub last_created_at: u64,
+}
+
+/// How a walk over a segment's records ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WalkEnd {
+    /// Every byte up to the end belonged to a valid record.
+    Clean,
+    /// The bytes at `pos` do not decode as a record (torn, or damaged).
+    Undecodable { pos: u64, cause: CorruptionKind },
+}
+
+/// Walks the records in `bytes[HEADER_LEN..end]`, checking each one's CRC,
+/// seq, `created_at` order and chain hash, and calling `f` for each. Stops
+/// at the first bytes that do not decode as a record. A record that decodes
+/// but does not follow its predecessor is an error: no crash produces it.
+pub(crate) fn walk_records(
+    path: &Path,
+    bytes: &[u8],
+    end: usize,
+    state: &mut ChainState,
+    mut f: impl FnMut(u64, &RecordRef<'_>),
+) -> Result<WalkEnd> {
+    let mut pos = HEADER_LEN;
+    while pos < end {
+        let r = match record::decode(&bytes[pos..end], MAX_PAYLOAD_LEN) {
+            Ok(Decoded::Record(r)) => r,
+            Ok(Decoded::Incomplete { needed }) => {
+                return Ok(WalkEnd::Undecodable {
+                    pos: pos as u64,
+                    cause: CorruptionKind::Truncated {
+                        what: Structure::Record,
+                        needed: needed as u64,
+                        available: (end - pos) as u64,
+                    },
+                })
+            }
+            Err(cause) => {
+                return Ok(WalkEnd::Undecodable {
+                    pos: pos as u64,
+                    cause,
+                })
+            }
+        };
+        check_follows(path, pos as u64, state, &r)?;
+        f(pos as u64, &r);
+        pos += r.encoded_len();
+    }
+    Ok(WalkEnd::Clean)
+}
+
+/// Checks that a CRC-valid record continues the chain, and advances it.
+pub(crate) fn check_follows(
+    path: &Path,
+    pos: u64,
+    state: &mut ChainState,
+    r: &RecordRef<'_>,
+) -> Result<()> {
+    let corrupt = |kind| Err(Corruption::new(path, pos, Some(r.seq), kind).into());
+    if r.seq != state.next_seq {
+        return corrupt(CorruptionKind::SeqGap {
+            expected: state.next_seq,
+            found: r.seq,
+        });
+    }
+    if r.created_at < state.last_created_at {
+        return corrupt(CorruptionKind::TimeRegression {
+            previous: state.last_created_at,
+            found: r.created_at,
+        });
+    }
+    if u64::from(r.durable_through) > pos {
+        return corrupt(crate::format::bad_field(
+            Structure::Record,
+            "durable_through",
+            format_args!("at most the record's offset {pos}"),
+            r.durable_through,
+        ));
+    }
+    let expected = chain::step(&state.prev_hash, r.seq, r.created_at, r.kind, r.payload);
+    if expected != r.hash {
+        return corrupt(CorruptionKind::ChainBreak {
+            expected,
+            found: r.hash,
+        });
+    }
+    state.next_seq = r.seq + 1;
+    state.prev_hash = r.hash;
+    state.last_created_at = r.created_at;
+    Ok(())
+}
+
+/// Decides whether undecodable bytes at `pos` in the last segment are a
+/// torn tail. They are not when a valid record after them carries a durable
+/// watermark beyond `pos`: the damaged bytes had been synced before that
+/// record was written, so they were acknowledged, and cutting them would
+/// lose acknowledged data. Returns the refusal in that case.
+fn check_torn_tail(
+    path: &Path,
+    bytes: &[u8],
+    pos: u64,
+    cause: &CorruptionKind,
+    next_seq: u64,
+) -> Result<()> {
+    let start = pos as usize;
+    let len = bytes.len();
+    // A record of the log after the damage has a seq of at least next_seq,
+    // and each record takes at least RECORD_OVERHEAD bytes.
+    let max_seq = next_seq + ((len - start) / RECORD_OVERHEAD) as u64 + 1;
+    for p in start + 1..len.saturating_sub(RECORD_OVERHEAD - 1) {
+        let Some(seq) = record::peek_seq(&bytes[p..]) else { break };
+        if seq < next_seq || seq > max_seq {
+            continue;
+        }
+        if let Ok(Decoded::Record(r)) = record::decode(&bytes[p..], MAX_PAYLOAD_LEN) {
+            if u64::from(r.durable_through) > pos {
+                return Err(Corruption::new(
+                    path,
+                    pos,
+                    Some(next_seq),
+                    CorruptionKind::NotATornTail {
+                        cause: Box::new(cause.clone()),
+                        valid_record_at: p as u64,
+                        durable_through: u64::from(r.durable_through),
+                    },
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The active segment as recovery leaves it for the writer.
+#[derive(Debug)]
+pub(crate) struct ActiveState {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    pub file: Arc<dyn StorageFile>,
+    /// Offset after the last record.
+    pub end: u64,
+    pub live: LiveIndex,
+    pub first_created_at: Option<u64>,
+}
+
+/// An opened log's starting point.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub log_id: LogId,
+    pub sealed: Vec<Segment>,
+    pub active: ActiveState,
+    pub chain: ChainState,
+    pub report: RecoveryReport,
+}
+
+/// A sealed segment as checked in the first phase.
+struct CheckedSealed {
+    path: PathBuf,
+    file: Arc<dyn StorageFile>,
+    footer: Footer,
+    /// The index files are missing or inconsistent.
+    rebuild_index: bool,
+    /// The file is still writable (the seal was interrupted).
+    finish_seal: bool,
+}
+
+/// Reads and validates a segment header, and checks it against the log.
+fn read_header(
+    storage: &dyn Storage,
+    path: &Path,
+    name_seq: u64,
+) -> Result<(Arc<dyn StorageFile>, u64, SegmentHeader)> {
+    let file = storage
+        .open_read(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
+    let mut buf = [0u8; HEADER_LEN];
+    let n = (len as usize).min(HEADER_LEN);
+    read_exact_at(&*file, &mut buf[..n], 0).map_err(|e| Error::io("read header", path, e))?;
+    let header = SegmentHeader::decode(&buf[..n])
+        .map_err(|k| Corruption::new(path, 0, Some(name_seq), k))?;
+    if header.first_seq != name_seq {
+        return Err(Corruption::new(
+            path,
+            0,
+            Some(name_seq),
+            CorruptionKind::Mismatch {
+                what: Structure::SegmentHeader,
+                field: "first_seq",
+                expected: format!("{name_seq} (from the file name)"),
+                found: header.first_seq.to_string(),
+            },
+        )
+        .into());
+    }
+    Ok((file, len, header))
+}
+
+/// Reads the footer at the end of a segment of length `len`.
+pub(crate) fn read_footer(
+    file: &dyn StorageFile,
+    path: &Path,
+    len: u64,
+    first_seq: u64,
+) -> Result<Result<Footer, CorruptionKind>> {
+    if len < (HEADER_LEN + FOOTER_LEN) as u64 {
+        return Ok(Err(CorruptionKind::Truncated {
+            what: Structure::SegmentFooter,
+            needed: (HEADER_LEN + FOOTER_LEN) as u64,
+            available: len,
+        }));
+    }
+    let mut buf = [0u8; FOOTER_LEN];
+    let at = len - FOOTER_LEN as u64;
+    read_exact_at(file, &mut buf, at).map_err(|e| Error::io("read footer", path, e))?;
+    let footer = match Footer::decode(&buf) {
+        Ok(f) => f,
+        Err(k) => return Ok(Err(k)),
+    };
+    if footer.records_end != at {
+        return Ok(Err(CorruptionKind::Mismatch {
+            what: Structure::SegmentFooter,
+            field: "records_end",
+            expected: at.to_string(),
+            found: footer.records_end.to_string(),
+        }));
+    }
+    if footer.first_seq != first_seq {
+        return Ok(Err(CorruptionKind::Mismatch {
+            what: Structure::SegmentFooter,
+            field: "first_seq",
+            expected: first_seq.to_string(),
+            found: footer.first_seq.to_string(),
+        }));
+    }
+    Ok(Ok(footer))
+}
+
+/// Loads and validates a sealed segment's index files; `None` when either is
+/// missing or inconsistent.
+pub(crate) fn load_sealed_index(
+    storage: &dyn Storage,
+    dir: &Path,
+    footer: &Footer,
+) -> Result<Option<SegmentIndex>> {
+    let mut maps = Vec::with_capacity(2);
+    for kind in [IndexKind::Offset, IndexKind::Time] {
+        let path = dir.join(index_file_name(footer.first_seq, kind));
+        let file = match storage.open_read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", &path, e)),
+        };
+        maps.push(file.read_all().map_err(|e| Error::io("map", &path, e))?);
+    }
+    let times = maps.pop().expect("two maps");
+    let offsets = maps.pop().expect("two maps");
+    if segment::index::validate_sealed(&offsets, &times, footer).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(SegmentIndex::Sealed { offsets, times }))
+}
+
+/// Builds a sealed segment's index from its records, checking each record's
+/// CRC and chain on the way (a rebuild never indexes damaged data).
+fn rebuild_index(
+    file: &dyn StorageFile,
+    path: &Path,
+    header: &SegmentHeader,
+    footer: &Footer,
+    prev_created_at: u64,
+    interval: u32,
+) -> Result<LiveIndex> {
+    let bytes = file.read_all().map_err(|e| Error::io("read", path, e))?;
+    let mut state = ChainState {
+        next_seq: header.first_seq,
+        prev_hash: header.prev_hash,
+        last_created_at: prev_created_at,
+    };
+    let mut live = LiveIndex::default();
+    let end = walk_records(path, &bytes, footer.records_end as usize, &mut state, |pos, r| {
+        live.observe((r.seq - header.first_seq) as u32, pos, r.created_at, interval)
+    })?;
+    if let WalkEnd::Undecodable { pos, cause } = end {
+        return Err(Corruption::new(path, pos, Some(state.next_seq), cause).into());
+    }
+    if state.next_seq != footer.last_seq + 1 || state.prev_hash != footer.last_hash {
+        return Err(Corruption::new(
+            path,
+            footer.records_end,
+            Some(footer.last_seq),
+            CorruptionKind::Mismatch {
+                what: Structure::SegmentFooter,
+                field: "last_seq/last_hash",
+                expected: format!("{}/{}", state.next_seq.wrapping_sub(1), crate::error::hex(&state.prev_hash)),
+                found: format!("{}/{}", footer.last_seq, crate::error::hex(&footer.last_hash)),
+            },
+        )
+        .into());
+    }
+    Ok(live)
+}
+
+/// A new random log identity.
+fn new_log_id(dir: &Path) -> LogId {
+    let mut id = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(&mut id).is_ok() {
+            return id;
+        }
+    }
+    // No entropy device: hash what distinguishes this creation.
+    let seed = format!(
+        "{:?} {} {}",
+        std::time::SystemTime::now(),
+        std::process::id(),
+        dir.display()
+    );
+    let h = chain::step(&[0; 32], 0, 0, 1, seed.as_bytes());
+    id.copy_from_slice(&h[..16]);
+    id
+}
+
+fn remove_if_exists(storage: &dyn Storage, path: &Path) -> Result<()> {
+    match storage.remove(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// Opens (or creates) the log in `dir`.
+pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Result<Recovered> {
+    storage
+        .create_dir_all(dir)
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    let names = storage.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut seqs: Vec<u64> = names
+        .iter()
+        .filter_map(|n| segment::parse_segment_name(n))
+        .collect();
+    seqs.sort_unstable();
+    let temps: Vec<PathBuf> = names
+        .iter()
+        .filter(|n| n.ends_with(segment::TMP_SUFFIX))
+        .map(|n| dir.join(n))
+        .collect();
+    let mut report = RecoveryReport::default();
+
+    if seqs.is_empty() {
+        for t in &temps {
+            remove_if_exists(storage, t)?;
+        }
+        report.removed_temp_files = temps;
+        let log_id = config.log_id.unwrap_or_else(|| new_log_id(dir));
+        let header = SegmentHeader {
+            log_id,
+            first_seq: 0,
+            created_at: config.clock.now_nanos(),
+            prev_hash: chain::genesis(&log_id),
+        };
+        let (path, _) = segment::create_segment(storage, dir, &header)?;
+        let file = storage
+            .open_write(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        report.created = true;
+        return Ok(Recovered {
+            log_id,
+            sealed: Vec::new(),
+            active: ActiveState {
+                first_seq: 0,
+                path,
+                file,
+                end: HEADER_LEN as u64,
+                live: LiveIndex::default(),
+                first_created_at: None,
+            },
+            chain: ChainState {
+                next_seq: 0,
+                prev_hash: header.prev_hash,
+                last_created_at: 0,
+            },
+            report,
+        });
+    }
+
+    // Phase 1: checks only.
+    let mut log_id: Option<LogId> = None;
+    let mut state: Option<ChainState> = None;
+    let mut checked: Vec<(CheckedSealed, SegmentHeader, u64)> = Vec::new();
+    let mut last_active: Option<(PathBuf, SegmentHeader, Vec<u8>, LiveIndex, u64, Option<(u64, CorruptionKind)>)> = None;
+
+    for (i, &name_seq) in seqs.iter().enumerate() {
+        let path = dir.join(segment::segment_file_name(name_seq));
+        let is_last = i + 1 == seqs.len();
+        let expected_first = state.map_or(0, |s| s.next_seq);
+        if name_seq != expected_first {
+            return Err(Corruption::new(
+                &path,
+                0,
+                Some(expected_first),
+                CorruptionKind::MissingSegment {
+                    expected_first_seq: expected_first,
+                    found: format!("segment {}", segment::segment_file_name(name_seq)),
+                },
+            )
+            .into());
+        }
+        let (file, len, header) = read_header(storage, &path, name_seq)?;
+        let id = *log_id.get_or_insert(header.log_id);
+        if header.log_id != id {
+            return Err(Corruption::new(
+                &path,
+                0,
+                Some(name_seq),
+                CorruptionKind::Mismatch {
+                    what: Structure::SegmentHeader,
+                    field: "log_id",
+                    expected: crate::error::hex(&id),
+                    found: crate::error::hex(&header.log_id),
+                },
+            )
+            .into());
+        }
+        let expected_prev = state.map_or_else(|| chain::genesis(&id), |s| s.prev_hash);
+        if header.prev_hash != expected_prev {
+            return Err(Corruption::new(
+                &path,
+                0,
+                Some(name_seq),
+                CorruptionKind::BrokenLink {
+                    expected: expected_prev,
+                    found: header.prev_hash,
+                },
+            )
+            .into());
+        }
+        let prev_time = state.map_or(0, |s| s.last_created_at);
+        let footer = read_footer(&*file, &path, len, name_seq)?;
+        match footer {
+            Ok(footer) => {
+                if footer.first_created_at < prev_time {
+                    return Err(Corruption::new(
+                        &path,
+                        footer.records_end,
+                        Some(name_seq),
+                        CorruptionKind::TimeRegression {
+                            previous: prev_time,
+                            found: footer.first_created_at,
+                        },
+                    )
+                    .into());
+                }
+                let rebuild_index = load_sealed_index(storage, dir, &footer)?.is_none();
+                let finish_seal =
+                    !storage.is_read_only(&path).map_err(|e| Error::io("stat", &path, e))?;
+                state = Some(ChainState {
+                    next_seq: footer.last_seq + 1,
+                    prev_hash: footer.last_hash,
+                    last_created_at: footer.last_created_at,
+                });
+                checked.push((
+                    CheckedSealed {
+                        path,
+                        file,
+                        footer,
+                        rebuild_index,
+                        finish_seal,
+                    },
+                    header,
+                    prev_time,
+                ));
+            }
+            Err(cause) if !is_last => {
+                return Err(Corruption::new(
+                    &path,
+                    len.saturating_sub(FOOTER_LEN as u64),
+                    Some(name_seq),
+                    CorruptionKind::UnsealedSegment {
+                        next_first_seq: seqs[i + 1],
+                        cause: Box::new(cause),
+                    },
+                )
+                .into());
+            }
+            Err(_) => {
+                // The active segment: walk every record.
+                let bytes = file.read_all().map_err(|e| Error::io("read", &path, e))?;
+                let bytes = bytes.to_vec();
+                let mut st = ChainState {
+                    next_seq: name_seq,
+                    prev_hash: header.prev_hash,
+                    last_created_at: prev_time,
+                };
+                let mut live = LiveIndex::default();
+                let interval = config.index_interval;
+                let end = walk_records(&path, &bytes, bytes.len(), &mut st, |pos, r| {
+                    live.observe((r.seq - name_seq) as u32, pos, r.created_at, interval)
+                })?;
+                let (end_pos, tail) = match end {
+                    WalkEnd::Clean => (bytes.len() as u64, None),
+                    WalkEnd::Undecodable { pos, cause } => {
+                        check_torn_tail(&path, &bytes, pos, &cause, st.next_seq)?;
+                        (pos, Some((pos, cause)))
+                    }
+                };
+                state = Some(st);
+                last_active = Some((path, header, bytes, live, end_pos, tail));
+            }
+        }
+    }
+    let log_id = log_id.expect("at least one segment");
+    if let Some(want) = config.log_id {
+        if want != log_id {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds log {}, not the configured log {}",
+                dir.display(),
+                crate::error::hex(&log_id),
+                crate::error::hex(&want)
+            )));
+        }
+    }
+    let chain_state = state.expect("at least one segment");
+
+    // Phase 2: repairs.
+    for t in &temps {
+        remove_if_exists(storage, t)?;
+    }
+    report.removed_temp_files = temps;
+    let mut dir_dirty = !report.removed_temp_files.is_empty();
+    let mut sealed = Vec::with_capacity(checked.len());
+    for (c, header, prev_time) in checked {
+        if c.rebuild_index {
+            let live = rebuild_index(
+                &*c.file,
+                &c.path,
+                &header,
+                &c.footer,
+                prev_time,
+                config.index_interval,
+            )?;
+            segment::write_indexes(storage, dir, c.footer.first_seq, &live)?;
+            report.rebuilt_indexes.push(c.path.clone());
+            dir_dirty = true;
+        }
+        if c.finish_seal {
+            storage
+                .set_read_only(&c.path)
+                .map_err(|e| Error::io("make read-only", &c.path, e))?;
+            report.finished_seals.push(c.path.clone());
+            dir_dirty = true;
+        }
+        let index = load_sealed_index(storage, dir, &c.footer)?.ok_or_else(|| {
+            Error::from(Corruption::new(
+                &c.path,
+                0,
+                Some(c.footer.first_seq),
+                CorruptionKind::BadField {
+                    what: Structure::OffsetIndex,
+                    field: "file",
+                    expected: "a valid index after rebuilding".into(),
+                    found: "an invalid one".into(),
+                },
+            ))
+        })?;
+        sealed.push(Segment {
+            first_seq: c.footer.first_seq,
+            path: c.path,
+            file: c.file,
+            index,
+            footer: Some(c.footer),
+        });
+    }
+    if dir_dirty {
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+    }
+
+    let active = match last_active {
+        Some((path, header, bytes, live, end_pos, tail)) => {
+            if let Some((pos, cause)) = tail {
+                report.cut = Some(cut_tail(storage, dir, &path, &bytes, pos, cause)?);
+            }
+            let file = storage
+                .open_write(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            ActiveState {
+                first_seq: header.first_seq,
+                path,
+                file,
+                end: end_pos,
+                first_created_at: live.times.first().map(|t| t.created_at),
+                live,
+            }
+        }
+        None => {
+            // The last segment is sealed (a crash came between sealing it
+            // and creating its successor): create the active segment now.
+            let header = SegmentHeader {
+                log_id,
+                first_seq: chain_state.next_seq,
+                created_at: config.clock.now_nanos(),
+                prev_hash: chain_state.prev_hash,
+            };
+            let (path, _) = segment::create_segment(storage, dir, &header)?;
+            let file = storage
+                .open_write(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            ActiveState {
+                first_seq: header.first_seq,
+                path,
+                file,
+                end: HEADER_LEN as u64,
+                live: LiveIndex::default(),
+                first_created_at: None,
+            }
+        }
+    };
+    Ok(Recovered {
+        log_id,
+        sealed,
+        active,
+        chain: chain_state,
+        report,
+    })
+}
+
+/// Cuts the last segment back to `pos`, in an order that never loses the
+/// cut bytes: save them to `NAME.seg.cut-POS[-N]` and sync that file and
+/// the directory, then truncate the segment and sync it.
+fn cut_tail(
+    storage: &dyn Storage,
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    pos: u64,
+    cause: CorruptionKind,
+) -> Result<TailCut> {
+    let base = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment")
+        .to_owned();
+    let existing = storage.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut name = format!("{base}.cut-{pos}");
+    let mut n = 1;
+    while existing.contains(&name) {
+        name = format!("{base}.cut-{pos}-{n}");
+        n += 1;
+    }
+    let saved_to = dir.join(&name);
+    let tail = &bytes[pos as usize..];
+    let f = storage
+        .create_new(&saved_to)
+        .map_err(|e| Error::io("create", &saved_to, e))?;
+    write_all_at(&*f, tail, 0).map_err(|e| Error::io("write", &saved_to, e))?;
+    f.sync_data()
+        .map_err(|e| Error::io("fdatasync", &saved_to, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    let seg = storage
+        .open_write(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    seg.set_len(pos).map_err(|e| Error::io("truncate", path, e))?;
+    seg.sync_data()
+        .map_err(|e| Error::io("fdatasync after truncate", path, e))?;
+    Ok(TailCut {
+        segment: path.to_path_buf(),
+        offset: pos,
+        len: tail.len() as u64,
+        saved_to,
+        cause,
+    })
+}

@@ -1,0 +1,196 @@
+//! Segments: naming, the in-memory handle, creation and sealing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::footer::Footer;
+use crate::format::header::SegmentHeader;
+use crate::format::index::IndexKind;
+use crate::storage::{write_all_at, Storage, StorageFile};
+
+pub(crate) mod cursor;
+pub(crate) mod index;
+
+pub(crate) use cursor::Cursor;
+pub(crate) use index::{LiveIndex, SegmentIndex};
+
+/// Digits in a segment's file name: `u64::MAX` has 20, and zero padding
+/// makes names sort in seq order.
+const NAME_DIGITS: usize = 20;
+/// Suffix of a segment file.
+pub const SEGMENT_SUFFIX: &str = ".seg";
+/// Suffix of a segment file still being created (header not yet durable
+/// under its final name); removed by recovery.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+/// `00000000000000000042.seg` for a segment whose first seq is 42.
+pub fn segment_file_name(first_seq: u64) -> String {
+    format!("{first_seq:0NAME_DIGITS$}{SEGMENT_SUFFIX}")
+}
+
+/// The index file names beside a segment: `.idx` and `.tix`.
+pub fn index_file_name(first_seq: u64, kind: IndexKind) -> String {
+    let ext = match kind {
+        IndexKind::Offset => "idx",
+        IndexKind::Time => "tix",
+    };
+    format!("{first_seq:0NAME_DIGITS$}.{ext}")
+}
+
+/// The first seq named by a segment file name, if `name` is one.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A segment as the log holds it: its file and index, and its footer once
+/// sealed.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    pub file: Arc<dyn StorageFile>,
+    pub index: SegmentIndex,
+    pub footer: Option<Footer>,
+}
+
+/// Creates a segment file and makes it durable under its final name, in an
+/// order that leaves no half-made segment behind:
+///
+/// 1. create `NAME.seg.tmp` and write the header: a crash now leaves only a
+///    temporary file, which recovery removes;
+/// 2. `fdatasync` it: the header is durable before the file has its name;
+/// 3. rename it to `NAME.seg`;
+/// 4. `fsync` the directory: the name is durable before any record in the
+///    segment can be acknowledged.
+pub(crate) fn create_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    header: &SegmentHeader,
+) -> Result<(PathBuf, Arc<dyn StorageFile>)> {
+    let name = segment_file_name(header.first_seq);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    match storage.remove(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove stale", &tmp, e)),
+    }
+    let file = storage
+        .create_new(&tmp)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    write_all_at(&*file, &header.encode(), 0).map_err(|e| Error::io("write header", &tmp, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync header", &tmp, e))?;
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    Ok((path, file))
+}
+
+/// Writes an index file beside its segment: to a temporary name, synced,
+/// then renamed over any old one. The caller syncs the directory.
+pub(crate) fn write_index_file(
+    storage: &dyn Storage,
+    dir: &Path,
+    first_seq: u64,
+    kind: IndexKind,
+    bytes: &[u8],
+) -> Result<PathBuf> {
+    let path = dir.join(index_file_name(first_seq, kind));
+    let tmp = dir.join(format!("{}{TMP_SUFFIX}", index_file_name(first_seq, kind)));
+    match storage.remove(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove stale", &tmp, e)),
+    }
+    let file = storage
+        .create_new(&tmp)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    write_all_at(&*file, bytes, 0).map_err(|e| Error::io("write index", &tmp, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync index", &tmp, e))?;
+    drop(file);
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    Ok(path)
+}
+
+/// Writes both index files of a sealed segment and makes them read-only.
+/// The caller syncs the directory afterwards.
+pub(crate) fn write_indexes(
+    storage: &dyn Storage,
+    dir: &Path,
+    first_seq: u64,
+    live: &LiveIndex,
+) -> Result<()> {
+    for kind in [IndexKind::Offset, IndexKind::Time] {
+        let bytes = live.encode_file(kind, first_seq);
+        let path = write_index_file(storage, dir, first_seq, kind, &bytes)?;
+        storage
+            .set_read_only(&path)
+            .map_err(|e| Error::io("make read-only", &path, e))?;
+    }
+    Ok(())
+}
+
+/// Seals a segment whose records are all durable, in the order
+/// docs/durability.md argues for:
+///
+/// 1. write the footer after the last record;
+/// 2. `fdatasync`: the footer is durable (a crash before this leaves a torn
+///    footer, which recovery cuts as a torn tail: the segment is active
+///    again and is sealed anew);
+/// 3. write both index files, each synced before its rename (a crash leaves
+///    them missing or stale, and recovery rebuilds them from the records);
+/// 4. make the segment read-only (durable through the inode's fsync);
+/// 5. `fsync` the directory: the index names are durable.
+pub(crate) fn seal_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    path: &Path,
+    file: &dyn StorageFile,
+    footer: &Footer,
+    live: &LiveIndex,
+) -> Result<()> {
+    assert!(
+        footer.record_count > 0,
+        "an empty segment is never sealed"
+    );
+    write_all_at(file, &footer.encode(), footer.records_end)
+        .map_err(|e| Error::io("write footer", path, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync footer", path, e))?;
+    write_indexes(storage, dir, footer.first_seq, live)?;
+    storage
+        .set_read_only(path)
+        .map_err(|e| Error::io("make read-only", path, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_and_round_trip() {
+        assert_eq!(segment_file_name(42), "00000000000000000042.seg");
+        assert_eq!(parse_segment_name("00000000000000000042.seg"), Some(42));
+        assert_eq!(parse_segment_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_segment_name("42.seg"), None);
+        assert_eq!(parse_segment_name("00000000000000000042.seg.tmp"), None);
+        assert_eq!(index_file_name(7, IndexKind::Time), "00000000000000000007.tix");
+        assert!(segment_file_name(9) < segment_file_name(10));
+    }
+}

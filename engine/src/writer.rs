@@ -1,0 +1,475 @@
+//! The write path: one writer thread per log assigns seq and `created_at`,
+//! extends the chain, and writes each group with one system call; one
+//! syncer thread makes groups durable and acknowledges them.
+//!
+//! The two threads form a pipeline: while the syncer's `fdatasync` covers
+//! group N, the writer gathers, hashes and writes group N+1. A sync that
+//! returns covers every group written before it started, so the syncer
+//! acknowledges all the groups it collected with one sync. Nothing is
+//! acknowledged before the `fdatasync` covering it has returned; after a
+//! failed write or sync, nothing is acknowledged again (the log is
+//! poisoned until it is reopened, which recovers from disk).
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use parking_lot::RwLock;
+
+use crate::chain;
+use crate::config::Durability;
+use crate::error::{Error, Result};
+use crate::format::footer::Footer;
+use crate::format::header::{SegmentHeader, HEADER_LEN};
+use crate::format::record::{self, RECORD_OVERHEAD};
+use crate::log::{HeadState, Receipt, Shared};
+use crate::recovery::{ActiveState, ChainState};
+use crate::segment::{self, LiveIndex, Segment, SegmentIndex};
+use crate::storage::{write_all_at, StorageFile};
+
+/// Groups written but not yet synced, at most. Bounds the receipts held by
+/// the syncer; the writer waits when the syncer falls this far behind.
+const SYNC_QUEUE_DEPTH: usize = 64;
+
+/// The longest the writer sleeps before rechecking the segment age limit.
+const AGE_POLL: Duration = Duration::from_secs(1);
+
+/// An append waiting for the writer: its payloads back to back, their
+/// lengths, and where to send the receipts.
+pub(crate) struct Request {
+    pub kind: u8,
+    pub data: Vec<u8>,
+    pub lens: Vec<u32>,
+    pub reply: Sender<Result<Vec<Receipt>>>,
+}
+
+struct Waiter {
+    reply: Sender<Result<Vec<Receipt>>>,
+    receipts: Vec<Receipt>,
+}
+
+struct Group {
+    file: Arc<dyn StorageFile>,
+    path: PathBuf,
+    /// The segment offset after this group.
+    end: u64,
+    head: HeadState,
+    waiters: Vec<Waiter>,
+}
+
+enum SyncJob {
+    Group(Group),
+    /// Answered once every job sent before it has been completed.
+    Barrier(Sender<()>),
+}
+
+/// The active segment, as the writer holds it.
+struct Active {
+    first_seq: u64,
+    path: PathBuf,
+    file: Arc<dyn StorageFile>,
+    end: u64,
+    records: u64,
+    first_created_at: Option<u64>,
+    segment: Arc<Segment>,
+}
+
+#[derive(Debug)]
+pub(crate) struct WriterHandles {
+    pub writer: JoinHandle<()>,
+}
+
+/// Starts the writer and syncer threads for a recovered log. Returns the
+/// active segment's handle, for the log's segment list.
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    active: ActiveState,
+    chain: ChainState,
+    rx: Receiver<Request>,
+) -> Result<(Arc<Segment>, WriterHandles)> {
+    let segment = Arc::new(Segment {
+        first_seq: active.first_seq,
+        path: active.path.clone(),
+        file: active.file.clone(),
+        index: SegmentIndex::Live(RwLock::new(active.live)),
+        footer: None,
+    });
+    let records = chain.next_seq - active.first_seq;
+    let (sync_tx, sync_rx) = bounded(SYNC_QUEUE_DEPTH);
+    let syncer = {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("chainlog-syncer".into())
+            .spawn(move || syncer_loop(&s, &sync_rx))
+            .map_err(|e| Error::io("spawn syncer thread", &shared.dir, e))?
+    };
+    let mut writer = Writer {
+        shared: shared.clone(),
+        rx,
+        active: Active {
+            first_seq: active.first_seq,
+            path: active.path,
+            file: active.file,
+            end: active.end,
+            records,
+            first_created_at: active.first_created_at,
+            segment: segment.clone(),
+        },
+        chain,
+        buf: Vec::new(),
+        sync_tx,
+        syncer: Some(syncer),
+    };
+    let handle = std::thread::Builder::new()
+        .name("chainlog-writer".into())
+        .spawn(move || writer.run())
+        .map_err(|e| Error::io("spawn writer thread", &shared.dir, e))?;
+    Ok((segment, WriterHandles { writer: handle }))
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    rx: Receiver<Request>,
+    active: Active,
+    chain: ChainState,
+    buf: Vec<u8>,
+    sync_tx: Sender<SyncJob>,
+    syncer: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn run(&mut self) {
+        while let Some(first) = self.next_request() {
+            let mut group = vec![first];
+            let mut bytes = group[0].data.len();
+            while bytes < self.shared.config.max_group_bytes {
+                match self.rx.try_recv() {
+                    Ok(r) => {
+                        bytes += r.data.len();
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.write_group(group);
+        }
+        // Every sender is gone: let the syncer finish what was written.
+        let (tx, _rx) = bounded(1);
+        drop(std::mem::replace(&mut self.sync_tx, tx));
+        if let Some(s) = self.syncer.take() {
+            let _ = s.join();
+        }
+    }
+
+    /// Waits for the next request, sealing the active segment when it
+    /// reaches its age limit while idle. `None` once the log is closed.
+    fn next_request(&mut self) -> Option<Request> {
+        loop {
+            let wait = match (self.shared.config.segment_age, self.active.first_created_at) {
+                (Some(age), Some(first)) if !self.shared.is_poisoned() => {
+                    let deadline = first.saturating_add(age.as_nanos() as u64);
+                    let now = self.shared.config.clock.now_nanos();
+                    if now >= deadline {
+                        if let Err(e) = self.roll() {
+                            self.shared.poison(&e);
+                        }
+                        continue;
+                    }
+                    Some(Duration::from_nanos(deadline - now).min(AGE_POLL))
+                }
+                _ => None,
+            };
+            match wait {
+                None => return self.rx.recv().ok(),
+                Some(t) => match self.rx.recv_timeout(t) {
+                    Ok(r) => return Some(r),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return None,
+                },
+            }
+        }
+    }
+
+    fn write_group(&mut self, group: Vec<Request>) {
+        if let Some(cause) = self.shared.poison_cause() {
+            fail_all(group.into_iter().map(|r| r.reply), || Error::Poisoned {
+                cause: cause.clone(),
+            });
+            return;
+        }
+        let encoded: u64 = group
+            .iter()
+            .map(|r| r.data.len() as u64 + (r.lens.len() * RECORD_OVERHEAD) as u64)
+            .sum();
+        let segment_size = self.shared.config.segment_size;
+        if self.active.records > 0 && self.active.end + encoded > segment_size {
+            if let Err(e) = self.roll() {
+                self.shared.poison(&e);
+                fail_all(group.into_iter().map(|r| r.reply), || replicate(&e));
+                return;
+            }
+        }
+
+        // Assign seq and created_at, extend the chain, encode.
+        let config = &self.shared.config;
+        let durable_through = u32::try_from(self.shared.synced_end.load(Ordering::Acquire))
+            .expect("segment offsets fit in 32 bits");
+        self.buf.clear();
+        let mut live = match &self.active.segment.index {
+            SegmentIndex::Live(l) => l.read().clone_tail(),
+            SegmentIndex::Sealed { .. } => unreachable!("the active segment has a live index"),
+        };
+        let mut waiters = Vec::with_capacity(group.len());
+        for req in group {
+            let mut receipts = Vec::with_capacity(req.lens.len());
+            let mut at = 0usize;
+            for &len in &req.lens {
+                let payload = &req.data[at..at + len as usize];
+                at += len as usize;
+                let now = config.clock.now_nanos();
+                let created_at = now.max(self.chain.last_created_at);
+                let seq = self.chain.next_seq;
+                let hash = chain::step(&self.chain.prev_hash, seq, created_at, req.kind, payload);
+                let pos = self.active.end + self.buf.len() as u64;
+                live.observe(
+                    (seq - self.active.first_seq) as u32,
+                    pos,
+                    created_at,
+                    config.index_interval,
+                );
+                record::encode(
+                    &mut self.buf,
+                    seq,
+                    created_at,
+                    req.kind,
+                    durable_through,
+                    payload,
+                    &hash,
+                );
+                self.chain = ChainState {
+                    next_seq: seq + 1,
+                    prev_hash: hash,
+                    last_created_at: created_at,
+                };
+                self.active.first_created_at.get_or_insert(created_at);
+                receipts.push(Receipt {
+                    seq,
+                    created_at,
+                    hash,
+                });
+            }
+            waiters.push(Waiter {
+                reply: req.reply,
+                receipts,
+            });
+        }
+        let count: u64 = waiters.iter().map(|w| w.receipts.len() as u64).sum();
+
+        // One write for the whole group.
+        if let Err(e) = write_all_at(&*self.active.file, &self.buf, self.active.end) {
+            let e = Error::io("write", &self.active.path, e);
+            self.shared.poison(&e);
+            fail_all(waiters.into_iter().map(|w| w.reply), || replicate(&e));
+            return;
+        }
+        self.shared.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .bytes
+            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        self.active.end += self.buf.len() as u64;
+        self.active.records += count;
+        if let SegmentIndex::Live(l) = &self.active.segment.index {
+            l.write().append_tail(live);
+        }
+        let job = SyncJob::Group(Group {
+            file: self.active.file.clone(),
+            path: self.active.path.clone(),
+            end: self.active.end,
+            head: HeadState {
+                next_seq: self.chain.next_seq,
+                last_hash: self.chain.prev_hash,
+                last_created_at: self.chain.last_created_at,
+            },
+            waiters,
+        });
+        if let Err(crossbeam_channel::SendError(SyncJob::Group(g))) = self.sync_tx.send(job) {
+            fail_all(g.waiters.into_iter().map(|w| w.reply), || Error::Closed);
+        }
+    }
+
+    /// Seals the active segment and starts the next one.
+    fn roll(&mut self) -> Result<()> {
+        // 1. Wait until the syncer has completed every group written to the
+        //    active segment: sealing needs all of its records durable, and
+        //    no acknowledgement may refer to a segment being sealed.
+        let (tx, rx) = bounded(1);
+        if self.sync_tx.send(SyncJob::Barrier(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+        if let Some(cause) = self.shared.poison_cause() {
+            return Err(Error::Poisoned { cause });
+        }
+        let shared = self.shared.clone();
+        let storage = &*shared.storage;
+        let a = &self.active;
+        let live = match &a.segment.index {
+            SegmentIndex::Live(l) => l.read().clone(),
+            SegmentIndex::Sealed { .. } => unreachable!("the active segment has a live index"),
+        };
+        let footer = Footer {
+            first_seq: a.first_seq,
+            last_seq: self.chain.next_seq - 1,
+            record_count: a.records,
+            records_end: a.end,
+            first_created_at: a.first_created_at.unwrap_or(self.chain.last_created_at),
+            last_created_at: self.chain.last_created_at,
+            sealed_at: shared.config.clock.now_nanos(),
+            last_hash: self.chain.prev_hash,
+            merkle_root: [0; 32],
+            signature: [0; 64],
+        };
+        // 2. Seal: footer, sync, index files, read-only, directory sync.
+        segment::seal_segment(storage, &shared.dir, &a.path, &*a.file, &footer, &live)?;
+        let index = crate::recovery::load_sealed_index(storage, &shared.dir, &footer)?
+            .unwrap_or(SegmentIndex::Live(RwLock::new(live)));
+        let sealed = Arc::new(Segment {
+            first_seq: a.first_seq,
+            path: a.path.clone(),
+            file: a.file.clone(),
+            index,
+            footer: Some(footer),
+        });
+        // 3. Create the next segment: header durable under its final name,
+        //    and the directory synced, before any record in it is written.
+        let header = SegmentHeader {
+            log_id: shared.log_id,
+            first_seq: self.chain.next_seq,
+            created_at: shared.config.clock.now_nanos(),
+            prev_hash: self.chain.prev_hash,
+        };
+        let (path, _) = segment::create_segment(storage, &shared.dir, &header)?;
+        let file = storage
+            .open_write(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let segment = Arc::new(Segment {
+            first_seq: header.first_seq,
+            path: path.clone(),
+            file: file.clone(),
+            index: SegmentIndex::Live(RwLock::new(LiveIndex::default())),
+            footer: None,
+        });
+        {
+            let mut segs = shared.segments.write();
+            let last = segs.len() - 1;
+            segs[last] = sealed;
+            segs.push(segment.clone());
+        }
+        shared
+            .synced_end
+            .store(HEADER_LEN as u64, Ordering::Release);
+        shared.stats.segments_sealed.fetch_add(1, Ordering::Relaxed);
+        self.active = Active {
+            first_seq: header.first_seq,
+            path,
+            file,
+            end: HEADER_LEN as u64,
+            records: 0,
+            first_created_at: None,
+            segment,
+        };
+        Ok(())
+    }
+}
+
+fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
+    while let Ok(job) = rx.recv() {
+        let mut groups = Vec::new();
+        let mut barrier = None;
+        match job {
+            SyncJob::Group(g) => groups.push(g),
+            SyncJob::Barrier(b) => barrier = Some(b),
+        }
+        // Everything already written is covered by the sync about to start.
+        while barrier.is_none() {
+            match rx.try_recv() {
+                Ok(SyncJob::Group(g)) => groups.push(g),
+                Ok(SyncJob::Barrier(b)) => barrier = Some(b),
+                Err(_) => break,
+            }
+        }
+        if !groups.is_empty() {
+            complete(shared, groups);
+        }
+        if let Some(b) = barrier {
+            let _ = b.send(());
+        }
+    }
+}
+
+/// Syncs once for all `groups` (all in one segment, in write order) and
+/// acknowledges them, or fails them all.
+fn complete(shared: &Shared, groups: Vec<Group>) {
+    let waiters = || groups.iter().flat_map(|g| g.waiters.iter());
+    if let Some(cause) = shared.poison_cause() {
+        fail_all(waiters().map(|w| w.reply.clone()), || Error::Poisoned {
+            cause: cause.clone(),
+        });
+        return;
+    }
+    let last = groups.last().expect("at least one group");
+    if shared.config.durability == Durability::SyncEveryGroup {
+        if let Err(e) = last.file.sync_data() {
+            // Never retry: after a failed fdatasync the kernel may have
+            // dropped the dirty pages, so a later success proves nothing.
+            let e = Error::io("fdatasync", &last.path, e);
+            shared.poison(&e);
+            fail_all(waiters().map(|w| w.reply.clone()), || replicate(&e));
+            return;
+        }
+        shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        shared.synced_end.store(last.end, Ordering::Release);
+    }
+    // Publish the head before acknowledging, so that a reader who saw the
+    // receipt finds the record.
+    *shared.head.write() = last.head;
+    for g in groups {
+        shared
+            .stats
+            .appends
+            .fetch_add(g.waiters.iter().map(|w| w.receipts.len() as u64).sum(), Ordering::Relaxed);
+        for w in g.waiters {
+            let _ = w.reply.send(Ok(w.receipts));
+        }
+    }
+}
+
+fn fail_all(replies: impl Iterator<Item = Sender<Result<Vec<Receipt>>>>, err: impl Fn() -> Error) {
+    for r in replies {
+        let _ = r.send(Err(err()));
+    }
+}
+
+/// A copy of an error for each waiter of a failed group.
+fn replicate(e: &Error) -> Error {
+    match e {
+        Error::Io { op, path, source } => Error::Io {
+            op,
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        Error::Poisoned { cause } => Error::Poisoned {
+            cause: cause.clone(),
+        },
+        other => Error::Poisoned {
+            cause: other.to_string(),
+        },
+    }
+}
