@@ -44,13 +44,17 @@ mod tests {
         input.push(1);
         input.extend_from_slice(b"payload");
         let expected: Hash = Sha256::digest(&input).into();
-        assert_eq!(step(&prev, 42, 1_700_000_000_000_000_000, 1, b"payload"), expected);
+        assert_eq!(
+            step(&prev, 42, 1_700_000_000_000_000_000, 1, b"payload"),
+            expected
+        );
     }
 
     #[test]
     fn genesis_depends_on_log_id() {
         assert_ne!(genesis(&[0; 16]), genesis(&[1; 16]));
-        let expected: Hash = Sha256::digest(b"chainlog genesis v1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").into();
+        let expected: Hash =
+            Sha256::digest(b"chainlog genesis v1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").into();
         assert_eq!(genesis(&[0; 16]), expected);
     }
 }

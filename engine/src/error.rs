@@ -147,7 +147,12 @@ impl From<Corruption> for Error {
 
 impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "corruption in {} at offset {}", self.file.display(), self.offset)?;
+        write!(
+            f,
+            "corruption in {} at offset {}",
+            self.file.display(),
+            self.offset
+        )?;
         if let Some(seq) = self.seq {
             write!(f, " (seq {seq})")?;
         }
@@ -213,7 +218,11 @@ pub enum CorruptionKind {
     },
     /// A record's hash is not SHA-256 of its predecessor's hash and its
     /// contents: the record or one before it was altered.
-    #[error("chain break: stored hash {}, recomputed {}", hex(found), hex(expected))]
+    #[error(
+        "chain break: stored hash {}, recomputed {}",
+        hex(found),
+        hex(expected)
+    )]
     ChainBreak {
         /// The hash recomputed from the bytes.
         expected: Hash,
@@ -237,7 +246,11 @@ pub enum CorruptionKind {
         found: u64,
     },
     /// A segment header does not link to the previous segment's last hash.
-    #[error("segment header does not link: prev_hash {}, previous segment ends with {}", hex(found), hex(expected))]
+    #[error(
+        "segment header does not link: prev_hash {}, previous segment ends with {}",
+        hex(found),
+        hex(expected)
+    )]
     BrokenLink {
         /// The previous segment's last hash (or the genesis hash).
         expected: Hash,
@@ -245,7 +258,9 @@ pub enum CorruptionKind {
         found: Hash,
     },
     /// A segment is missing: the sequence jumps between segment files.
-    #[error("missing segment: expected a segment starting at seq {expected_first_seq}, found {found}")]
+    #[error(
+        "missing segment: expected a segment starting at seq {expected_first_seq}, found {found}"
+    )]
     MissingSegment {
         /// The first seq the next segment should have.
         expected_first_seq: u64,

@@ -2,7 +2,7 @@
 //! SHA-256 hash-chained records in fsynced, sealed, write-once segment files
 //! with sparse indexes.
 //!
-//! The layers, bottom up: [`format`] (pure encode/decode of every on-disk
+//! The layers, bottom up: [`format`](mod@format) (pure encode/decode of every on-disk
 //! structure), [`storage`] (the file-system seam), `segment` (creation,
 //! sealing, reading, indexes), `recovery` (opening a directory), `writer`
 //! (group commit), [`Log`] (the API), and [`verify`] (full verification).

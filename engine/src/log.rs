@@ -339,25 +339,14 @@ impl Log {
         let Some(seg) = segments.get(i) else {
             return Ok(None);
         };
-        let (pos, seq) = match seg.index.time_before(t) {
-            Some(e) => (u64::from(e.pos), seg.first_seq + u64::from(e.rel_seq)),
-            None => (HEADER_LEN as u64, seg.first_seq),
-        };
-        let mut cursor = segment_cursor(&self.shared, seg, pos);
-        let mut expected = seq;
-        while expected < head.next_seq {
-            let Some((at, rec)) = cursor.next_record()? else {
-                break;
-            };
-            if rec.seq != expected {
-                return Err(index_mismatch(seg, at, expected, rec.seq));
-            }
-            if rec.created_at >= t {
-                return Ok(Some(rec.seq));
-            }
-            expected += 1;
-        }
-        Ok(None)
+        let hint = seg
+            .index
+            .time_before(t)
+            .map(|e| (u64::from(e.pos), seg.first_seq + u64::from(e.rel_seq)));
+        let found = find_in_segment(&self.shared, seg, hint, head.next_seq, |r| {
+            r.created_at >= t
+        })?;
+        Ok(found.map(|(_, rec)| rec.seq))
     }
 
     /// Stops the writer after it has completed every append already queued.
@@ -388,7 +377,10 @@ fn segment_cursor(shared: &Shared, seg: &Segment, pos: u64) -> Cursor {
         seg.path.clone(),
         pos,
         end,
-        shared.config.max_record_len.max(crate::format::record::MAX_PAYLOAD_LEN),
+        shared
+            .config
+            .max_record_len
+            .max(crate::format::record::MAX_PAYLOAD_LEN),
     )
 }
 
@@ -433,51 +425,66 @@ fn locate(shared: &Shared, seq: u64) -> Result<(Arc<Segment>, Cursor, Record)> {
             },
         ))
     })?;
-    let hint = seg.index.offset_for(rel);
+    let hint = seg
+        .index
+        .offset_for(rel)
+        .map(|e| (u64::from(e.pos), seg.first_seq + u64::from(e.rel_seq)));
+    let next_seq = shared.head.read().next_seq;
+    match find_in_segment(shared, &seg, hint, next_seq, |r| r.seq == seq)? {
+        Some((cursor, rec)) => Ok((seg, cursor, rec)),
+        None => Err(Corruption::new(
+            &seg.path,
+            0,
+            Some(seq),
+            CorruptionKind::MissingSegment {
+                expected_first_seq: seq,
+                found: "no such record in the segment that should hold it".into(),
+            },
+        )
+        .into()),
+    }
+}
+
+/// Scans a segment for the first record that satisfies `stop`, before
+/// `next_seq` (the durable end). Starts at the index's hint; if the record
+/// there is not the one the entry names, or does not decode, the index is
+/// not trusted and the scan restarts at the segment's first record.
+/// Returns the record and a cursor positioned after it.
+fn find_in_segment(
+    shared: &Shared,
+    seg: &Segment,
+    hint: Option<(u64, u64)>,
+    next_seq: u64,
+    mut stop: impl FnMut(&Record) -> bool,
+) -> Result<Option<(Cursor, Record)>> {
+    let start = (HEADER_LEN as u64, seg.first_seq);
     let attempts = match hint {
-        Some(e) if e.pos as usize != HEADER_LEN => vec![
-            (u64::from(e.pos), seg.first_seq + u64::from(e.rel_seq)),
-            (HEADER_LEN as u64, seg.first_seq),
-        ],
-        _ => vec![(HEADER_LEN as u64, seg.first_seq)],
+        Some(h) if h != start => vec![h, start],
+        _ => vec![start],
     };
     let last = attempts.len() - 1;
-    for (n, (pos, start_seq)) in attempts.into_iter().enumerate() {
-        let mut cursor = segment_cursor(shared, &seg, pos);
+    'attempt: for (n, (pos, start_seq)) in attempts.into_iter().enumerate() {
+        let mut cursor = segment_cursor(shared, seg, pos);
         let mut expected = start_seq;
-        loop {
-            let next = cursor.next_record();
-            let (at, rec) = match next {
+        while expected < next_seq {
+            let (at, rec) = match cursor.next_record() {
                 Ok(Some(x)) => x,
-                Ok(None) => {
-                    return Err(Corruption::new(
-                        &seg.path,
-                        cursor.pos(),
-                        Some(seq),
-                        CorruptionKind::MissingSegment {
-                            expected_first_seq: seq,
-                            found: "the end of the segment".into(),
-                        },
-                    )
-                    .into())
-                }
-                Err(e) if n < last => {
-                    let _ = e;
-                    break;
-                }
+                Ok(None) => return Ok(None),
+                Err(_) if n < last => continue 'attempt,
                 Err(e) => return Err(e),
             };
             if rec.seq != expected {
                 if n < last {
-                    break; // the index entry was wrong: rescan from the start
+                    continue 'attempt;
                 }
-                return Err(index_mismatch(&seg, at, expected, rec.seq));
+                return Err(index_mismatch(seg, at, expected, rec.seq));
             }
-            if rec.seq == seq {
-                return Ok((seg, cursor, rec));
+            if stop(&rec) {
+                return Ok(Some((cursor, rec)));
             }
             expected += 1;
         }
+        return Ok(None);
     }
     unreachable!("the last attempt returns")
 }

@@ -168,7 +168,9 @@ fn check_torn_tail(
     // and each record takes at least RECORD_OVERHEAD bytes.
     let max_seq = next_seq + ((len - start) / RECORD_OVERHEAD) as u64 + 1;
     for p in start + 1..len.saturating_sub(RECORD_OVERHEAD - 1) {
-        let Some(seq) = record::peek_seq(&bytes[p..]) else { break };
+        let Some(seq) = record::peek_seq(&bytes[p..]) else {
+            break;
+        };
         if seq < next_seq || seq > max_seq {
             continue;
         }
@@ -222,6 +224,18 @@ struct CheckedSealed {
     rebuild_index: bool,
     /// The file is still writable (the seal was interrupted).
     finish_seal: bool,
+}
+
+/// The last, unsealed segment as checked in the first phase.
+struct CheckedActive {
+    path: PathBuf,
+    header: SegmentHeader,
+    bytes: Vec<u8>,
+    live: LiveIndex,
+    /// Offset after the last valid record.
+    end: u64,
+    /// Where a torn tail starts, and why its first bytes are not a record.
+    tail: Option<(u64, CorruptionKind)>,
 }
 
 /// Reads and validates a segment header, and checks it against the log.
@@ -338,9 +352,20 @@ fn rebuild_index(
         last_created_at: prev_created_at,
     };
     let mut live = LiveIndex::default();
-    let end = walk_records(path, &bytes, footer.records_end as usize, &mut state, |pos, r| {
-        live.observe((r.seq - header.first_seq) as u32, pos, r.created_at, interval)
-    })?;
+    let end = walk_records(
+        path,
+        &bytes,
+        footer.records_end as usize,
+        &mut state,
+        |pos, r| {
+            live.observe(
+                (r.seq - header.first_seq) as u32,
+                pos,
+                r.created_at,
+                interval,
+            )
+        },
+    )?;
     if let WalkEnd::Undecodable { pos, cause } = end {
         return Err(Corruption::new(path, pos, Some(state.next_seq), cause).into());
     }
@@ -352,8 +377,16 @@ fn rebuild_index(
             CorruptionKind::Mismatch {
                 what: Structure::SegmentFooter,
                 field: "last_seq/last_hash",
-                expected: format!("{}/{}", state.next_seq.wrapping_sub(1), crate::error::hex(&state.prev_hash)),
-                found: format!("{}/{}", footer.last_seq, crate::error::hex(&footer.last_hash)),
+                expected: format!(
+                    "{}/{}",
+                    state.next_seq.wrapping_sub(1),
+                    crate::error::hex(&state.prev_hash)
+                ),
+                found: format!(
+                    "{}/{}",
+                    footer.last_seq,
+                    crate::error::hex(&footer.last_hash)
+                ),
             },
         )
         .into());
@@ -448,7 +481,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
     let mut log_id: Option<LogId> = None;
     let mut state: Option<ChainState> = None;
     let mut checked: Vec<(CheckedSealed, SegmentHeader, u64)> = Vec::new();
-    let mut last_active: Option<(PathBuf, SegmentHeader, Vec<u8>, LiveIndex, u64, Option<(u64, CorruptionKind)>)> = None;
+    let mut last_active: Option<CheckedActive> = None;
 
     for (i, &name_seq) in seqs.iter().enumerate() {
         let path = dir.join(segment::segment_file_name(name_seq));
@@ -512,8 +545,9 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                     .into());
                 }
                 let rebuild_index = load_sealed_index(storage, dir, &footer)?.is_none();
-                let finish_seal =
-                    !storage.is_read_only(&path).map_err(|e| Error::io("stat", &path, e))?;
+                let finish_seal = !storage
+                    .is_read_only(&path)
+                    .map_err(|e| Error::io("stat", &path, e))?;
                 state = Some(ChainState {
                     next_seq: footer.last_seq + 1,
                     prev_hash: footer.last_hash,
@@ -565,7 +599,14 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                     }
                 };
                 state = Some(st);
-                last_active = Some((path, header, bytes, live, end_pos, tail));
+                last_active = Some(CheckedActive {
+                    path,
+                    header,
+                    bytes,
+                    live,
+                    end: end_pos,
+                    tail,
+                });
             }
         }
     }
@@ -638,7 +679,14 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
     }
 
     let active = match last_active {
-        Some((path, header, bytes, live, end_pos, tail)) => {
+        Some(CheckedActive {
+            path,
+            header,
+            bytes,
+            live,
+            end: end_pos,
+            tail,
+        }) => {
             if let Some((pos, cause)) = tail {
                 report.cut = Some(cut_tail(storage, dir, &path, &bytes, pos, cause)?);
             }
@@ -723,7 +771,8 @@ fn cut_tail(
     let seg = storage
         .open_write(path)
         .map_err(|e| Error::io("open", path, e))?;
-    seg.set_len(pos).map_err(|e| Error::io("truncate", path, e))?;
+    seg.set_len(pos)
+        .map_err(|e| Error::io("truncate", path, e))?;
     seg.sync_data()
         .map_err(|e| Error::io("fdatasync after truncate", path, e))?;
     Ok(TailCut {

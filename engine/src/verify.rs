@@ -94,7 +94,14 @@ pub fn verify_dir(storage: &dyn Storage, dir: &Path) -> Result<Report> {
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(segment_file_name(seq));
         let is_last = i + 1 == seqs.len();
-        let c = check_segment(storage, dir, &path, seq, is_last, prev.map_or(0, |p| p.last_created_at))?;
+        let c = check_segment(
+            storage,
+            dir,
+            &path,
+            seq,
+            is_last,
+            prev.map_or(0, |p| p.last_created_at),
+        )?;
         if let Some(h) = &c.header {
             let id = *report.log_id.get_or_insert(h.log_id);
             // Link to what came before: the genesis hash, or the previous
@@ -180,7 +187,9 @@ fn check_segment(
         error: None,
         warnings: Vec::new(),
     };
-    let file = storage.open_read(path).map_err(|e| Error::io("open", path, e))?;
+    let file = storage
+        .open_read(path)
+        .map_err(|e| Error::io("open", path, e))?;
     let bytes = file.read_all().map_err(|e| Error::io("read", path, e))?;
     let fail = |mut verdict: SegmentVerdict, c: Corruption, header, end| {
         verdict.error = Some(c);
@@ -192,7 +201,14 @@ fn check_segment(
     };
     let header = match SegmentHeader::decode(&bytes[..bytes.len().min(HEADER_LEN)]) {
         Ok(h) => h,
-        Err(k) => return fail(verdict, Corruption::new(path, 0, Some(name_seq), k), None, None),
+        Err(k) => {
+            return fail(
+                verdict,
+                Corruption::new(path, 0, Some(name_seq), k),
+                None,
+                None,
+            )
+        }
     };
     if header.first_seq != name_seq {
         let k = CorruptionKind::Mismatch {
@@ -201,7 +217,12 @@ fn check_segment(
             expected: format!("{name_seq} (from the file name)"),
             found: header.first_seq.to_string(),
         };
-        return fail(verdict, Corruption::new(path, 0, Some(name_seq), k), Some(header), None);
+        return fail(
+            verdict,
+            Corruption::new(path, 0, Some(name_seq), k),
+            Some(header),
+            None,
+        );
     }
     let footer = if bytes.len() >= HEADER_LEN + FOOTER_LEN {
         Footer::decode(&bytes[bytes.len() - FOOTER_LEN..])
@@ -216,14 +237,19 @@ fn check_segment(
         Ok(f) => Some(f),
         Err(k) if !is_last => {
             let at = bytes.len().saturating_sub(FOOTER_LEN) as u64;
-            return fail(verdict, Corruption::new(path, at, Some(name_seq), k), Some(header), None);
+            return fail(
+                verdict,
+                Corruption::new(path, at, Some(name_seq), k),
+                Some(header),
+                None,
+            );
         }
         Err(_) => None,
     };
     verdict.sealed = footer.is_some();
-    let end = footer.as_ref().map_or(bytes.len(), |f| {
-        (f.records_end as usize).min(bytes.len())
-    });
+    let end = footer
+        .as_ref()
+        .map_or(bytes.len(), |f| (f.records_end as usize).min(bytes.len()));
 
     // Index entries to find during the walk, by position.
     let mut expected_at: BTreeMap<u64, (IndexKind, u64, u64, Option<u64>)> = BTreeMap::new();
@@ -244,11 +270,26 @@ fn check_segment(
             let h = match index::decode_file(kind, &ibytes) {
                 Ok(h) if h.first_seq == f.first_seq => h,
                 Ok(h) => {
-                    let k = crate::format::bad_field(kind.structure(), "first_seq", f.first_seq, h.first_seq);
-                    return fail(verdict, Corruption::new(&ipath, 16, Some(name_seq), k), Some(header), None);
+                    let k = crate::format::bad_field(
+                        kind.structure(),
+                        "first_seq",
+                        f.first_seq,
+                        h.first_seq,
+                    );
+                    return fail(
+                        verdict,
+                        Corruption::new(&ipath, 16, Some(name_seq), k),
+                        Some(header),
+                        None,
+                    );
                 }
                 Err(k) => {
-                    return fail(verdict, Corruption::new(&ipath, 0, Some(name_seq), k), Some(header), None)
+                    return fail(
+                        verdict,
+                        Corruption::new(&ipath, 0, Some(name_seq), k),
+                        Some(header),
+                        None,
+                    )
                 }
             };
             for i in 0..h.entry_count as usize {
@@ -279,7 +320,9 @@ fn check_segment(
     let walked = walk_records(path, &bytes, end, &mut state, |pos, r| {
         for kind_bit in [0u64, 1] {
             if let Some((kind, entry, seq, time)) = expected_at.remove(&(pos * 2 + kind_bit)) {
-                if index_error.is_none() && (seq != r.seq || time.is_some_and(|t| t != r.created_at)) {
+                if index_error.is_none()
+                    && (seq != r.seq || time.is_some_and(|t| t != r.created_at))
+                {
                     index_error = Some(Corruption::new(
                         &path.with_file_name(index_file_name(name_seq, kind)),
                         pos,
@@ -308,10 +351,26 @@ fn check_segment(
     }
     if let Some(f) = &footer {
         let checks: [(&'static str, String, String); 5] = [
-            ("last_seq", state.next_seq.wrapping_sub(1).to_string(), f.last_seq.to_string()),
-            ("record_count", verdict.records.to_string(), f.record_count.to_string()),
-            ("last_hash", crate::error::hex(&state.prev_hash), crate::error::hex(&f.last_hash)),
-            ("last_created_at", state.last_created_at.to_string(), f.last_created_at.to_string()),
+            (
+                "last_seq",
+                state.next_seq.wrapping_sub(1).to_string(),
+                f.last_seq.to_string(),
+            ),
+            (
+                "record_count",
+                verdict.records.to_string(),
+                f.record_count.to_string(),
+            ),
+            (
+                "last_hash",
+                crate::error::hex(&state.prev_hash),
+                crate::error::hex(&f.last_hash),
+            ),
+            (
+                "last_created_at",
+                state.last_created_at.to_string(),
+                f.last_created_at.to_string(),
+            ),
             ("records_end", end.to_string(), f.records_end.to_string()),
         ];
         for (field, expected, found) in checks {
@@ -322,7 +381,12 @@ fn check_segment(
                     expected,
                     found,
                 };
-                return fail(verdict, Corruption::new(path, end as u64, Some(f.last_seq), k), Some(header), None);
+                return fail(
+                    verdict,
+                    Corruption::new(path, end as u64, Some(f.last_seq), k),
+                    Some(header),
+                    None,
+                );
             }
         }
         if f.first_seq != name_seq || f.records_end as usize + FOOTER_LEN != bytes.len() {
@@ -332,7 +396,12 @@ fn check_segment(
                 expected: format!("{name_seq}/{}", bytes.len() - FOOTER_LEN),
                 found: format!("{}/{}", f.first_seq, f.records_end),
             };
-            return fail(verdict, Corruption::new(path, end as u64, Some(f.last_seq), k), Some(header), None);
+            return fail(
+                verdict,
+                Corruption::new(path, end as u64, Some(f.last_seq), k),
+                Some(header),
+                None,
+            );
         }
         if let Some(c) = index_error {
             return fail(verdict, c, Some(header), None);
@@ -352,7 +421,10 @@ fn check_segment(
             );
             return fail(verdict, c, Some(header), None);
         }
-        if !storage.is_read_only(path).map_err(|e| Error::io("stat", path, e))? {
+        if !storage
+            .is_read_only(path)
+            .map_err(|e| Error::io("stat", path, e))?
+        {
             verdict
                 .warnings
                 .push(format!("sealed segment {} is writable", path.display()));

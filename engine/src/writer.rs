@@ -438,10 +438,10 @@ fn complete(shared: &Shared, groups: Vec<Group>) {
     // receipt finds the record.
     *shared.head.write() = last.head;
     for g in groups {
-        shared
-            .stats
-            .appends
-            .fetch_add(g.waiters.iter().map(|w| w.receipts.len() as u64).sum(), Ordering::Relaxed);
+        shared.stats.appends.fetch_add(
+            g.waiters.iter().map(|w| w.receipts.len() as u64).sum(),
+            Ordering::Relaxed,
+        );
         for w in g.waiters {
             let _ = w.reply.send(Ok(w.receipts));
         }

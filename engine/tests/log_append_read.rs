@@ -54,7 +54,8 @@ fn append_read_scan_seek_across_twenty_segments_and_reopen() {
         receipts.push(r);
     }
     check_contents(&log, &receipts);
-    let report = engine::verify::verify_dir(&engine::storage::FsStorage, dir.path()).expect("verify");
+    let report =
+        engine::verify::verify_dir(&engine::storage::FsStorage, dir.path()).expect("verify");
     assert!(report.is_valid(), "{:?}", report.problems());
     assert_eq!(report.records_checked, 1700);
     assert_eq!(report.head, Some((1699, receipts[1699].hash)));
@@ -81,7 +82,11 @@ fn check_contents(log: &Log, receipts: &[engine::Receipt]) {
         assert_eq!(part.as_slice(), &all[seq as usize..to as usize]);
         // A time between records, and a time equal to one.
         let rec = &all[seq as usize];
-        for t in [rec.created_at, rec.created_at.saturating_sub(1), rec.created_at + 1] {
+        for t in [
+            rec.created_at,
+            rec.created_at.saturating_sub(1),
+            rec.created_at + 1,
+        ] {
             let expected = all.iter().find(|r| r.created_at >= t).map(|r| r.seq);
             assert_eq!(log.seek_time(t).expect("seek"), expected, "t = {t}");
         }
@@ -111,7 +116,10 @@ fn created_at_never_goes_back_when_the_clock_does() {
     let b = log.append(b"b").expect("append");
     clock.set(9_000);
     let c = log.append(b"c").expect("append");
-    assert_eq!((a.created_at, b.created_at, c.created_at), (5_000, 5_000, 9_000));
+    assert_eq!(
+        (a.created_at, b.created_at, c.created_at),
+        (5_000, 5_000, 9_000)
+    );
     log.close().expect("close");
     // After a reopen too: the floor is the last stored record's time.
     clock.set(10);
@@ -138,7 +146,9 @@ fn batches_get_consecutive_seqs_and_bad_arguments_are_typed_errors() {
         },
     )
     .expect("open");
-    let r = log.append_batch(&[b"x".as_slice(), b"yy", b"zzz"]).expect("batch");
+    let r = log
+        .append_batch(&[b"x".as_slice(), b"yy", b"zzz"])
+        .expect("batch");
     assert_eq!(r.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
     assert!(matches!(
         log.append(&[0u8; 101]),
@@ -146,7 +156,10 @@ fn batches_get_consecutive_seqs_and_bad_arguments_are_typed_errors() {
     ));
     assert!(matches!(
         log.append_batch(&[[0u8; 100]; 3]),
-        Err(Error::BatchTooLarge { bytes: 300, max: 250 })
+        Err(Error::BatchTooLarge {
+            bytes: 300,
+            max: 250
+        })
     ));
     assert!(matches!(
         log.append_batch::<&[u8]>(&[]),
@@ -168,7 +181,10 @@ fn empty_log_has_no_head_and_finds_nothing() {
     assert_eq!(log.head(), None);
     assert_eq!(log.scan(..).count(), 0);
     assert_eq!(log.seek_time(0).expect("seek"), None);
-    assert!(matches!(log.read(0), Err(Error::NotFound { seq: 0, head: None })));
+    assert!(matches!(
+        log.read(0),
+        Err(Error::NotFound { seq: 0, head: None })
+    ));
     let id = log.log_id();
     log.close().expect("close");
     // The identity is fixed at creation and survives a reopen.
@@ -206,7 +222,7 @@ fn a_segment_is_sealed_when_it_reaches_its_age() {
     log.append(b"first").expect("append");
     assert_eq!(log.segment_count(), 1);
     clock.advance(20_000_000); // 20 ms later, by the log's clock
-    // The writer wakes at least every second to check the age; wait for it.
+                               // The writer wakes at least every second to check the age; wait for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while log.segment_count() < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));

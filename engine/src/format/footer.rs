@@ -21,8 +21,8 @@
 //! ```
 
 use super::{
-    bad_field, check_fixed, check_reserved, get_array, get_u16, get_u32, get_u64, put_u16,
-    put_u32, put_u64, Hash, Structure, FORMAT_VERSION,
+    bad_field, check_fixed, check_reserved, get_array, get_u16, get_u32, get_u64, put_u16, put_u32,
+    put_u64, Hash, Structure, FORMAT_VERSION,
 };
 use crate::error::CorruptionKind;
 

@@ -167,7 +167,11 @@ pub fn encode_file(kind: IndexKind, first_seq: u64, entries: &[u8]) -> Vec<u8> {
     put_u16(&mut out, 8, FORMAT_VERSION);
     put_u16(&mut out, 10, kind.entry_len() as u16);
     put_u64(&mut out, FIRST_SEQ_AT, first_seq);
-    put_u64(&mut out, COUNT_AT, (entries.len() / kind.entry_len()) as u64);
+    put_u64(
+        &mut out,
+        COUNT_AT,
+        (entries.len() / kind.entry_len()) as u64,
+    );
     put_u32(&mut out, ENTRIES_CRC_AT, super::crc32(entries));
     let crc = super::crc32(&out[..CRC_AT]);
     put_u32(&mut out, CRC_AT, crc);

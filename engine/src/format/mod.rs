@@ -20,7 +20,7 @@ pub use record::{Record, RecordRef};
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
 
-/// Length of a [`Hash`] in bytes.
+/// Length of a [`Hash`](type@Hash) in bytes.
 pub const HASH_LEN: usize = 32;
 
 /// The format version this build writes and reads, for every structure.

@@ -114,7 +114,10 @@ pub fn encode(
     payload: &[u8],
     hash: &Hash,
 ) {
-    assert!(payload.len() <= MAX_PAYLOAD_LEN, "payload exceeds the format maximum");
+    assert!(
+        payload.len() <= MAX_PAYLOAD_LEN,
+        "payload exceeds the format maximum"
+    );
     assert!(kind != 0, "record kind 0 is never valid");
     let start = out.len();
     let mut h = [0u8; RECORD_HEADER_LEN];

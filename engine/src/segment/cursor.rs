@@ -46,11 +46,6 @@ impl Cursor {
         }
     }
 
-    /// The file offset of the next record.
-    pub fn pos(&self) -> u64 {
-        self.pos
-    }
-
     /// The next record and its offset, or `None` at the end bound.
     pub fn next_record(&mut self) -> Result<Option<(u64, Record)>> {
         if self.pos >= self.end {
@@ -59,9 +54,7 @@ impl Cursor {
         loop {
             let start = (self.pos - self.buf_at) as usize;
             let avail = self.buf.get(start..).unwrap_or(&[]);
-            let corrupt = |kind| {
-                Error::from(Corruption::new(&self.path, self.pos, None, kind))
-            };
+            let corrupt = |kind| Error::from(Corruption::new(&self.path, self.pos, None, kind));
             match record::decode(avail, self.max_payload).map_err(corrupt)? {
                 Decoded::Record(r) => {
                     let at = self.pos;
@@ -81,7 +74,10 @@ impl Cursor {
         self.buf_at = self.pos;
         let mut filled = 0;
         while filled < want {
-            match self.file.read_at(&mut self.buf[filled..], self.pos + filled as u64) {
+            match self
+                .file
+                .read_at(&mut self.buf[filled..], self.pos + filled as u64)
+            {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

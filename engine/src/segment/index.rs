@@ -28,7 +28,10 @@ impl LiveIndex {
         if !self.started || pos >= self.next_sample_at {
             self.started = true;
             let pos32 = u32::try_from(pos).expect("segment offsets fit in 32 bits");
-            self.offsets.push(OffsetEntry { rel_seq, pos: pos32 });
+            self.offsets.push(OffsetEntry {
+                rel_seq,
+                pos: pos32,
+            });
             self.times.push(TimeEntry {
                 created_at,
                 rel_seq,
@@ -184,8 +187,11 @@ pub(crate) fn validate_sealed(
     let max_rel = footer.last_seq - footer.first_seq;
     let mut prev: Option<TimeEntry> = None;
     for i in 0..n_off {
-        let o = OffsetEntry::decode(&offsets[INDEX_HEADER_LEN + i * OFFSET_ENTRY_LEN..][..OFFSET_ENTRY_LEN]);
-        let t = TimeEntry::decode(&times[INDEX_HEADER_LEN + i * TIME_ENTRY_LEN..][..TIME_ENTRY_LEN]);
+        let o = OffsetEntry::decode(
+            &offsets[INDEX_HEADER_LEN + i * OFFSET_ENTRY_LEN..][..OFFSET_ENTRY_LEN],
+        );
+        let t =
+            TimeEntry::decode(&times[INDEX_HEADER_LEN + i * TIME_ENTRY_LEN..][..TIME_ENTRY_LEN]);
         let bad = |field: &'static str, expected: String, found: String| {
             Err(CorruptionKind::BadField {
                 what: IndexKind::Offset.structure(),

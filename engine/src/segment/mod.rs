@@ -161,10 +161,7 @@ pub(crate) fn seal_segment(
     footer: &Footer,
     live: &LiveIndex,
 ) -> Result<()> {
-    assert!(
-        footer.record_count > 0,
-        "an empty segment is never sealed"
-    );
+    assert!(footer.record_count > 0, "an empty segment is never sealed");
     write_all_at(file, &footer.encode(), footer.records_end)
         .map_err(|e| Error::io("write footer", path, e))?;
     file.sync_data()
@@ -187,10 +184,16 @@ mod tests {
     fn names_sort_and_round_trip() {
         assert_eq!(segment_file_name(42), "00000000000000000042.seg");
         assert_eq!(parse_segment_name("00000000000000000042.seg"), Some(42));
-        assert_eq!(parse_segment_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(
+            parse_segment_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
         assert_eq!(parse_segment_name("42.seg"), None);
         assert_eq!(parse_segment_name("00000000000000000042.seg.tmp"), None);
-        assert_eq!(index_file_name(7, IndexKind::Time), "00000000000000000007.tix");
+        assert_eq!(
+            index_file_name(7, IndexKind::Time),
+            "00000000000000000007.tix"
+        );
         assert!(segment_file_name(9) < segment_file_name(10));
     }
 }

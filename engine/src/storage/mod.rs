@@ -43,6 +43,7 @@ pub trait Storage: Send + Sync + Debug {
 
 /// Operations on an open file. Offsets are absolute: there is no cursor, so
 /// one handle can be shared by a writer and many readers.
+#[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + Debug {
     /// The file's length in bytes.
     fn len(&self) -> io::Result<u64>;
