@@ -13,9 +13,11 @@ use std::sync::Arc;
 
 pub mod fault;
 mod fs;
+pub mod sim;
 
 pub use fault::{FaultPlan, FaultyStorage, Op};
 pub use fs::FsStorage;
+pub use sim::SimStorage;
 
 /// File-system operations on paths.
 pub trait Storage: Send + Sync + Debug {

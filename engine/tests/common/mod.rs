@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use engine::{Clock, Config};
 
+pub mod sim;
+
 /// A small deterministic PRNG (xorshift64*), so that failures replay.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

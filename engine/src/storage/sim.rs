@@ -1,0 +1,560 @@
+//! A simulated storage for crash-consistency tests: power loss at any
+//! operation, and failure of any operation, deterministic from a seed.
+//!
+//! Every file has a *live* image (what reads see) and a *durable* image
+//! (what survives a power loss). Data reaches the durable image only through
+//! `sync_data` of that file. A directory entry (creation, rename, removal)
+//! reaches the durable directory only through `sync_dir` of its directory,
+//! except that a power loss may also keep any prefix of the entry changes
+//! made since (as a journaling file system commits them in order).
+//!
+//! At a crash, each write and truncation since the file's last sync is
+//! independently kept, dropped, torn at a 512-byte boundary, or replaced
+//! with garbage, in order; the result is what the next open sees. After the
+//! crash point every operation fails with EIO (the machine is down) until
+//! [`SimStorage::reboot`]. File handles from before a reboot stay dead.
+//!
+//! Simplifications, on the safe side for the engine: directories are
+//! durable once created; `set_read_only` is durable at once (the real
+//! implementation fsyncs the inode).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::fault::{FaultPlan, Op};
+use super::{FileBytes, Storage, StorageFile};
+
+/// The sector size at which a torn write is cut.
+pub const SECTOR: u64 = 512;
+
+/// xorshift64*: small, deterministic, good enough to pick crash outcomes.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Write { offset: u64, data: Vec<u8> },
+    SetLen(u64),
+}
+
+#[derive(Debug, Clone, Default)]
+struct SimFile {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+    pending: Vec<Pending>,
+    read_only: bool,
+}
+
+#[derive(Debug, Clone)]
+enum DirOp {
+    Link(PathBuf, u64),
+    Unlink(PathBuf),
+}
+
+impl DirOp {
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            DirOp::Link(p, _) | DirOp::Unlink(p) => p.parent(),
+        }
+    }
+}
+
+/// What happened to the unsynced writes at a crash, for reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrashStats {
+    /// Writes kept whole.
+    pub kept: u64,
+    /// Writes dropped.
+    pub dropped: u64,
+    /// Writes torn at a sector boundary.
+    pub torn: u64,
+    /// Writes replaced with garbage.
+    pub garbage: u64,
+    /// Directory changes kept without a directory sync.
+    pub dir_ops_kept: u64,
+    /// Directory changes lost.
+    pub dir_ops_lost: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    rng: Rng,
+    files: HashMap<u64, SimFile>,
+    next_id: u64,
+    dirs: BTreeSet<PathBuf>,
+    live_dir: BTreeMap<PathBuf, u64>,
+    durable_dir: BTreeMap<PathBuf, u64>,
+    dir_log: Vec<DirOp>,
+    generation: u64,
+    ops: u64,
+    crash_at: Option<u64>,
+    /// The image a crash left, waiting for `reboot`.
+    crashed: Option<(BTreeMap<PathBuf, u64>, HashMap<u64, SimFile>)>,
+    last_crash: CrashStats,
+    fault: Option<FaultPlan>,
+    fault_matched: u64,
+    failures: u64,
+}
+
+fn op_matches(plan: Op, op: Op) -> bool {
+    plan == Op::Any || plan == op
+}
+
+impl State {
+    /// Counts an operation; crashes or fails it as planned.
+    fn begin(&mut self, op: Op, generation: Option<u64>) -> io::Result<()> {
+        if self.crashed.is_some() {
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        if generation.is_some_and(|g| g != self.generation) {
+            return Err(io::Error::other("stale handle from before a reboot"));
+        }
+        self.ops += 1;
+        if self.crash_at.is_some_and(|c| self.ops >= c) {
+            self.crash();
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        if let Some(plan) = self.fault {
+            if op_matches(plan.op, op) {
+                self.fault_matched += 1;
+                let n = self.fault_matched;
+                if n == plan.nth || (plan.persistent && n > plan.nth) {
+                    self.failures += 1;
+                    return Err(io::Error::from_raw_os_error(plan.errno));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Freezes what a power loss at this moment leaves on the device.
+    fn crash(&mut self) {
+        let mut stats = CrashStats::default();
+        // Directory entries: the durable ones, plus a prefix of the changes
+        // made since, in order.
+        let mut dir = self.durable_dir.clone();
+        let keep = self.rng.below(self.dir_log.len() as u64 + 1) as usize;
+        for (i, op) in self.dir_log.iter().enumerate() {
+            if i >= keep {
+                stats.dir_ops_lost += 1;
+                continue;
+            }
+            stats.dir_ops_kept += 1;
+            match op {
+                DirOp::Link(p, id) => {
+                    dir.insert(p.clone(), *id);
+                }
+                DirOp::Unlink(p) => {
+                    dir.remove(p);
+                }
+            }
+        }
+        let mut files = HashMap::new();
+        let ids: BTreeSet<u64> = dir.values().copied().collect();
+        for id in ids {
+            let Some(f) = self.files.get(&id) else { continue };
+            let mut img = f.durable.clone();
+            for p in &f.pending {
+                match p {
+                    Pending::SetLen(len) => {
+                        if self.rng.below(2) == 0 {
+                            img.resize(*len as usize, 0);
+                        }
+                    }
+                    Pending::Write { offset, data } => {
+                        let data: Vec<u8> = match self.rng.below(5) {
+                            0 | 1 => {
+                                stats.kept += 1;
+                                data.clone()
+                            }
+                            2 => {
+                                stats.dropped += 1;
+                                continue;
+                            }
+                            3 => {
+                                // Torn: only the sectors before some boundary
+                                // inside the write reached the device.
+                                let first = (offset / SECTOR + 1) * SECTOR;
+                                let end = offset + data.len() as u64;
+                                if first >= end {
+                                    stats.dropped += 1;
+                                    continue;
+                                }
+                                let n = (end - first).div_ceil(SECTOR);
+                                let cut = first + self.rng.below(n) * SECTOR;
+                                stats.torn += 1;
+                                data[..(cut - offset) as usize].to_vec()
+                            }
+                            _ => {
+                                stats.garbage += 1;
+                                (0..data.len()).map(|_| self.rng.next() as u8).collect()
+                            }
+                        };
+                        let at = *offset as usize;
+                        if img.len() < at + data.len() {
+                            img.resize(at + data.len(), 0);
+                        }
+                        img[at..at + data.len()].copy_from_slice(&data);
+                    }
+                }
+            }
+            files.insert(
+                id,
+                SimFile {
+                    live: img.clone(),
+                    durable: img,
+                    pending: Vec::new(),
+                    read_only: f.read_only,
+                },
+            );
+        }
+        self.last_crash = stats;
+        self.crashed = Some((dir, files));
+    }
+
+    fn file(&mut self, id: u64) -> io::Result<&mut SimFile> {
+        self.files
+            .get_mut(&id)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn lookup(&self, path: &Path) -> io::Result<u64> {
+        self.live_dir
+            .get(path)
+            .copied()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+}
+
+/// The simulated storage. Clones share one simulated machine.
+#[derive(Debug, Clone)]
+pub struct SimStorage {
+    state: Arc<Mutex<State>>,
+}
+
+impl SimStorage {
+    /// A new, empty machine whose crash outcomes follow `seed`.
+    pub fn new(seed: u64) -> SimStorage {
+        SimStorage {
+            state: Arc::new(Mutex::new(State {
+                rng: Rng::new(seed),
+                files: HashMap::new(),
+                next_id: 1,
+                dirs: BTreeSet::new(),
+                live_dir: BTreeMap::new(),
+                durable_dir: BTreeMap::new(),
+                dir_log: Vec::new(),
+                generation: 0,
+                ops: 0,
+                crash_at: None,
+                crashed: None,
+                last_crash: CrashStats::default(),
+                fault: None,
+                fault_matched: 0,
+                failures: 0,
+            })),
+        }
+    }
+
+    /// Operations performed so far (every call counts).
+    pub fn ops(&self) -> u64 {
+        self.state.lock().ops
+    }
+
+    /// Loses power when the operation count reaches `op` (that operation
+    /// and every later one fail with EIO).
+    pub fn crash_at(&self, op: Option<u64>) {
+        self.state.lock().crash_at = op;
+    }
+
+    /// Loses power now.
+    pub fn crash_now(&self) {
+        let mut s = self.state.lock();
+        if s.crashed.is_none() {
+            s.crash();
+        }
+    }
+
+    /// True once the crash point has been reached.
+    pub fn has_crashed(&self) -> bool {
+        self.state.lock().crashed.is_some()
+    }
+
+    /// What the last crash did to unsynced writes.
+    pub fn last_crash(&self) -> CrashStats {
+        self.state.lock().last_crash
+    }
+
+    /// Restarts the machine: after a crash, the crash image becomes both
+    /// live and durable; without one, the live image stays (a process
+    /// restart). Handles from before are dead either way.
+    pub fn reboot(&self) {
+        let mut s = self.state.lock();
+        if let Some((dir, files)) = s.crashed.take() {
+            s.live_dir = dir.clone();
+            s.durable_dir = dir;
+            s.files = files;
+        }
+        s.dir_log.clear();
+        s.crash_at = None;
+        s.generation += 1;
+    }
+
+    /// Fails operations per `plan` (counted from now), or stops failing.
+    pub fn set_fault(&self, plan: Option<FaultPlan>) {
+        let mut s = self.state.lock();
+        s.fault = plan;
+        s.fault_matched = 0;
+        s.failures = 0;
+    }
+
+    /// Operations failed by the fault plan since it was set.
+    pub fn failures(&self) -> u64 {
+        self.state.lock().failures
+    }
+
+    /// The live bytes of a file, for tests that damage or inspect it.
+    pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
+        let s = self.state.lock();
+        let id = s.live_dir.get(path)?;
+        s.files.get(id).map(|f| f.live.clone())
+    }
+
+    /// Replaces a file's bytes, live and durable (damage done "at rest").
+    pub fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut s = self.state.lock();
+        let id = s.lookup(path)?;
+        let f = s.file(id)?;
+        f.live = bytes.to_vec();
+        f.durable = bytes.to_vec();
+        f.pending.clear();
+        Ok(())
+    }
+
+    fn handle(&self, id: u64, generation: u64, writable: bool) -> Arc<dyn StorageFile> {
+        Arc::new(SimHandle {
+            state: self.state.clone(),
+            id,
+            generation,
+            writable,
+        })
+    }
+}
+
+impl Storage for SimStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.begin(Op::Meta, None)?;
+        s.dirs.insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut s = self.state.lock();
+        s.begin(Op::Meta, None)?;
+        if !s.dirs.contains(dir) {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        Ok(s.live_dir
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+            .collect())
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let mut s = self.state.lock();
+        s.begin(Op::Create, None)?;
+        if s.live_dir.contains_key(path) {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        if !path.parent().is_some_and(|d| s.dirs.contains(d)) {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        s.files.insert(id, SimFile::default());
+        s.live_dir.insert(path.to_path_buf(), id);
+        s.dir_log.push(DirOp::Link(path.to_path_buf(), id));
+        let generation = s.generation;
+        drop(s);
+        Ok(self.handle(id, generation, true))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let mut s = self.state.lock();
+        s.begin(Op::Open, None)?;
+        let id = s.lookup(path)?;
+        let generation = s.generation;
+        drop(s);
+        Ok(self.handle(id, generation, false))
+    }
+
+    fn open_write(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let mut s = self.state.lock();
+        s.begin(Op::Open, None)?;
+        let id = s.lookup(path)?;
+        if s.file(id)?.read_only {
+            return Err(io::ErrorKind::PermissionDenied.into());
+        }
+        let generation = s.generation;
+        drop(s);
+        Ok(self.handle(id, generation, true))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.begin(Op::Rename, None)?;
+        let id = s.lookup(from)?;
+        s.live_dir.remove(from);
+        s.live_dir.insert(to.to_path_buf(), id);
+        s.dir_log.push(DirOp::Unlink(from.to_path_buf()));
+        s.dir_log.push(DirOp::Link(to.to_path_buf(), id));
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.begin(Op::Remove, None)?;
+        s.lookup(path)?;
+        s.live_dir.remove(path);
+        s.dir_log.push(DirOp::Unlink(path.to_path_buf()));
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.begin(Op::SyncDir, None)?;
+        let live: Vec<(PathBuf, u64)> = s
+            .live_dir
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(dir))
+            .map(|(p, id)| (p.clone(), *id))
+            .collect();
+        s.durable_dir.retain(|p, _| p.parent() != Some(dir));
+        s.durable_dir.extend(live);
+        s.dir_log.retain(|op| op.dir() != Some(dir));
+        Ok(())
+    }
+
+    fn set_read_only(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.begin(Op::SetReadOnly, None)?;
+        let id = s.lookup(path)?;
+        s.file(id)?.read_only = true;
+        Ok(())
+    }
+
+    fn is_read_only(&self, path: &Path) -> io::Result<bool> {
+        let mut s = self.state.lock();
+        s.begin(Op::Meta, None)?;
+        let id = s.lookup(path)?;
+        Ok(s.file(id)?.read_only)
+    }
+}
+
+#[derive(Debug)]
+struct SimHandle {
+    state: Arc<Mutex<State>>,
+    id: u64,
+    generation: u64,
+    writable: bool,
+}
+
+impl StorageFile for SimHandle {
+    fn len(&self) -> io::Result<u64> {
+        let mut s = self.state.lock();
+        s.begin(Op::Meta, Some(self.generation))?;
+        Ok(s.file(self.id)?.live.len() as u64)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut s = self.state.lock();
+        s.begin(Op::Read, Some(self.generation))?;
+        let f = s.file(self.id)?;
+        let at = (offset as usize).min(f.live.len());
+        let n = buf.len().min(f.live.len() - at);
+        buf[..n].copy_from_slice(&f.live[at..at + n]);
+        Ok(n)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        if !self.writable {
+            return Err(io::Error::from_raw_os_error(9)); // EBADF
+        }
+        let mut s = self.state.lock();
+        let short = s.fault.is_some_and(|p| p.short_write);
+        let result = s.begin(Op::Write, Some(self.generation));
+        // A failing write may still have put part of its buffer in place.
+        let n = match &result {
+            Ok(()) => buf.len(),
+            Err(_) if short && s.crashed.is_none() && buf.len() > 1 => buf.len() / 2,
+            Err(_) => 0,
+        };
+        if n > 0 {
+            let f = s.file(self.id)?;
+            let at = offset as usize;
+            if f.live.len() < at + n {
+                f.live.resize(at + n, 0);
+            }
+            f.live[at..at + n].copy_from_slice(&buf[..n]);
+            f.pending.push(Pending::Write {
+                offset,
+                data: buf[..n].to_vec(),
+            });
+        }
+        result.map(|()| n)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.begin(Op::Sync, Some(self.generation))?;
+        let f = s.file(self.id)?;
+        f.durable = f.live.clone();
+        f.pending.clear();
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::from_raw_os_error(9));
+        }
+        let mut s = self.state.lock();
+        s.begin(Op::SetLen, Some(self.generation))?;
+        let f = s.file(self.id)?;
+        f.live.resize(len as usize, 0);
+        f.pending.push(Pending::SetLen(len));
+        Ok(())
+    }
+
+    fn read_all(&self) -> io::Result<FileBytes> {
+        let mut s = self.state.lock();
+        s.begin(Op::Read, Some(self.generation))?;
+        Ok(FileBytes::Owned(s.file(self.id)?.live.clone()))
+    }
+}
