@@ -92,7 +92,8 @@ fn sweep_single_writer(name: &str, first: u64, step: u64) {
         std::env::var("CHAINLOG_CRASH_SEED"),
         std::env::var("CHAINLOG_CRASH_POINT"),
     ) {
-        let (seed, point): (u64, u64) = (seed.parse().expect("seed"), point.parse().expect("point"));
+        let (seed, point): (u64, u64) =
+            (seed.parse().expect("seed"), point.parse().expect("point"));
         if seed % step == first {
             crash_case(seed, point, APPENDS);
         }

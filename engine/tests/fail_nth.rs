@@ -37,7 +37,10 @@ fn setup() -> SimStorage {
     storage.crash_now();
     storage.reboot();
     let names = storage.list(dir()).expect("list");
-    let idx = names.iter().find(|n| n.ends_with(".idx")).expect("a sealed segment");
+    let idx = names
+        .iter()
+        .find(|n| n.ends_with(".idx"))
+        .expect("a sealed segment");
     storage.remove(&dir().join(idx)).expect("remove index");
     storage.sync_dir(dir()).expect("sync");
     storage
@@ -62,7 +65,11 @@ fn workload(storage: &SimStorage) -> Outcome {
         out.attempted.push(p.clone());
         match log.append(&p) {
             Ok(r) => {
-                assert_eq!(storage.failures(), 0, "append {k} acknowledged after a failed operation");
+                assert_eq!(
+                    storage.failures(),
+                    0,
+                    "append {k} acknowledged after a failed operation"
+                );
                 out.acked.push((r, p));
             }
             Err(_) => {

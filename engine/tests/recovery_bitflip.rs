@@ -13,9 +13,12 @@ use common::sim::{config, dir};
 use engine::storage::{SimStorage, Storage};
 use engine::{Error, Log, Record};
 
+/// A log directory's files: bytes and read-only flag.
+type Files = BTreeMap<PathBuf, (Vec<u8>, bool)>;
+
 /// Builds a log of a few sealed segments and an active one holding several
 /// records; returns its files and its records.
-fn pristine() -> (BTreeMap<PathBuf, (Vec<u8>, bool)>, Vec<Record>) {
+fn pristine() -> (Files, Vec<Record>) {
     let storage = SimStorage::new(1);
     storage.create_dir_all(dir()).expect("mkdir");
     let log = Log::open_with_storage(Arc::new(storage.clone()), dir(), config()).expect("open");
@@ -36,7 +39,7 @@ fn pristine() -> (BTreeMap<PathBuf, (Vec<u8>, bool)>, Vec<Record>) {
 }
 
 /// A fresh simulated machine holding exactly these files, durably.
-fn load(files: &BTreeMap<PathBuf, (Vec<u8>, bool)>) -> SimStorage {
+fn load(files: &Files) -> SimStorage {
     let storage = SimStorage::new(2);
     storage.create_dir_all(dir()).expect("mkdir");
     for (path, (bytes, ro)) in files {
@@ -88,8 +91,16 @@ fn sweep(victim: &Path, active: bool) -> Tally {
                 match log.recovery_report().cut.clone() {
                     Some(cut) => {
                         assert!(active, "byte {i}: a sealed segment was cut");
-                        assert!(cut.offset <= i as u64, "byte {i}: cut at {} leaves the flip", cut.offset);
-                        assert!(report.is_valid(), "byte {i}: invalid after the cut: {:?}", report.problems());
+                        assert!(
+                            cut.offset <= i as u64,
+                            "byte {i}: cut at {} leaves the flip",
+                            cut.offset
+                        );
+                        assert!(
+                            report.is_valid(),
+                            "byte {i}: invalid after the cut: {:?}",
+                            report.problems()
+                        );
                         assert!(ok_records < records.len());
                         t.cut += 1;
                     }
@@ -113,7 +124,10 @@ fn sweep(victim: &Path, active: bool) -> Tally {
 #[test]
 fn every_byte_of_a_sealed_segment() {
     let (files, _) = pristine();
-    let segs: Vec<&PathBuf> = files.keys().filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    let segs: Vec<&PathBuf> = files
+        .keys()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
     assert!(segs.len() >= 3, "{} segments", segs.len());
     let t = sweep(segs[1], false);
     assert_eq!(t.cut, 0);
@@ -124,11 +138,13 @@ fn every_byte_of_the_active_segment() {
     let (files, _) = pristine();
     let active = files
         .keys()
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .next_back()
+        .rfind(|p| p.extension().is_some_and(|e| e == "seg"))
         .expect("segments")
         .clone();
-    assert!(files[&active].0.len() > 400, "active segment too small to be interesting");
+    assert!(
+        files[&active].0.len() > 400,
+        "active segment too small to be interesting"
+    );
     let t = sweep(&active, true);
     assert!(t.refused > 0, "no flip in the active segment was refused");
 }

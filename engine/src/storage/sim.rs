@@ -177,7 +177,9 @@ impl State {
         let mut files = HashMap::new();
         let ids: BTreeSet<u64> = dir.values().copied().collect();
         for id in ids {
-            let Some(f) = self.files.get(&id) else { continue };
+            let Some(f) = self.files.get(&id) else {
+                continue;
+            };
             let mut img = f.durable.clone();
             for p in &f.pending {
                 match p {

@@ -49,7 +49,12 @@ pub struct Outcome {
 }
 
 /// Opens the recovered log and checks it against the outcome.
-pub fn check_recovered(storage: &SimStorage, out: &Outcome, attempted_in_order: bool, base: usize) -> u64 {
+pub fn check_recovered(
+    storage: &SimStorage,
+    out: &Outcome,
+    attempted_in_order: bool,
+    base: usize,
+) -> u64 {
     let log = match Log::open_with_storage(Arc::new(storage.clone()), dir(), config()) {
         Ok(l) => l,
         Err(e) => panic!("open after crash failed: {e}"),
@@ -59,35 +64,58 @@ pub fn check_recovered(storage: &SimStorage, out: &Outcome, attempted_in_order: 
         .map(|r| r.unwrap_or_else(|e| panic!("scan after crash: {e}")))
         .collect();
     for (r, payload) in &out.acked {
-        let rec = recs
-            .get(r.seq as usize)
-            .unwrap_or_else(|| panic!("acknowledged seq {} lost ({} recovered)", r.seq, recs.len()));
+        let rec = recs.get(r.seq as usize).unwrap_or_else(|| {
+            panic!("acknowledged seq {} lost ({} recovered)", r.seq, recs.len())
+        });
         assert_eq!(rec.hash, r.hash, "seq {}: hash differs", r.seq);
         assert_eq!(&rec.payload, payload, "seq {}: payload differs", r.seq);
     }
-    assert!(recs.len() >= base, "records from before the workload were lost");
+    assert!(
+        recs.len() >= base,
+        "records from before the workload were lost"
+    );
     if attempted_in_order {
         let ours = &recs[base..];
-        assert!(ours.len() <= out.attempted.len(), "more records than attempted");
+        assert!(
+            ours.len() <= out.attempted.len(),
+            "more records than attempted"
+        );
         for (i, rec) in ours.iter().enumerate() {
-            assert_eq!(rec.payload, out.attempted[i], "seq {} is not what was attempted", rec.seq);
+            assert_eq!(
+                rec.payload, out.attempted[i],
+                "seq {} is not what was attempted",
+                rec.seq
+            );
         }
     } else {
         let mut seen = std::collections::HashSet::new();
         for rec in &recs[base..] {
-            assert!(out.attempted.contains(&rec.payload), "seq {} was never attempted", rec.seq);
-            assert!(seen.insert(rec.payload.clone()), "seq {} stored twice", rec.seq);
+            assert!(
+                out.attempted.contains(&rec.payload),
+                "seq {} was never attempted",
+                rec.seq
+            );
+            assert!(
+                seen.insert(rec.payload.clone()),
+                "seq {} stored twice",
+                rec.seq
+            );
         }
     }
     let report = engine::verify::verify_dir(storage, dir()).expect("verify");
-    assert!(report.is_valid(), "chain does not verify: {:?}", report.problems());
+    assert!(
+        report.is_valid(),
+        "chain does not verify: {:?}",
+        report.problems()
+    );
     assert_eq!(report.head.map(|h| h.0 + 1).unwrap_or(0), recs.len() as u64);
     // The recovered log takes appends and reopens with the exact count.
-    let r = log.append(b"after recovery").expect("append after recovery");
+    let r = log
+        .append(b"after recovery")
+        .expect("append after recovery");
     assert_eq!(r.seq, recs.len() as u64);
     drop(log);
     let log = Log::open_with_storage(Arc::new(storage.clone()), dir(), config()).expect("reopen");
     assert_eq!(log.head().map(|h| h.seq + 1), Some(recs.len() as u64 + 1));
     recs.len() as u64
 }
-

@@ -1,0 +1,213 @@
+//! Real faults on the real file system, where the machine allows them:
+//! a full tmpfs (needs root to mount), and fdatasync failing with EIO under
+//! `fiu-run` (Debian's fiu-utils, installed by .ci/run). Each test says why
+//! it skips when it cannot run.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::payload;
+use engine::{Config, Error, Log};
+
+fn config() -> Config {
+    Config {
+        segment_size: 64 << 10,
+        index_interval: 1024,
+        log_id: Some(*b"real-faults-log!"),
+        ..Config::default()
+    }
+}
+
+/// Unmounts on drop.
+struct Mount<'a>(&'a Path);
+
+impl Drop for Mount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0).status();
+    }
+}
+
+#[test]
+fn a_full_tmpfs_gives_no_space_and_recovers_once_space_is_freed() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let mnt = base.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (CAP_SYS_ADMIN); run the tests as root to include this one");
+        return;
+    }
+    let _guard = Mount(&mnt);
+    let dir = mnt.join("log");
+    // Ballast to free later.
+    std::fs::write(mnt.join("ballast"), vec![1u8; 256 << 10]).expect("ballast");
+
+    let log = Log::open(&dir, config()).expect("open");
+    let mut acked = Vec::new();
+    let err = loop {
+        let p = vec![b'x'; 2000];
+        match log.append(&p) {
+            Ok(r) => acked.push(r),
+            Err(e) => break e,
+        }
+        assert!(acked.len() < 10_000, "the 1 MiB tmpfs never filled");
+    };
+    assert!(err.is_no_space(), "expected ENOSPC, got {err}");
+    assert!(err.to_string().contains("no space"), "{err}");
+    assert!(matches!(log.append(b"more"), Err(Error::Poisoned { .. })));
+    drop(log);
+
+    std::fs::remove_file(mnt.join("ballast")).expect("free space");
+    let log = Log::open(&dir, config()).expect("reopen after freeing space");
+    let head = log.head().expect("head").seq;
+    assert!(head + 1 >= acked.len() as u64);
+    for r in &acked {
+        assert_eq!(log.read(r.seq).expect("acknowledged record").hash, r.hash);
+    }
+    // Nothing partial: every record that is there reads back whole.
+    assert_eq!(log.scan(..).filter(|r| r.is_ok()).count() as u64, head + 1);
+    for i in 0..10 {
+        let r = log.append(&payload(i)).expect("append after freeing space");
+        assert_eq!(r.seq, head + 1 + i);
+    }
+    drop(log);
+    let report = engine::verify::verify_dir(&engine::storage::FsStorage, &dir).expect("verify");
+    assert!(report.is_valid(), "{:?}", report.problems());
+    eprintln!(
+        "tmpfs full after {} acknowledged 2000-byte appends; recovered {} records, then 10 more",
+        acked.len(),
+        head + 1
+    );
+}
+
+const FIU_CHILD_ENV: &str = "CHAINLOG_FIU_CHILD_DIR";
+
+/// Appends until fdatasync fails, then 5 more times; reports each outcome.
+/// Run by `fdatasync_eio_under_fiu_run` under fiu-run; ignored otherwise.
+#[test]
+#[ignore = "run by fdatasync_eio_under_fiu_run as a child process"]
+fn fiu_child() {
+    let dir = std::env::var(FIU_CHILD_ENV).expect("run by the parent test");
+    let log = Log::open(&dir, config()).expect("child open");
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let mut after_failure = None;
+    for i in 0..100_000u64 {
+        match log.append(&payload(i)) {
+            Ok(r) => writeln!(out, "ACK {} {}", r.seq, engine::error::hex(&r.hash)),
+            Err(Error::Io { op, source, .. }) => {
+                writeln!(out, "IOERR {op} {}", source.raw_os_error().unwrap_or(-1))
+            }
+            Err(Error::Poisoned { .. }) => writeln!(out, "POISONED"),
+            Err(e) => writeln!(out, "OTHER {e}"),
+        }
+        .expect("report");
+        if after_failure.is_none() && log.is_poisoned() {
+            after_failure = Some(0);
+        }
+        if let Some(n) = after_failure.as_mut() {
+            *n += 1;
+            if *n > 5 {
+                break;
+            }
+        }
+    }
+    out.flush().expect("flush");
+}
+
+#[test]
+fn fdatasync_eio_under_fiu_run() {
+    if Command::new("fiu-run")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED: fiu-run not found (Debian package fiu-utils; .ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Create the log here, so that the child's open needs no sync.
+    let log = Log::open(dir.path(), config()).expect("create");
+    for i in 0..3 {
+        log.append(&payload(i)).expect("append");
+    }
+    drop(log);
+    let exe = std::env::current_exe().expect("test binary");
+    let child = Command::new("fiu-run")
+        .args([
+            "-x",
+            "-f",
+            "",
+            "-c",
+            "enable_random name=posix/io/sync/fdatasync,probability=0.02,failinfo=5",
+        ])
+        .arg(&exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "fiu_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(FIU_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn fiu-run");
+    let output = child.wait_with_output().expect("child");
+    assert!(output.status.success(), "child failed: {:?}", output.status);
+    let lines: Vec<String> = BufReader::new(&output.stdout[..])
+        .lines()
+        .map(|l| l.expect("line"))
+        .filter(|l| {
+            l.starts_with("ACK ")
+                || l.starts_with("IOERR")
+                || l.starts_with("POISONED")
+                || l.starts_with("OTHER")
+        })
+        .collect();
+    let first_err = lines
+        .iter()
+        .position(|l| !l.starts_with("ACK "))
+        .expect("fdatasync never failed");
+    assert_eq!(
+        lines[first_err], "IOERR fdatasync 5",
+        "the failing group gets the EIO"
+    );
+    let after = &lines[first_err + 1..];
+    assert_eq!(after.len(), 5);
+    assert!(
+        after.iter().all(|l| l == "POISONED"),
+        "after the failure: {after:?}"
+    );
+    let acked: Vec<(u64, String)> = lines[..first_err]
+        .iter()
+        .map(|l| {
+            let mut p = l[4..].split(' ');
+            (
+                p.next().and_then(|s| s.parse().ok()).expect("seq"),
+                p.next().expect("hash").to_owned(),
+            )
+        })
+        .collect();
+    // Everything acknowledged before the failure is in the reopened log.
+    let log = Log::open(dir.path(), config()).expect("reopen");
+    for (seq, hash) in &acked {
+        assert_eq!(
+            &engine::error::hex(&log.read(*seq).expect("acked record").hash),
+            hash
+        );
+    }
+    eprintln!("fiu-run: fdatasync failed with EIO after {} acknowledged appends; the group and 5 later appends failed", acked.len());
+}
