@@ -23,6 +23,7 @@ pub mod chain;
 pub mod config;
 pub mod error;
 pub mod format;
+pub mod fuzz;
 mod log;
 mod recovery;
 mod segment;

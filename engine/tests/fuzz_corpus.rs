@@ -1,0 +1,178 @@
+//! Replays every stored fuzz input (fuzz/corpus/TARGET and, for inputs that
+//! once crashed, fuzz/artifacts/TARGET) through the fuzz bodies, and runs a
+//! bounded, seeded mutation loop over them (CHAINLOG_FUZZ_ITERS per target,
+//! default 2,000). Long fuzzing runs use cargo-fuzz in fuzz/.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::Rng;
+use engine::fuzz;
+
+type Body = fn(&[u8]);
+
+const TARGETS: [(&str, Body); 5] = [
+    ("record", fuzz::record),
+    ("segment_header", fuzz::segment_header),
+    ("segment_footer", fuzz::segment_footer),
+    ("index_file", fuzz::index_file),
+    ("open_dir", fuzz::open_dir),
+];
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v = Vec::new();
+    for sub in ["corpus", "artifacts"] {
+        let d = fuzz_dir().join(sub).join(target);
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.expect("entry").path();
+            if p.is_file() {
+                let bytes = std::fs::read(&p).expect("read input");
+                v.push((p, bytes));
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(5) {
+            0 if !v.is_empty() => {
+                let i = rng.below(v.len() as u64) as usize;
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 if !v.is_empty() => {
+                let i = rng.below(v.len() as u64) as usize;
+                v[i] = rng.next_u64() as u8;
+            }
+            2 if !v.is_empty() => {
+                let n = rng.below(v.len() as u64 + 1) as usize;
+                v.truncate(n);
+            }
+            3 => {
+                let n = rng.below(64) as usize;
+                let extra = rng.bytes(n);
+                let at = rng.below(v.len() as u64 + 1) as usize;
+                v.splice(at..at, extra);
+            }
+            _ => {
+                let n = rng.below(200) as usize;
+                v = rng.bytes(n);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn stored_inputs_and_seeded_mutations_never_crash() {
+    let iters: u64 = std::env::var("CHAINLOG_FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000);
+    for (target, body) in TARGETS {
+        let stored = inputs(target);
+        assert!(!stored.is_empty(), "no stored corpus for {target}");
+        for (path, bytes) in &stored {
+            if let Err(p) = std::panic::catch_unwind(|| body(bytes)) {
+                eprintln!("{target}: stored input {} crashes", path.display());
+                std::panic::resume_unwind(p);
+            }
+        }
+        let mut rng = Rng::new(0xf022);
+        for i in 0..iters {
+            let base = &stored[rng.below(stored.len() as u64) as usize].1;
+            let input = mutate(&mut rng, base);
+            if let Err(p) = std::panic::catch_unwind(|| body(&input)) {
+                let keep = fuzz_dir().join("artifacts").join(target);
+                let _ = std::fs::create_dir_all(&keep);
+                let path = keep.join(format!("mutation-{i}"));
+                let _ = std::fs::write(&path, &input);
+                eprintln!("{target}: mutation {i} crashes; kept as {}", path.display());
+                std::panic::resume_unwind(p);
+            }
+        }
+        eprintln!(
+            "{target}: {} stored inputs, {iters} mutations",
+            stored.len()
+        );
+    }
+}
+
+/// Writes the seed corpus from real structures. Run by hand after a format
+/// change: `cargo test -p chainlog-engine --test fuzz_corpus -- --ignored`.
+#[test]
+#[ignore = "regenerates fuzz/corpus seeds"]
+fn write_seed_corpus() {
+    use engine::storage::{SimStorage, Storage};
+    let storage = SimStorage::new(3);
+    let dir = Path::new("/seed/log");
+    storage.create_dir_all(dir).expect("mkdir");
+    let config = engine::Config {
+        segment_size: 1024,
+        index_interval: 128,
+        segment_age: None,
+        log_id: Some(*b"fuzz-seed-log-id"),
+        ..engine::Config::default()
+    };
+    let log = engine::Log::open_with_storage(Arc::new(storage.clone()), dir, config).expect("open");
+    for i in 0..9u32 {
+        let mut p = format!("seed record {i}").into_bytes();
+        p.resize(60 + i as usize * 20, b'.');
+        log.append(&p).expect("append");
+    }
+    drop(log);
+    let mut names = storage.list(dir).expect("list");
+    names.sort();
+    let read = |n: &str| storage.read_file(&dir.join(n)).expect("file");
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let d = fuzz_dir().join("corpus").join(target);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join(name), bytes).expect("write seed");
+    };
+    let segs: Vec<&String> = names.iter().filter(|n| n.ends_with(".seg")).collect();
+    assert!(segs.len() >= 3, "{} segments", segs.len());
+    let seg0 = read(segs[0]);
+    write("segment_header", "seed-header", &seg0[..128]);
+    write("record", "seed-record", &seg0[128..]);
+    write("segment_footer", "seed-footer", &seg0[seg0.len() - 256..]);
+    for n in &names {
+        if n.ends_with(".idx") {
+            write(
+                "index_file",
+                "seed-offset-index",
+                &[[0u8].as_slice(), &read(n)].concat(),
+            );
+        }
+        if n.ends_with(".tix") {
+            write(
+                "index_file",
+                "seed-time-index",
+                &[[1u8].as_slice(), &read(n)].concat(),
+            );
+        }
+    }
+    let files: Vec<(String, Vec<u8>)> = names.iter().map(|n| (n.clone(), read(n))).collect();
+    let all: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    write("open_dir", "seed-log", &fuzz::join_files(&all));
+    let first: Vec<(&str, &[u8])> = all
+        .iter()
+        .filter(|(n, _)| n.starts_with(segs[0].trim_end_matches(".seg")))
+        .copied()
+        .collect();
+    write("open_dir", "seed-first-segment", &fuzz::join_files(&first));
+}
