@@ -3,7 +3,7 @@
 
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
@@ -89,6 +89,9 @@ pub(crate) struct Shared {
     poisoned: AtomicBool,
     poison_cause: Mutex<Option<String>>,
     pub stats: StatCounters,
+    /// Appends submitted and not yet answered: the syncer's estimate of
+    /// how many appenders a sync can cover.
+    pub in_flight: AtomicUsize,
 }
 
 impl Shared {
@@ -159,6 +162,7 @@ impl Log {
             poisoned: AtomicBool::new(false),
             poison_cause: Mutex::new(None),
             stats: StatCounters::default(),
+            in_flight: AtomicUsize::new(0),
         });
         let (tx, rx) = bounded(queue_depth);
         let (active, handles) = writer::start(shared.clone(), rec.active, rec.chain, rx)?;
@@ -236,21 +240,23 @@ impl Log {
         }
         let (reply, rx) = bounded(1);
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
-        match tx.try_send(Request {
+        let in_flight = &self.shared.in_flight;
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let sent = tx.try_send(Request {
             kind,
             data,
             lens,
             reply,
-        }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(Error::Busy {
-                    depth: config.queue_depth,
-                })
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(Error::Closed),
-        }
-        rx.recv().map_err(|_| Error::Closed)?
+        });
+        let result = match sent {
+            Ok(()) => rx.recv().map_err(|_| Error::Closed).and_then(|r| r),
+            Err(TrySendError::Full(_)) => Err(Error::Busy {
+                depth: config.queue_depth,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
+        };
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+        result
     }
 
     /// The newest durable record, or `None` for an empty log.

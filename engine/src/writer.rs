@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::RwLock;
@@ -34,6 +34,9 @@ use crate::storage::{write_all_at, StorageFile};
 /// Groups written but not yet synced, at most. Bounds the receipts held by
 /// the syncer; the writer waits when the syncer falls this far behind.
 const SYNC_QUEUE_DEPTH: usize = 64;
+
+/// The longest the syncer waits for appenders to come back before a sync.
+const MAX_GROUP_WAIT: Duration = Duration::from_micros(250);
 
 /// The longest the writer sleeps before rechecking the segment age limit.
 const AGE_POLL: Duration = Duration::from_secs(1);
@@ -387,23 +390,58 @@ impl Writer {
 }
 
 fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
+    // Group formation. Appenders acknowledged by one sync come back with
+    // their next append a few tens of microseconds later; if the next sync
+    // starts at once it covers only those who arrived while the last one
+    // ran, and the appenders split into cohorts that never share a sync
+    // again. So before a sync, wait a little for as many appends as were in
+    // flight at the last acknowledgement (`target`), at most a quarter of the
+    // last sync's duration. With one appender, target is 1: no wait.
+    let mut target = 1usize;
+    let mut max_wait = Duration::ZERO;
     while let Ok(job) = rx.recv() {
         let mut groups = Vec::new();
         let mut barrier = None;
+        let mut waiting = 0usize;
         match job {
-            SyncJob::Group(g) => groups.push(g),
+            SyncJob::Group(g) => {
+                waiting += g.waiters.len();
+                groups.push(g);
+            }
             SyncJob::Barrier(b) => barrier = Some(b),
         }
         // Everything already written is covered by the sync about to start.
         while barrier.is_none() {
             match rx.try_recv() {
-                Ok(SyncJob::Group(g)) => groups.push(g),
+                Ok(SyncJob::Group(g)) => {
+                    waiting += g.waiters.len();
+                    groups.push(g);
+                }
                 Ok(SyncJob::Barrier(b)) => barrier = Some(b),
                 Err(_) => break,
             }
         }
+        if barrier.is_none() && waiting < target && !max_wait.is_zero() {
+            let deadline = Instant::now() + max_wait;
+            while waiting < target {
+                match rx.recv_deadline(deadline) {
+                    Ok(SyncJob::Group(g)) => {
+                        waiting += g.waiters.len();
+                        groups.push(g);
+                    }
+                    Ok(SyncJob::Barrier(b)) => {
+                        barrier = Some(b);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
         if !groups.is_empty() {
-            complete(shared, groups);
+            let started = Instant::now();
+            let in_flight = complete(shared, groups);
+            target = in_flight.max(1);
+            max_wait = (started.elapsed() / 4).min(MAX_GROUP_WAIT);
         }
         if let Some(b) = barrier {
             let _ = b.send(());
@@ -412,14 +450,16 @@ fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
 }
 
 /// Syncs once for all `groups` (all in one segment, in write order) and
-/// acknowledges them, or fails them all.
-fn complete(shared: &Shared, groups: Vec<Group>) {
+/// acknowledges them, or fails them all. Returns the number of appends in
+/// flight (queued, being written, or being acknowledged) just before the
+/// acknowledgements were sent.
+fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
     let waiters = || groups.iter().flat_map(|g| g.waiters.iter());
     if let Some(cause) = shared.poison_cause() {
         fail_all(waiters().map(|w| w.reply.clone()), || Error::Poisoned {
             cause: cause.clone(),
         });
-        return;
+        return 0;
     }
     let last = groups.last().expect("at least one group");
     if shared.config.durability == Durability::SyncEveryGroup {
@@ -429,7 +469,7 @@ fn complete(shared: &Shared, groups: Vec<Group>) {
             let e = Error::io("fdatasync", &last.path, e);
             shared.poison(&e);
             fail_all(waiters().map(|w| w.reply.clone()), || replicate(&e));
-            return;
+            return 0;
         }
         shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
         shared.synced_end.store(last.end, Ordering::Release);
@@ -437,6 +477,7 @@ fn complete(shared: &Shared, groups: Vec<Group>) {
     // Publish the head before acknowledging, so that a reader who saw the
     // receipt finds the record.
     *shared.head.write() = last.head;
+    let in_flight = shared.in_flight.load(Ordering::Acquire);
     for g in groups {
         shared.stats.appends.fetch_add(
             g.waiters.iter().map(|w| w.receipts.len() as u64).sum(),
@@ -446,6 +487,7 @@ fn complete(shared: &Shared, groups: Vec<Group>) {
             let _ = w.reply.send(Ok(w.receipts));
         }
     }
+    in_flight
 }
 
 fn fail_all(replies: impl Iterator<Item = Sender<Result<Vec<Receipt>>>>, err: impl Fn() -> Error) {
