@@ -299,6 +299,26 @@ pub enum CorruptionKind {
         /// The durable watermark that valid record carries.
         durable_through: u64,
     },
+    /// The log does not reach the head committed to outside it: its newest
+    /// records were removed.
+    #[error("the log ends at {last} but the expected head is seq {expected_seq} (newest records removed?)")]
+    HeadMissing {
+        /// The committed head's seq.
+        expected_seq: u64,
+        /// Where the verified log ends ("seq N", or "no records").
+        last: String,
+    },
+    /// The record at the committed head's seq has another hash: the log was
+    /// rewritten.
+    #[error("record {seq} has hash {}, but the expected head hash is {} (log rewritten?)", hex(found), hex(expected))]
+    HeadHashMismatch {
+        /// The committed head's seq.
+        seq: u64,
+        /// The committed hash.
+        expected: Hash,
+        /// The hash in the log.
+        found: Hash,
+    },
     /// An index entry does not point at the record it names.
     #[error("{what}: entry {entry} names seq {expected} but offset {pos} holds {found}")]
     IndexEntry {

@@ -155,7 +155,7 @@ pub(crate) fn check_follows(
 /// watermark beyond `pos`: the damaged bytes had been synced before that
 /// record was written, so they were acknowledged, and cutting them would
 /// lose acknowledged data. Returns the refusal in that case.
-fn check_torn_tail(
+pub(crate) fn check_torn_tail(
     path: &Path,
     bytes: &[u8],
     pos: u64,

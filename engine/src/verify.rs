@@ -4,11 +4,22 @@
 //! each footer against the records, and each index entry against the
 //! record it names.
 //!
-//! Verification only reads. It is what `segment-verify` runs, and what the
-//! tests run after every simulated crash.
+//! Segments are checked independently, on as many threads as asked, then
+//! the links between them are checked in order. Verification only reads
+//! (never through a memory map, so a live writer cannot change bytes under
+//! it), and on a live log it checks the consistent prefix that existed when
+//! each file was read. It is what `segment-verify` runs, and what the tests
+//! run after every simulated crash.
+//!
+//! A hash chain cannot detect, on its own, the removal of the newest
+//! records or a rewrite of the whole log: that needs a commitment to the
+//! head kept outside the log ([`Options::expect_head`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
 
 use crate::chain;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
@@ -16,9 +27,21 @@ use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::index::{self, IndexKind, OffsetEntry, TimeEntry, INDEX_HEADER_LEN};
 use crate::format::{Hash, LogId, Structure};
-use crate::recovery::{walk_records, ChainState, WalkEnd};
+use crate::recovery::{check_torn_tail, walk_records, ChainState, WalkEnd};
 use crate::segment::{index_file_name, parse_segment_name, segment_file_name};
-use crate::storage::Storage;
+use crate::storage::{read_exact_at, Storage};
+
+/// How to verify.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Worker threads for checking segments (0 or 1: the calling thread).
+    pub threads: usize,
+    /// A commitment to the head kept outside the log: the log must contain
+    /// record `seq` with this hash.
+    pub expect_head: Option<(u64, Hash)>,
+    /// Called after each segment with the bytes it held.
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
 
 /// The verdict on one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +54,33 @@ pub struct SegmentVerdict {
     pub sealed: bool,
     /// Records whose CRC, seq and hash were checked and found valid.
     pub records: u64,
+    /// Bytes of the file that were read.
+    pub bytes: u64,
     /// The first problem found, if any; checking the segment stops there.
     pub error: Option<Corruption>,
     /// Things worth knowing that do not make the segment invalid (a sealed
-    /// segment that is writable, a missing derived index).
+    /// segment that is writable, a missing derived index, a torn tail).
     pub warnings: Vec<String>,
+}
+
+impl SegmentVerdict {
+    /// The seq of the last valid record, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        (self.records > 0).then(|| self.first_seq + self.records - 1)
+    }
+}
+
+/// Bytes at the end of the last segment that are not whole records and were
+/// not durable: a torn tail after a crash, or a group still being written
+/// in a live log. Recovery would cut them; nothing acknowledged is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnverifiedTail {
+    /// The segment.
+    pub path: PathBuf,
+    /// Where the tail starts.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
 }
 
 /// The verdict on a whole log directory.
@@ -45,25 +90,38 @@ pub struct Report {
     pub log_id: Option<LogId>,
     /// One verdict per segment file, in seq order.
     pub segments: Vec<SegmentVerdict>,
-    /// Problems between segments: missing segments, broken links.
+    /// Problems between segments: missing segments, broken links, time
+    /// going backwards.
     pub gaps: Vec<Corruption>,
     /// The last valid record of an unbroken chain from seq 0, if any.
     pub head: Option<(u64, Hash)>,
     /// Records checked in all segments.
     pub records_checked: u64,
+    /// Bytes read in all segments.
+    pub bytes_checked: u64,
+    /// A torn or in-flight tail of the last segment.
+    pub tail: Option<UnverifiedTail>,
+    /// True when a head commitment was given and checked.
+    pub head_checked: bool,
+    /// The head commitment's failure, if it failed.
+    pub head_problem: Option<Corruption>,
 }
 
 impl Report {
-    /// True when every segment is valid and nothing is missing between them.
+    /// True when every segment is valid, nothing is missing between them,
+    /// and the head commitment (if given) holds.
     pub fn is_valid(&self) -> bool {
-        self.gaps.is_empty() && self.segments.iter().all(|s| s.error.is_none())
+        self.gaps.is_empty()
+            && self.head_problem.is_none()
+            && self.segments.iter().all(|s| s.error.is_none())
     }
 
-    /// Every problem, gaps first.
+    /// Every problem: gaps, then segments in order, then the head.
     pub fn problems(&self) -> Vec<&Corruption> {
         self.gaps
             .iter()
             .chain(self.segments.iter().filter_map(|s| s.error.as_ref()))
+            .chain(self.head_problem.iter())
             .collect()
     }
 }
@@ -72,103 +130,172 @@ impl Report {
 struct Checked {
     verdict: SegmentVerdict,
     header: Option<SegmentHeader>,
-    /// The chain state after the segment's last valid record.
+    /// `created_at` of the first record.
+    first_created_at: Option<u64>,
+    /// The chain state after the segment's last valid record, when the
+    /// whole segment is valid.
     end: Option<ChainState>,
+    /// The hash of the record the head commitment names, if it is here.
+    captured: Option<Hash>,
+    tail: Option<UnverifiedTail>,
+}
+
+/// Verifies every segment in `dir` with default options (one thread, no
+/// head commitment).
+pub fn verify_dir(storage: &dyn Storage, dir: &Path) -> Result<Report> {
+    verify(storage, dir, &Options::default())
 }
 
 /// Verifies every segment in `dir`. I/O errors (an unreadable directory or
 /// file) are returned as errors; damage is reported in the [`Report`].
-pub fn verify_dir(storage: &dyn Storage, dir: &Path) -> Result<Report> {
+pub fn verify(storage: &dyn Storage, dir: &Path, options: &Options<'_>) -> Result<Report> {
     let names = storage.list(dir).map_err(|e| Error::io("list", dir, e))?;
     let mut seqs: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
     seqs.sort_unstable();
+    let capture = options.expect_head.map(|(s, _)| s);
+    let results: Vec<Mutex<Option<Result<Checked>>>> = seqs.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&seq) = seqs.get(i) else { break };
+        let path = dir.join(segment_file_name(seq));
+        let is_last = i + 1 == seqs.len();
+        let c = check_segment(storage, dir, &path, seq, is_last, capture);
+        if let (Ok(c), Some(p)) = (&c, options.progress) {
+            p(c.verdict.bytes);
+        }
+        *results[i].lock() = Some(c);
+    };
+    let threads = options.threads.clamp(1, seqs.len().max(1));
+    if threads == 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(work);
+            }
+        });
+    }
+    let mut checked = Vec::with_capacity(seqs.len());
+    for r in results {
+        checked.push(r.into_inner().expect("every segment was checked")?);
+    }
+    Ok(link(dir, &seqs, checked, options.expect_head))
+}
+
+/// Checks the links between independently checked segments, in order.
+fn link(dir: &Path, seqs: &[u64], checked: Vec<Checked>, expect_head: Option<(u64, Hash)>) -> Report {
     let mut report = Report {
         log_id: None,
         segments: Vec::with_capacity(seqs.len()),
         gaps: Vec::new(),
         head: None,
         records_checked: 0,
+        bytes_checked: 0,
+        tail: None,
+        head_checked: expect_head.is_some(),
+        head_problem: None,
     };
     let mut prev: Option<ChainState> = None;
     let mut chain_intact = true;
-    for (i, &seq) in seqs.iter().enumerate() {
+    let mut captured = None;
+    for (i, (c, &seq)) in checked.into_iter().zip(seqs).enumerate() {
         let path = dir.join(segment_file_name(seq));
-        let is_last = i + 1 == seqs.len();
-        let c = check_segment(
-            storage,
-            dir,
-            &path,
-            seq,
-            is_last,
-            prev.map_or(0, |p| p.last_created_at),
-        )?;
         if let Some(h) = &c.header {
             let id = *report.log_id.get_or_insert(h.log_id);
+            let mut gap = |kind| {
+                report.gaps.push(Corruption::new(&path, 0, Some(seq), kind));
+            };
             // Link to what came before: the genesis hash, or the previous
             // segment's last record as recomputed.
             let expected = match (i, prev) {
-                (0, _) if seq == 0 => Some((0, chain::genesis(&id))),
-                (_, Some(p)) => Some((p.next_seq, p.prev_hash)),
+                (0, _) if seq == 0 => Some((0, chain::genesis(&id), 0)),
+                (_, Some(p)) => Some((p.next_seq, p.prev_hash, p.last_created_at)),
                 _ => None,
             };
             match expected {
-                Some((next, _)) if next != seq => {
-                    chain_intact = false;
-                    report.gaps.push(Corruption::new(
-                        &path,
-                        0,
-                        Some(next),
-                        CorruptionKind::MissingSegment {
-                            expected_first_seq: next,
-                            found: format!("segment {}", segment_file_name(seq)),
-                        },
-                    ));
+                Some((next, _, _)) if next != seq => gap(CorruptionKind::MissingSegment {
+                    expected_first_seq: next,
+                    found: format!("segment {}", segment_file_name(seq)),
+                }),
+                Some((_, hash, _)) if hash != h.prev_hash => gap(CorruptionKind::BrokenLink {
+                    expected: hash,
+                    found: h.prev_hash,
+                }),
+                Some((_, _, last_time)) if c.first_created_at.is_some_and(|t| t < last_time) => {
+                    gap(CorruptionKind::TimeRegression {
+                        previous: last_time,
+                        found: c.first_created_at.unwrap_or(0),
+                    })
                 }
-                Some((_, hash)) if hash != h.prev_hash => {
-                    chain_intact = false;
-                    report.gaps.push(Corruption::new(
-                        &path,
-                        0,
-                        Some(seq),
-                        CorruptionKind::BrokenLink {
-                            expected: hash,
-                            found: h.prev_hash,
-                        },
-                    ));
-                }
-                None if i == 0 => {
-                    chain_intact = false;
-                    report.gaps.push(Corruption::new(
-                        &path,
-                        0,
-                        Some(0),
-                        CorruptionKind::MissingSegment {
-                            expected_first_seq: 0,
-                            found: format!("segment {}", segment_file_name(seq)),
-                        },
-                    ));
-                }
-                _ => {}
+                None if i == 0 => gap(CorruptionKind::MissingSegment {
+                    expected_first_seq: 0,
+                    found: format!("segment {}", segment_file_name(seq)),
+                }),
+                None => {} // the previous segment was invalid: reported there
+                Some(_) => {}
             }
             if h.log_id != id {
-                chain_intact = false;
+                gap(CorruptionKind::Mismatch {
+                    what: Structure::SegmentHeader,
+                    field: "log_id",
+                    expected: crate::error::hex(&id),
+                    found: crate::error::hex(&h.log_id),
+                });
             }
         }
+        chain_intact &= report.gaps.is_empty() && c.verdict.error.is_none();
         report.records_checked += c.verdict.records;
-        if c.verdict.error.is_some() {
-            chain_intact = false;
-        }
+        report.bytes_checked += c.verdict.bytes;
         if chain_intact {
             if let Some(end) = c.end {
                 if end.next_seq > 0 {
                     report.head = Some((end.next_seq - 1, end.prev_hash));
                 }
             }
+            captured = captured.or(c.captured);
+        }
+        if c.tail.is_some() {
+            report.tail = c.tail;
         }
         prev = c.end;
         report.segments.push(c.verdict);
     }
-    Ok(report)
+    if let Some((seq, hash)) = expect_head {
+        let at = seqs.first().map_or_else(|| dir.to_path_buf(), |s| dir.join(segment_file_name(*s)));
+        let problem = match (report.head, captured) {
+            (_, Some(found)) if found == hash => None,
+            (_, Some(found)) => Some(CorruptionKind::HeadHashMismatch {
+                seq,
+                expected: hash,
+                found,
+            }),
+            (head, None) => Some(CorruptionKind::HeadMissing {
+                expected_seq: seq,
+                last: head.map_or_else(|| "no records".to_owned(), |(s, _)| format!("seq {s}")),
+            }),
+        };
+        report.head_problem = problem.map(|k| Corruption::new(&at, 0, Some(seq), k));
+    }
+    report
+}
+
+/// Reads a whole file with `pread` into memory.
+fn read_file(storage: &dyn Storage, path: &Path) -> Result<Vec<u8>> {
+    let file = storage
+        .open_read(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
+    let len = usize::try_from(len).map_err(|_| {
+        Error::io(
+            "read",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "file too large"),
+        )
+    })?;
+    let mut bytes = vec![0u8; len];
+    read_exact_at(&*file, &mut bytes, 0).map_err(|e| Error::io("read", path, e))?;
+    Ok(bytes)
 }
 
 fn check_segment(
@@ -177,26 +304,27 @@ fn check_segment(
     path: &Path,
     name_seq: u64,
     is_last: bool,
-    prev_created_at: u64,
+    capture: Option<u64>,
 ) -> Result<Checked> {
+    let bytes = read_file(storage, path)?;
     let mut verdict = SegmentVerdict {
         path: path.to_path_buf(),
         first_seq: name_seq,
         sealed: false,
         records: 0,
+        bytes: bytes.len() as u64,
         error: None,
         warnings: Vec::new(),
     };
-    let file = storage
-        .open_read(path)
-        .map_err(|e| Error::io("open", path, e))?;
-    let bytes = file.read_all().map_err(|e| Error::io("read", path, e))?;
-    let fail = |mut verdict: SegmentVerdict, c: Corruption, header, end| {
+    let fail = |mut verdict: SegmentVerdict, c: Corruption, header, end: Option<ChainState>| {
         verdict.error = Some(c);
         Ok(Checked {
             verdict,
             header,
+            first_created_at: None,
             end,
+            captured: None,
+            tail: None,
         })
     };
     let header = match SegmentHeader::decode(&bytes[..bytes.len().min(HEADER_LEN)]) {
@@ -314,10 +442,16 @@ fn check_segment(
     let mut state = ChainState {
         next_seq: header.first_seq,
         prev_hash: header.prev_hash,
-        last_created_at: prev_created_at,
+        last_created_at: 0,
     };
     let mut index_error: Option<Corruption> = None;
+    let mut first_created_at = None;
+    let mut captured = None;
     let walked = walk_records(path, &bytes, end, &mut state, |pos, r| {
+        first_created_at.get_or_insert(r.created_at);
+        if capture == Some(r.seq) {
+            captured = Some(r.hash);
+        }
         for kind_bit in [0u64, 1] {
             if let Some((kind, entry, seq, time)) = expected_at.remove(&(pos * 2 + kind_bit)) {
                 if index_error.is_none()
@@ -340,9 +474,29 @@ fn check_segment(
         }
     });
     verdict.records = state.next_seq - header.first_seq;
+    let mut tail = None;
     match walked {
         Err(Error::Corruption(c)) => return fail(verdict, *c, Some(header), None),
         Err(e) => return Err(e),
+        Ok(WalkEnd::Undecodable { pos, cause }) if footer.is_none() => {
+            // The last, unsealed segment: the same rule as recovery. Bytes
+            // that were never durable are a torn (or in-flight) tail;
+            // damage followed by records written after it was synced is
+            // not.
+            if let Err(Error::Corruption(c)) = check_torn_tail(path, &bytes, pos, &cause, state.next_seq) {
+                return fail(verdict, *c, Some(header), None);
+            }
+            verdict.warnings.push(format!(
+                "{} bytes at offset {pos} are not whole records and were never durable \
+                 (a torn tail, or appends in flight): not verified; opening the log cuts them",
+                bytes.len() as u64 - pos
+            ));
+            tail = Some(UnverifiedTail {
+                path: path.to_path_buf(),
+                offset: pos,
+                len: bytes.len() as u64 - pos,
+            });
+        }
         Ok(WalkEnd::Undecodable { pos, cause }) => {
             let c = Corruption::new(path, pos, Some(state.next_seq), cause);
             return fail(verdict, c, Some(header), None);
@@ -433,6 +587,9 @@ fn check_segment(
     Ok(Checked {
         verdict,
         header: Some(header),
+        first_created_at,
         end: Some(state),
+        captured,
+        tail,
     })
 }
