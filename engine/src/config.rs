@@ -65,7 +65,8 @@ pub struct Config {
     pub durability: Durability,
     /// The largest payload accepted.
     pub max_record_len: usize,
-    /// The largest total payload of one `append_batch` call.
+    /// The largest `append_batch` call, as stored (payloads plus 64 bytes
+    /// per record).
     pub max_batch_bytes: usize,
     /// Append requests that may wait for the writer; more gets `Busy`.
     pub queue_depth: usize,
@@ -116,6 +117,21 @@ impl Config {
         }
         if self.max_record_len as u64 + (HEADER_LEN + FOOTER_LEN) as u64 > MAX_SEGMENT_SIZE {
             return bad("max_record_len does not fit in a segment".into());
+        }
+        // Offsets in a segment are 32-bit: a segment holds at most its size
+        // limit, plus one group, plus one more batch (a group stops
+        // gathering once past its limit).
+        let worst = self.segment_size as u128
+            + self.max_group_bytes as u128
+            + self.max_batch_bytes as u128
+            + FOOTER_LEN as u128;
+        if worst > u32::MAX as u128 {
+            return bad(format!(
+                "segment_size + max_group_bytes + max_batch_bytes ({worst}) must stay below 4 GiB"
+            ));
+        }
+        if self.max_batch_bytes < self.max_record_len + crate::format::record::RECORD_OVERHEAD {
+            return bad("max_batch_bytes must hold at least one record of max_record_len".into());
         }
         if self.queue_depth == 0 || self.max_batch_bytes == 0 || self.max_group_bytes == 0 {
             return bad("queue_depth, max_batch_bytes and max_group_bytes must be positive".into());

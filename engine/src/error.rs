@@ -48,6 +48,13 @@ pub enum Error {
         depth: usize,
     },
 
+    /// Another process (or another `Log` in this one) has the log open.
+    #[error("{} is locked: the log is open elsewhere (its LOCK file is held)", dir.display())]
+    Locked {
+        /// The log directory.
+        dir: PathBuf,
+    },
+
     /// The log has been closed, or its writer thread stopped.
     #[error("log is closed")]
     Closed,
@@ -61,10 +68,11 @@ pub enum Error {
         max: usize,
     },
 
-    /// A batch's payloads exceed the configured maximum.
-    #[error("batch of {bytes} bytes exceeds the maximum of {max}")]
+    /// A batch exceeds the configured maximum (counted as stored: payloads
+    /// plus 64 bytes per record).
+    #[error("batch of {bytes} bytes (as stored) exceeds the maximum of {max}")]
     BatchTooLarge {
-        /// The batch's total payload bytes.
+        /// The batch's size as stored.
         bytes: usize,
         /// The configured maximum.
         max: usize,
@@ -310,7 +318,11 @@ pub enum CorruptionKind {
     },
     /// The record at the committed head's seq has another hash: the log was
     /// rewritten.
-    #[error("record {seq} has hash {}, but the expected head hash is {} (log rewritten?)", hex(found), hex(expected))]
+    #[error(
+        "record {seq} has hash {}, but the expected head hash is {} (log rewritten?)",
+        hex(found),
+        hex(expected)
+    )]
     HeadHashMismatch {
         /// The committed head's seq.
         seq: u64,
@@ -333,6 +345,30 @@ pub enum CorruptionKind {
         /// What is at that position.
         found: String,
     },
+}
+
+impl CorruptionKind {
+    /// The variant's name, stable for machine-readable output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CorruptionKind::BadMagic { .. } => "BadMagic",
+            CorruptionKind::UnsupportedVersion { .. } => "UnsupportedVersion",
+            CorruptionKind::ChecksumMismatch { .. } => "ChecksumMismatch",
+            CorruptionKind::BadField { .. } => "BadField",
+            CorruptionKind::Truncated { .. } => "Truncated",
+            CorruptionKind::ChainBreak { .. } => "ChainBreak",
+            CorruptionKind::SeqGap { .. } => "SeqGap",
+            CorruptionKind::TimeRegression { .. } => "TimeRegression",
+            CorruptionKind::BrokenLink { .. } => "BrokenLink",
+            CorruptionKind::MissingSegment { .. } => "MissingSegment",
+            CorruptionKind::UnsealedSegment { .. } => "UnsealedSegment",
+            CorruptionKind::Mismatch { .. } => "Mismatch",
+            CorruptionKind::NotATornTail { .. } => "NotATornTail",
+            CorruptionKind::HeadMissing { .. } => "HeadMissing",
+            CorruptionKind::HeadHashMismatch { .. } => "HeadHashMismatch",
+            CorruptionKind::IndexEntry { .. } => "IndexEntry",
+        }
+    }
 }
 
 /// Lower-case hex of a hash, for messages.

@@ -122,6 +122,8 @@ impl Shared {
 /// from many threads; their appends share `fdatasync` calls.
 #[derive(Debug)]
 pub struct Log {
+    /// Held for the log's lifetime: the directory's lock.
+    _lock: crate::storage::DirLock,
     shared: Arc<Shared>,
     tx: Option<Sender<Request>>,
     writer: Option<WriterHandles>,
@@ -143,6 +145,18 @@ impl Log {
     ) -> Result<Log> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
+        // One process at a time: a second opener's recovery would cut the
+        // first one's in-flight group as a torn tail.
+        let lock = storage.lock_dir(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked { dir: dir.clone() }
+            } else {
+                Error::io("lock", &dir, e)
+            }
+        })?;
         let rec = recovery::recover(&*storage, &dir, &config)?;
         let segments: Vec<Arc<Segment>> = rec.sealed.into_iter().map(Arc::new).collect();
         let synced_end = rec.active.end;
@@ -165,9 +179,9 @@ impl Log {
             in_flight: AtomicUsize::new(0),
         });
         let (tx, rx) = bounded(queue_depth);
-        let (active, handles) = writer::start(shared.clone(), rec.active, rec.chain, rx)?;
-        shared.segments.write().push(active);
+        let handles = writer::start(shared.clone(), rec.active, rec.chain, rx)?;
         Ok(Log {
+            _lock: lock,
             shared,
             tx: Some(tx),
             writer: Some(handles),
@@ -213,6 +227,7 @@ impl Log {
             return Err(Error::InvalidArgument("record kind 0 is reserved".into()));
         }
         let mut total = 0usize;
+        let mut encoded = 0usize;
         for p in payloads {
             let len = p.as_ref().len();
             if len > config.max_record_len {
@@ -222,10 +237,13 @@ impl Log {
                 });
             }
             total += len;
+            encoded += len + crate::format::record::RECORD_OVERHEAD;
         }
-        if total > config.max_batch_bytes {
+        // The bound is on bytes as stored, so that many empty payloads
+        // cannot make a group of unbounded size.
+        if encoded > config.max_batch_bytes {
             return Err(Error::BatchTooLarge {
-                bytes: total,
+                bytes: encoded,
                 max: config.max_batch_bytes,
             });
         }

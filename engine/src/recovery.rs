@@ -129,11 +129,11 @@ pub(crate) fn check_follows(
             found: r.created_at,
         });
     }
-    if u64::from(r.durable_through) > pos {
+    if u64::from(r.durable_through) > pos || (r.durable_through as usize) < HEADER_LEN {
         return corrupt(crate::format::bad_field(
             Structure::Record,
             "durable_through",
-            format_args!("at most the record's offset {pos}"),
+            format_args!("between {HEADER_LEN} and the record's offset {pos}"),
             r.durable_through,
         ));
     }
@@ -144,7 +144,17 @@ pub(crate) fn check_follows(
             found: r.hash,
         });
     }
-    state.next_seq = r.seq + 1;
+    state.next_seq = match r.seq.checked_add(1) {
+        Some(n) => n,
+        None => {
+            return corrupt(crate::format::bad_field(
+                Structure::Record,
+                "seq",
+                "below 2^64 - 1",
+                r.seq,
+            ))
+        }
+    };
     state.prev_hash = r.hash;
     state.last_created_at = r.created_at;
     Ok(())
@@ -166,7 +176,7 @@ pub(crate) fn check_torn_tail(
     let len = bytes.len();
     // A record of the log after the damage has a seq of at least next_seq,
     // and each record takes at least RECORD_OVERHEAD bytes.
-    let max_seq = next_seq + ((len - start) / RECORD_OVERHEAD) as u64 + 1;
+    let max_seq = next_seq.saturating_add(((len - start) / RECORD_OVERHEAD) as u64 + 1);
     for p in start + 1..len.saturating_sub(RECORD_OVERHEAD - 1) {
         let Some(seq) = record::peek_seq(&bytes[p..]) else {
             break;
@@ -220,8 +230,9 @@ struct CheckedSealed {
     path: PathBuf,
     file: Arc<dyn StorageFile>,
     footer: Footer,
-    /// The index files are missing or inconsistent.
-    rebuild_index: bool,
+    /// The index rebuilt from the records (in phase 1, read-only), when the
+    /// index files are missing or inconsistent.
+    rebuild_index: Option<LiveIndex>,
     /// The file is still writable (the seal was interrupted).
     finish_seal: bool,
 }
@@ -441,6 +452,23 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
     let mut report = RecoveryReport::default();
 
     if seqs.is_empty() {
+        // Index files or cut bytes without any segment: the segments were
+        // removed. Never start a new log over the remains of an old one.
+        if let Some(n) = names
+            .iter()
+            .find(|n| n.ends_with(".idx") || n.ends_with(".tix") || n.contains(".seg.cut-"))
+        {
+            return Err(Corruption::new(
+                &dir.join(n),
+                0,
+                Some(0),
+                CorruptionKind::MissingSegment {
+                    expected_first_seq: 0,
+                    found: format!("no segment files, but {n} is there"),
+                },
+            )
+            .into());
+        }
         for t in &temps {
             remove_if_exists(storage, t)?;
         }
@@ -480,7 +508,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
     // Phase 1: checks only.
     let mut log_id: Option<LogId> = None;
     let mut state: Option<ChainState> = None;
-    let mut checked: Vec<(CheckedSealed, SegmentHeader, u64)> = Vec::new();
+    let mut checked: Vec<CheckedSealed> = Vec::new();
     let mut last_active: Option<CheckedActive> = None;
 
     for (i, &name_seq) in seqs.iter().enumerate() {
@@ -544,7 +572,17 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                     )
                     .into());
                 }
-                let rebuild_index = load_sealed_index(storage, dir, &footer)?.is_none();
+                let rebuild_index = match load_sealed_index(storage, dir, &footer)? {
+                    Some(_) => None,
+                    None => Some(rebuild_index(
+                        &*file,
+                        &path,
+                        &header,
+                        &footer,
+                        prev_time,
+                        config.index_interval,
+                    )?),
+                };
                 let finish_seal = !storage
                     .is_read_only(&path)
                     .map_err(|e| Error::io("stat", &path, e))?;
@@ -553,17 +591,13 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                     prev_hash: footer.last_hash,
                     last_created_at: footer.last_created_at,
                 });
-                checked.push((
-                    CheckedSealed {
-                        path,
-                        file,
-                        footer,
-                        rebuild_index,
-                        finish_seal,
-                    },
-                    header,
-                    prev_time,
-                ));
+                checked.push(CheckedSealed {
+                    path,
+                    file,
+                    footer,
+                    rebuild_index,
+                    finish_seal,
+                });
             }
             Err(cause) if !is_last => {
                 return Err(Corruption::new(
@@ -577,8 +611,38 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 )
                 .into());
             }
+            Err(cause)
+                if storage
+                    .is_read_only(&path)
+                    .map_err(|e| Error::io("stat", &path, e))? =>
+            {
+                // Read-only means the seal completed: its footer had been
+                // synced before the file was made read-only. A bad footer
+                // here is damage, not a torn tail.
+                return Err(Corruption::new(
+                    &path,
+                    len.saturating_sub(FOOTER_LEN as u64),
+                    Some(name_seq),
+                    cause,
+                )
+                .into());
+            }
             Err(_) => {
                 // The active segment: walk every record.
+                if len > u64::from(u32::MAX) {
+                    return Err(Corruption::new(
+                        &path,
+                        0,
+                        Some(name_seq),
+                        crate::format::bad_field(
+                            Structure::SegmentHeader,
+                            "segment length",
+                            "at most 4 GiB",
+                            len,
+                        ),
+                    )
+                    .into());
+                }
                 let bytes = file.read_all().map_err(|e| Error::io("read", &path, e))?;
                 let bytes = bytes.to_vec();
                 let mut st = ChainState {
@@ -630,21 +694,30 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
     report.removed_temp_files = temps;
     let mut dir_dirty = !report.removed_temp_files.is_empty();
     let mut sealed = Vec::with_capacity(checked.len());
-    for (c, header, prev_time) in checked {
-        if c.rebuild_index {
-            let live = rebuild_index(
-                &*c.file,
-                &c.path,
-                &header,
-                &c.footer,
-                prev_time,
-                config.index_interval,
-            )?;
+    for c in checked {
+        if let Some(live) = c.rebuild_index {
             segment::write_indexes(storage, dir, c.footer.first_seq, &live)?;
             report.rebuilt_indexes.push(c.path.clone());
             dir_dirty = true;
         }
         if c.finish_seal {
+            // The seal was interrupted, so its footer (and the records
+            // before it) may be in the page cache only, after a failed
+            // fdatasync or a process crash. Rewrite and sync the segment
+            // before trusting the seal, then make it read-only.
+            let bytes = c
+                .file
+                .read_all()
+                .map_err(|e| Error::io("read", &c.path, e))?
+                .to_vec();
+            let w = storage
+                .open_write(&c.path)
+                .map_err(|e| Error::io("open", &c.path, e))?;
+            write_all_at(&*w, &bytes[HEADER_LEN..], HEADER_LEN as u64)
+                .map_err(|e| Error::io("rewrite segment", &c.path, e))?;
+            w.sync_data()
+                .map_err(|e| Error::io("fdatasync segment", &c.path, e))?;
+            drop(w);
             storage
                 .set_read_only(&c.path)
                 .map_err(|e| Error::io("make read-only", &c.path, e))?;
@@ -693,6 +766,21 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             let file = storage
                 .open_write(&path)
                 .map_err(|e| Error::io("open", &path, e))?;
+            // The records found may never have been synced: a crash of the
+            // process before its fdatasync leaves them in the page cache,
+            // and after a failed fdatasync Linux may keep them there marked
+            // clean. Rewrite and sync them, so that everything after this
+            // point may rely on them (and say so in `durable_through`).
+            if end_pos > HEADER_LEN as u64 {
+                write_all_at(
+                    &*file,
+                    &bytes[HEADER_LEN..end_pos as usize],
+                    HEADER_LEN as u64,
+                )
+                .map_err(|e| Error::io("rewrite records", &path, e))?;
+                file.sync_data()
+                    .map_err(|e| Error::io("fdatasync records", &path, e))?;
+            }
             ActiveState {
                 first_seq: header.first_seq,
                 path,

@@ -153,7 +153,8 @@ pub fn verify(storage: &dyn Storage, dir: &Path, options: &Options<'_>) -> Resul
     let mut seqs: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
     seqs.sort_unstable();
     let capture = options.expect_head.map(|(s, _)| s);
-    let results: Vec<Mutex<Option<Result<Checked>>>> = seqs.iter().map(|_| Mutex::new(None)).collect();
+    let results: Vec<Mutex<Option<Result<Checked>>>> =
+        seqs.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let work = || loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -184,7 +185,12 @@ pub fn verify(storage: &dyn Storage, dir: &Path, options: &Options<'_>) -> Resul
 }
 
 /// Checks the links between independently checked segments, in order.
-fn link(dir: &Path, seqs: &[u64], checked: Vec<Checked>, expect_head: Option<(u64, Hash)>) -> Report {
+fn link(
+    dir: &Path,
+    seqs: &[u64],
+    checked: Vec<Checked>,
+    expect_head: Option<(u64, Hash)>,
+) -> Report {
     let mut report = Report {
         log_id: None,
         segments: Vec::with_capacity(seqs.len()),
@@ -262,7 +268,9 @@ fn link(dir: &Path, seqs: &[u64], checked: Vec<Checked>, expect_head: Option<(u6
         report.segments.push(c.verdict);
     }
     if let Some((seq, hash)) = expect_head {
-        let at = seqs.first().map_or_else(|| dir.to_path_buf(), |s| dir.join(segment_file_name(*s)));
+        let at = seqs
+            .first()
+            .map_or_else(|| dir.to_path_buf(), |s| dir.join(segment_file_name(*s)));
         let problem = match (report.head, captured) {
             (_, Some(found)) if found == hash => None,
             (_, Some(found)) => Some(CorruptionKind::HeadHashMismatch {
@@ -372,6 +380,21 @@ fn check_segment(
                 None,
             );
         }
+        Err(k)
+            if storage
+                .is_read_only(path)
+                .map_err(|e| Error::io("stat", path, e))? =>
+        {
+            // Read-only: the seal completed, so its footer had been synced.
+            // A bad footer is damage, not a torn tail.
+            let at = bytes.len().saturating_sub(FOOTER_LEN) as u64;
+            return fail(
+                verdict,
+                Corruption::new(path, at, Some(name_seq), k),
+                Some(header),
+                None,
+            );
+        }
         Err(_) => None,
     };
     verdict.sealed = footer.is_some();
@@ -384,16 +407,16 @@ fn check_segment(
     if let Some(f) = &footer {
         for kind in [IndexKind::Offset, IndexKind::Time] {
             let ipath = dir.join(index_file_name(name_seq, kind));
-            let ibytes = match storage.open_read(&ipath) {
-                Ok(ifile) => ifile.read_all().map_err(|e| Error::io("read", &ipath, e))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let ibytes = match read_file(storage, &ipath) {
+                Ok(b) => b,
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                     verdict.warnings.push(format!(
                         "{} is missing (derived data: rebuilt when the log is opened)",
                         ipath.display()
                     ));
                     continue;
                 }
-                Err(e) => return Err(Error::io("open", &ipath, e)),
+                Err(e) => return Err(e),
             };
             let h = match index::decode_file(kind, &ibytes) {
                 Ok(h) if h.first_seq == f.first_seq => h,
@@ -434,7 +457,10 @@ fn check_segment(
                 };
                 // Two kinds may name one position: key by (pos, kind).
                 let key = u64::from(pos) * 2 + (kind == IndexKind::Time) as u64;
-                expected_at.insert(key, (kind, i as u64, name_seq + u64::from(rel), time));
+                expected_at.insert(
+                    key,
+                    (kind, i as u64, name_seq.wrapping_add(u64::from(rel)), time),
+                );
             }
         }
     }
@@ -483,7 +509,9 @@ fn check_segment(
             // that were never durable are a torn (or in-flight) tail;
             // damage followed by records written after it was synced is
             // not.
-            if let Err(Error::Corruption(c)) = check_torn_tail(path, &bytes, pos, &cause, state.next_seq) {
+            if let Err(Error::Corruption(c)) =
+                check_torn_tail(path, &bytes, pos, &cause, state.next_seq)
+            {
                 return fail(verdict, *c, Some(header), None);
             }
             verdict.warnings.push(format!(

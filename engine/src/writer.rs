@@ -50,6 +50,13 @@ pub(crate) struct Request {
     pub reply: Sender<Result<Vec<Receipt>>>,
 }
 
+impl Request {
+    /// Bytes its records take on disk.
+    pub fn encoded_len(&self) -> usize {
+        self.data.len() + self.lens.len() * RECORD_OVERHEAD
+    }
+}
+
 struct Waiter {
     reply: Sender<Result<Vec<Receipt>>>,
     receipts: Vec<Receipt>,
@@ -86,14 +93,14 @@ pub(crate) struct WriterHandles {
     pub writer: JoinHandle<()>,
 }
 
-/// Starts the writer and syncer threads for a recovered log. Returns the
-/// active segment's handle, for the log's segment list.
+/// Starts the writer and syncer threads for a recovered log, after adding
+/// the active segment to the log's segment list.
 pub(crate) fn start(
     shared: Arc<Shared>,
     active: ActiveState,
     chain: ChainState,
     rx: Receiver<Request>,
-) -> Result<(Arc<Segment>, WriterHandles)> {
+) -> Result<WriterHandles> {
     let segment = Arc::new(Segment {
         first_seq: active.first_seq,
         path: active.path.clone(),
@@ -102,6 +109,8 @@ pub(crate) fn start(
         footer: None,
     });
     let records = chain.next_seq - active.first_seq;
+    // The active segment joins the list before the writer can roll it.
+    shared.segments.write().push(segment.clone());
     let (sync_tx, sync_rx) = bounded(SYNC_QUEUE_DEPTH);
     let syncer = {
         let s = shared.clone();
@@ -131,7 +140,7 @@ pub(crate) fn start(
         .name("chainlog-writer".into())
         .spawn(move || writer.run())
         .map_err(|e| Error::io("spawn writer thread", &shared.dir, e))?;
-    Ok((segment, WriterHandles { writer: handle }))
+    Ok(WriterHandles { writer: handle })
 }
 
 struct Writer {
@@ -148,11 +157,11 @@ impl Writer {
     fn run(&mut self) {
         while let Some(first) = self.next_request() {
             let mut group = vec![first];
-            let mut bytes = group[0].data.len();
+            let mut bytes = group[0].encoded_len();
             while bytes < self.shared.config.max_group_bytes {
                 match self.rx.try_recv() {
                     Ok(r) => {
-                        bytes += r.data.len();
+                        bytes += r.encoded_len();
                         group.push(r);
                     }
                     Err(_) => break,
@@ -204,10 +213,7 @@ impl Writer {
             });
             return;
         }
-        let encoded: u64 = group
-            .iter()
-            .map(|r| r.data.len() as u64 + (r.lens.len() * RECORD_OVERHEAD) as u64)
-            .sum();
+        let encoded: u64 = group.iter().map(|r| r.encoded_len() as u64).sum();
         let segment_size = self.shared.config.segment_size;
         if self.active.records > 0 && self.active.end + encoded > segment_size {
             if let Err(e) = self.roll() {

@@ -117,8 +117,8 @@ fn fail_the_nth_operation_for_every_n() {
                     op: Op::Any,
                     nth: n,
                     persistent,
-                    errno: if n % 2 == 0 { 28 } else { 5 },
-                    short_write: n % 3 == 0,
+                    errno: if n.is_multiple_of(2) { 28 } else { 5 },
+                    short_write: n.is_multiple_of(3),
                 };
                 let run = || {
                     let storage = setup();

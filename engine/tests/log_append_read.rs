@@ -157,7 +157,7 @@ fn batches_get_consecutive_seqs_and_bad_arguments_are_typed_errors() {
     assert!(matches!(
         log.append_batch(&[[0u8; 100]; 3]),
         Err(Error::BatchTooLarge {
-            bytes: 300,
+            bytes: 492,
             max: 250
         })
     ));
@@ -280,4 +280,18 @@ fn a_full_queue_answers_busy() {
     assert!(busy > 0, "a queue of depth 1 never filled");
     assert_eq!(log.head().expect("head").seq + 1, ok);
     assert_eq!(log.scan(..).count() as u64, ok);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_while_the_first_is_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), small_config(4096)).expect("open");
+    log.append(b"x").expect("append");
+    assert!(matches!(
+        Log::open(dir.path(), small_config(4096)),
+        Err(Error::Locked { .. })
+    ));
+    drop(log);
+    let log = Log::open(dir.path(), small_config(4096)).expect("open after close");
+    assert_eq!(log.head().expect("head").seq, 0);
 }

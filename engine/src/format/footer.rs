@@ -121,11 +121,11 @@ impl Footer {
             merkle_root: get_array(b, MERKLE_AT),
             signature: get_array(b, SIGNATURE_AT),
         };
-        if f.last_seq < f.first_seq {
+        if f.last_seq < f.first_seq || f.last_seq == u64::MAX {
             return Err(bad_field(
                 what,
                 "last_seq",
-                format_args!("at least first_seq {}", f.first_seq),
+                format_args!("at least first_seq {} and below 2^64 - 1", f.first_seq),
                 f.last_seq,
             ));
         }

@@ -35,7 +35,7 @@ const CRC_AT: usize = HEADER_LEN - 4;
 
 const _: () = assert!(RESERVED_AT == 80);
 const _: () = assert!(RESERVED_AT <= CRC_AT);
-const _: () = assert!(HEADER_LEN % 8 == 0);
+const _: () = assert!(HEADER_LEN.is_multiple_of(8));
 
 /// The decoded segment header.
 #[derive(Debug, Clone, PartialEq, Eq)]

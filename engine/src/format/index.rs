@@ -159,7 +159,7 @@ pub struct IndexHeader {
 /// Encodes a whole index file: header plus the already-encoded entries.
 pub fn encode_file(kind: IndexKind, first_seq: u64, entries: &[u8]) -> Vec<u8> {
     assert!(
-        entries.len() % kind.entry_len() == 0,
+        entries.len().is_multiple_of(kind.entry_len()),
         "index entries must be whole"
     );
     let mut out = vec![0u8; INDEX_HEADER_LEN];

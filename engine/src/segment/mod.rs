@@ -80,6 +80,18 @@ pub(crate) fn create_segment(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("remove stale", &tmp, e)),
     }
+    // Never replace a segment: the rename below would.
+    let exists = storage
+        .list(dir)
+        .map_err(|e| Error::io("list", dir, e))?
+        .contains(&name);
+    if exists {
+        return Err(Error::io(
+            "create segment",
+            &path,
+            std::io::ErrorKind::AlreadyExists.into(),
+        ));
+    }
     let file = storage
         .create_new(&tmp)
         .map_err(|e| Error::io("create", &tmp, e))?;

@@ -189,6 +189,9 @@ impl Storage for FaultyStorage {
         self.state.check(Op::Meta)?;
         self.inner.is_read_only(path)
     }
+    fn lock_dir(&self, dir: &Path) -> io::Result<super::DirLock> {
+        self.inner.lock_dir(dir)
+    }
 }
 
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{FileBytes, Storage, StorageFile};
+use super::{DirLock, FileBytes, Storage, StorageFile};
 
 /// [`Storage`] on the operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -76,7 +76,24 @@ impl Storage for FsStorage {
     fn is_read_only(&self, path: &Path) -> io::Result<bool> {
         Ok(fs::metadata(path)?.permissions().mode() & 0o222 == 0)
     }
+
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))?;
+        match f.try_lock() {
+            Ok(()) => Ok(DirLock(Some(Box::new(f)))),
+            Err(fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
+
+/// The file whose `flock` marks a log directory as open.
+pub const LOCK_FILE: &str = "LOCK";
 
 impl StorageFile for FsFile {
     fn len(&self) -> io::Result<u64> {

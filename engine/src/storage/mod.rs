@@ -41,7 +41,16 @@ pub trait Storage: Send + Sync + Debug {
     fn set_read_only(&self, path: &Path) -> io::Result<()>;
     /// True when the file has no write permission.
     fn is_read_only(&self, path: &Path) -> io::Result<bool>;
+    /// Takes the directory's exclusive lock, held until the returned guard
+    /// is dropped; fails with `WouldBlock` when it is held elsewhere.
+    fn lock_dir(&self, _dir: &Path) -> io::Result<DirLock> {
+        Ok(DirLock(None))
+    }
 }
+
+/// A held directory lock (see [`Storage::lock_dir`]).
+#[derive(Debug)]
+pub struct DirLock(pub Option<Box<dyn std::any::Any + Send + Sync>>);
 
 /// Operations on an open file. Offsets are absolute: there is no cursor, so
 /// one handle can be shared by a writer and many readers.

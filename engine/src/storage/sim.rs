@@ -8,15 +8,20 @@
 //! except that a power loss may also keep any prefix of the entry changes
 //! made since (as a journaling file system commits them in order).
 //!
+//! A failed `sync_data` behaves as Linux's does: the writes it should have
+//! made durable stay readable but are dropped from writeback, so no later
+//! sync writes them (the 2018 "fsyncgate" behaviour).
+//!
 //! At a crash, each write and truncation since the file's last sync is
 //! independently kept, dropped, torn at a 512-byte boundary, or replaced
 //! with garbage, in order; the result is what the next open sees. After the
 //! crash point every operation fails with EIO (the machine is down) until
 //! [`SimStorage::reboot`]. File handles from before a reboot stay dead.
 //!
-//! Simplifications, on the safe side for the engine: directories are
-//! durable once created; `set_read_only` is durable at once (the real
-//! implementation fsyncs the inode).
+//! Simplifications: directories are durable once created; `set_read_only`
+//! is durable at once (the real implementation fsyncs the inode); a write
+//! of bytes identical to what the durable image already holds cannot
+//! damage them (sectors are written whole, old or new).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -64,7 +69,13 @@ enum Pending {
 
 #[derive(Debug, Clone, Default)]
 struct SimFile {
+    /// What reads see (the page cache).
     live: Vec<u8>,
+    /// What a successful sync would leave on the device: the durable image
+    /// plus the writes since. A failed sync resets it to `durable`, as
+    /// Linux marks the failed pages clean: the data stays readable in
+    /// `live` but no later sync writes it.
+    syncable: Vec<u8>,
     durable: Vec<u8>,
     pending: Vec<Pending>,
     read_only: bool,
@@ -189,6 +200,14 @@ impl State {
                         }
                     }
                     Pending::Write { offset, data } => {
+                        // Rewriting bytes the device already holds cannot
+                        // change them: a sector ends up old or new, and
+                        // both are the same.
+                        let at = *offset as usize;
+                        if img.get(at..at + data.len()) == Some(&data[..]) {
+                            stats.kept += 1;
+                            continue;
+                        }
                         let data: Vec<u8> = match self.rng.below(5) {
                             0 | 1 => {
                                 stats.kept += 1;
@@ -229,6 +248,7 @@ impl State {
                 id,
                 SimFile {
                     live: img.clone(),
+                    syncable: img.clone(),
                     durable: img,
                     pending: Vec::new(),
                     read_only: f.read_only,
@@ -321,8 +341,8 @@ impl SimStorage {
             s.live_dir = dir.clone();
             s.durable_dir = dir;
             s.files = files;
+            s.dir_log.clear();
         }
-        s.dir_log.clear();
         s.crash_at = None;
         s.generation += 1;
     }
@@ -353,6 +373,7 @@ impl SimStorage {
         let id = s.lookup(path)?;
         let f = s.file(id)?;
         f.live = bytes.to_vec();
+        f.syncable = bytes.to_vec();
         f.durable = bytes.to_vec();
         f.pending.clear();
         Ok(())
@@ -521,10 +542,12 @@ impl StorageFile for SimHandle {
         if n > 0 {
             let f = s.file(self.id)?;
             let at = offset as usize;
-            if f.live.len() < at + n {
-                f.live.resize(at + n, 0);
+            for img in [&mut f.live, &mut f.syncable] {
+                if img.len() < at + n {
+                    img.resize(at + n, 0);
+                }
+                img[at..at + n].copy_from_slice(&buf[..n]);
             }
-            f.live[at..at + n].copy_from_slice(&buf[..n]);
             f.pending.push(Pending::Write {
                 offset,
                 data: buf[..n].to_vec(),
@@ -535,11 +558,26 @@ impl StorageFile for SimHandle {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.state.lock();
-        s.begin(Op::Sync, Some(self.generation))?;
+        let result = s.begin(Op::Sync, Some(self.generation));
+        let crashed = s.crashed.is_some();
         let f = s.file(self.id)?;
-        f.durable = f.live.clone();
-        f.pending.clear();
-        Ok(())
+        match result {
+            Ok(()) => {
+                f.durable = f.syncable.clone();
+                f.pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                if !crashed {
+                    // A failed fdatasync on Linux: the dirty pages are
+                    // marked clean and dropped from writeback; they stay
+                    // readable but never reach the device.
+                    f.syncable = f.durable.clone();
+                    f.pending.clear();
+                }
+                Err(e)
+            }
+        }
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -550,6 +588,7 @@ impl StorageFile for SimHandle {
         s.begin(Op::SetLen, Some(self.generation))?;
         let f = s.file(self.id)?;
         f.live.resize(len as usize, 0);
+        f.syncable.resize(len as usize, 0);
         f.pending.push(Pending::SetLen(len));
         Ok(())
     }
