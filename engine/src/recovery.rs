@@ -116,7 +116,9 @@ pub(crate) fn check_follows(
     state: &mut ChainState,
     r: &RecordRef<'_>,
 ) -> Result<()> {
-    let corrupt = |kind| Err(Corruption::new(path, pos, Some(r.seq), kind).into());
+    // The first bad seq is the one expected here (for a gap, the found
+    // one is in the kind).
+    let corrupt = |kind| Err(Corruption::new(path, pos, Some(state.next_seq), kind).into());
     if r.seq != state.next_seq {
         return corrupt(CorruptionKind::SeqGap {
             expected: state.next_seq,

@@ -209,8 +209,17 @@ fn link(
         let path = dir.join(segment_file_name(seq));
         if let Some(h) = &c.header {
             let id = *report.log_id.get_or_insert(h.log_id);
-            let mut gap = |kind| {
-                report.gaps.push(Corruption::new(&path, 0, Some(seq), kind));
+            let mut gap = |kind: CorruptionKind| {
+                // The first bad seq: the one that should have come next.
+                let first_bad = match &kind {
+                    CorruptionKind::MissingSegment {
+                        expected_first_seq, ..
+                    } => *expected_first_seq,
+                    _ => seq,
+                };
+                report
+                    .gaps
+                    .push(Corruption::new(&path, 0, Some(first_bad), kind));
             };
             // Link to what came before: the genesis hash, or the previous
             // segment's last record as recomputed.
@@ -356,7 +365,7 @@ fn check_segment(
         return fail(
             verdict,
             Corruption::new(path, 0, Some(name_seq), k),
-            Some(header),
+            None, /* not this segment's header: no link to check */
             None,
         );
     }
