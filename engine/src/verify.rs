@@ -5,17 +5,17 @@
 //! record it names.
 //!
 //! Segments are checked independently, on as many threads as asked, then
-//! the links between them are checked in order. Verification only reads
-//! (never through a memory map, so a live writer cannot change bytes under
-//! it), and on a live log it checks the consistent prefix that existed when
-//! each file was read. It is what `segment-verify` runs, and what the tests
+//! the links between them are checked in order. Verification only reads:
+//! sealed (read-only) segments through a memory map, anything writable
+//! (the active segment of a live log) with `pread`, so that a live writer
+//! never changes bytes under it; on a live log it checks the consistent
+//! prefix that existed when each file was read. It is what `segment-verify` runs, and what the tests
 //! run after every simulated crash.
 //!
 //! A hash chain cannot detect, on its own, the removal of the newest
 //! records or a rewrite of the whole log: that needs a commitment to the
 //! head kept outside the log ([`Options::expect_head`]).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -156,16 +156,21 @@ pub fn verify(storage: &dyn Storage, dir: &Path, options: &Options<'_>) -> Resul
     let results: Vec<Mutex<Option<Result<Checked>>>> =
         seqs.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(&seq) = seqs.get(i) else { break };
-        let path = dir.join(segment_file_name(seq));
-        let is_last = i + 1 == seqs.len();
-        let c = check_segment(storage, dir, &path, seq, is_last, capture);
-        if let (Ok(c), Some(p)) = (&c, options.progress) {
-            p(c.verdict.bytes);
+    let work = || {
+        // One buffer per worker, reused: segments are large, and faulting
+        // in fresh pages for each would cost more than the copy.
+        let mut buf = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&seq) = seqs.get(i) else { break };
+            let path = dir.join(segment_file_name(seq));
+            let is_last = i + 1 == seqs.len();
+            let c = check_segment(storage, dir, &path, seq, is_last, capture, &mut buf);
+            if let (Ok(c), Some(p)) = (&c, options.progress) {
+                p(c.verdict.bytes);
+            }
+            *results[i].lock() = Some(c);
         }
-        *results[i].lock() = Some(c);
     };
     let threads = options.threads.clamp(1, seqs.len().max(1));
     if threads == 1 {
@@ -297,8 +302,38 @@ fn link(
     report
 }
 
+/// An index entry whose position is not the start of any record.
+fn index_points_nowhere(
+    path: &Path,
+    name_seq: u64,
+    kind: IndexKind,
+    entry: u64,
+    pos: u64,
+    seq: u64,
+) -> Corruption {
+    Corruption::new(
+        &path.with_file_name(index_file_name(name_seq, kind)),
+        pos,
+        Some(seq),
+        CorruptionKind::IndexEntry {
+            what: kind.structure(),
+            entry,
+            pos,
+            expected: seq,
+            found: "no record starts at that position".into(),
+        },
+    )
+}
+
 /// Reads a whole file with `pread` into memory.
 fn read_file(storage: &dyn Storage, path: &Path) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    read_file_into(storage, path, &mut v)?;
+    Ok(v)
+}
+
+/// Reads a whole file with `pread` into `buf`, replacing its contents.
+fn read_file_into(storage: &dyn Storage, path: &Path, buf: &mut Vec<u8>) -> Result<()> {
     let file = storage
         .open_read(path)
         .map_err(|e| Error::io("open", path, e))?;
@@ -310,9 +345,10 @@ fn read_file(storage: &dyn Storage, path: &Path) -> Result<Vec<u8>> {
             std::io::Error::new(std::io::ErrorKind::InvalidData, "file too large"),
         )
     })?;
-    let mut bytes = vec![0u8; len];
-    read_exact_at(&*file, &mut bytes, 0).map_err(|e| Error::io("read", path, e))?;
-    Ok(bytes)
+    buf.clear();
+    buf.resize(len, 0);
+    read_exact_at(&*file, buf, 0).map_err(|e| Error::io("read", path, e))?;
+    Ok(())
 }
 
 fn check_segment(
@@ -322,8 +358,21 @@ fn check_segment(
     name_seq: u64,
     is_last: bool,
     capture: Option<u64>,
+    buf: &mut Vec<u8>,
 ) -> Result<Checked> {
-    let bytes = read_file(storage, path)?;
+    // Sealed (read-only) segments are never written or truncated by the
+    // engine: map them (no copy). Anything writable, such as the active
+    // segment of a live log, is read with pread into the worker's buffer.
+    let mapped = if storage.is_read_only(path).unwrap_or(false) {
+        let file = storage
+            .open_read(path)
+            .map_err(|e| Error::io("open", path, e))?;
+        Some(file.read_all().map_err(|e| Error::io("map", path, e))?)
+    } else {
+        read_file_into(storage, path, buf)?;
+        None
+    };
+    let bytes: &[u8] = mapped.as_deref().unwrap_or(buf);
     let mut verdict = SegmentVerdict {
         path: path.to_path_buf(),
         first_seq: name_seq,
@@ -412,7 +461,9 @@ fn check_segment(
         .map_or(bytes.len(), |f| (f.records_end as usize).min(bytes.len()));
 
     // Index entries to find during the walk, by position.
-    let mut expected_at: BTreeMap<u64, (IndexKind, u64, u64, Option<u64>)> = BTreeMap::new();
+    // (pos, kind, entry number, seq, created_at), sorted by position: the
+    // walk meets records in position order and advances a cursor.
+    let mut expected_at: Vec<(u64, IndexKind, u64, u64, Option<u64>)> = Vec::new();
     if let Some(f) = &footer {
         for kind in [IndexKind::Offset, IndexKind::Time] {
             let ipath = dir.join(index_file_name(name_seq, kind));
@@ -464,12 +515,13 @@ fn check_segment(
                         (e.rel_seq, e.pos, Some(e.created_at))
                     }
                 };
-                // Two kinds may name one position: key by (pos, kind).
-                let key = u64::from(pos) * 2 + (kind == IndexKind::Time) as u64;
-                expected_at.insert(
-                    key,
-                    (kind, i as u64, name_seq.wrapping_add(u64::from(rel)), time),
-                );
+                expected_at.push((
+                    u64::from(pos),
+                    kind,
+                    i as u64,
+                    name_seq.wrapping_add(u64::from(rel)),
+                    time,
+                ));
             }
         }
     }
@@ -479,32 +531,44 @@ fn check_segment(
         prev_hash: header.prev_hash,
         last_created_at: 0,
     };
+    expected_at.sort_unstable_by_key(|e| (e.0, e.1 == IndexKind::Time));
+    let mut next_entry = 0usize;
     let mut index_error: Option<Corruption> = None;
     let mut first_created_at = None;
     let mut captured = None;
-    let walked = walk_records(path, &bytes, end, &mut state, |pos, r| {
+    let walked = walk_records(path, bytes, end, &mut state, |pos, r| {
         first_created_at.get_or_insert(r.created_at);
         if capture == Some(r.seq) {
             captured = Some(r.hash);
         }
-        for kind_bit in [0u64, 1] {
-            if let Some((kind, entry, seq, time)) = expected_at.remove(&(pos * 2 + kind_bit)) {
-                if index_error.is_none()
-                    && (seq != r.seq || time.is_some_and(|t| t != r.created_at))
-                {
-                    index_error = Some(Corruption::new(
-                        &path.with_file_name(index_file_name(name_seq, kind)),
+        // Entries before this record's position name no record start.
+        while let Some(&(epos, kind, entry, seq, _)) = expected_at.get(next_entry) {
+            if epos >= pos {
+                break;
+            }
+            if index_error.is_none() {
+                index_error = Some(index_points_nowhere(path, name_seq, kind, entry, epos, seq));
+            }
+            next_entry += 1;
+        }
+        while let Some(&(epos, kind, entry, seq, time)) = expected_at.get(next_entry) {
+            if epos != pos {
+                break;
+            }
+            next_entry += 1;
+            if index_error.is_none() && (seq != r.seq || time.is_some_and(|t| t != r.created_at)) {
+                index_error = Some(Corruption::new(
+                    &path.with_file_name(index_file_name(name_seq, kind)),
+                    pos,
+                    Some(seq),
+                    CorruptionKind::IndexEntry {
+                        what: kind.structure(),
+                        entry,
                         pos,
-                        Some(seq),
-                        CorruptionKind::IndexEntry {
-                            what: kind.structure(),
-                            entry,
-                            pos,
-                            expected: seq,
-                            found: format!("seq {} created_at {}", r.seq, r.created_at),
-                        },
-                    ));
-                }
+                        expected: seq,
+                        found: format!("seq {} created_at {}", r.seq, r.created_at),
+                    },
+                ));
             }
         }
     });
@@ -519,7 +583,7 @@ fn check_segment(
             // damage followed by records written after it was synced is
             // not.
             if let Err(Error::Corruption(c)) =
-                check_torn_tail(path, &bytes, pos, &cause, state.next_seq)
+                check_torn_tail(path, bytes, pos, &cause, state.next_seq)
             {
                 return fail(verdict, *c, Some(header), None);
             }
@@ -597,19 +661,8 @@ fn check_segment(
         if let Some(c) = index_error {
             return fail(verdict, c, Some(header), None);
         }
-        if let Some((_, (kind, entry, seq, _))) = expected_at.into_iter().next() {
-            let c = Corruption::new(
-                &path.with_file_name(index_file_name(name_seq, kind)),
-                0,
-                Some(seq),
-                CorruptionKind::IndexEntry {
-                    what: kind.structure(),
-                    entry,
-                    pos: 0,
-                    expected: seq,
-                    found: "no record starts at the position it names".into(),
-                },
-            );
+        if let Some(&(epos, kind, entry, seq, _)) = expected_at.get(next_entry) {
+            let c = index_points_nowhere(path, name_seq, kind, entry, epos, seq);
             return fail(verdict, c, Some(header), None);
         }
         if !storage

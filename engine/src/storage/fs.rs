@@ -122,15 +122,16 @@ impl StorageFile for FsFile {
             // Mapping an empty file fails on Linux; nothing to map anyway.
             return Ok(FileBytes::Owned(Vec::new()));
         }
-        // SAFETY: the engine maps only index files of sealed segments, which
-        // it never writes, truncates or replaces while a map is alive (a
-        // rebuild writes a new file and renames it over the old one, which
-        // leaves existing maps on the old inode). Every value read from the
+        // SAFETY: the engine maps only read-only files: index files and
+        // sealed segments, which it never writes, truncates or replaces
+        // while a map is alive (an index rebuild writes a new file and
+        // renames it over the old one, which leaves existing maps on the
+        // old inode; recovery copies what it maps before truncating). Every value read from the
         // map is bounds-checked and checked against the segment's records,
         // so even an outside writer can cause wrong answers to be detected,
         // not memory unsafety beyond a SIGBUS on truncation by another
         // process, which no safe API could prevent.
-        let map = unsafe { memmap2::Mmap::map(&self.0)? };
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&self.0)? };
         Ok(FileBytes::Mapped(map))
     }
 }
