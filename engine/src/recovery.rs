@@ -304,21 +304,18 @@ pub(crate) fn read_footer(
         Ok(f) => f,
         Err(k) => return Ok(Err(k)),
     };
-    if footer.records_end != at {
-        return Ok(Err(CorruptionKind::Mismatch {
-            what: Structure::SegmentFooter,
-            field: "records_end",
-            expected: at.to_string(),
-            found: footer.records_end.to_string(),
-        }));
-    }
-    if footer.first_seq != first_seq {
-        return Ok(Err(CorruptionKind::Mismatch {
-            what: Structure::SegmentFooter,
-            field: "first_seq",
-            expected: first_seq.to_string(),
-            found: footer.first_seq.to_string(),
-        }));
+    for (field, expected, found) in [
+        ("records_end", at, footer.records_end),
+        ("first_seq", first_seq, footer.first_seq),
+    ] {
+        if expected != found {
+            return Ok(Err(CorruptionKind::Mismatch {
+                what: Structure::SegmentFooter,
+                field,
+                expected: expected.to_string(),
+                found: found.to_string(),
+            }));
+        }
     }
     Ok(Ok(footer))
 }
@@ -849,12 +846,7 @@ fn cut_tail(
     }
     let saved_to = dir.join(&name);
     let tail = &bytes[pos as usize..];
-    let f = storage
-        .create_new(&saved_to)
-        .map_err(|e| Error::io("create", &saved_to, e))?;
-    write_all_at(&*f, tail, 0).map_err(|e| Error::io("write", &saved_to, e))?;
-    f.sync_data()
-        .map_err(|e| Error::io("fdatasync", &saved_to, e))?;
+    segment::write_new_file(storage, &saved_to, tail)?;
     storage
         .sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))?;

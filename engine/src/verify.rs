@@ -311,6 +311,17 @@ fn index_points_nowhere(
     pos: u64,
     seq: u64,
 ) -> Corruption {
+    let found = "no record starts at that position".to_owned();
+    index_entry_error(path, name_seq, (kind, entry, pos, seq), found)
+}
+
+/// Index entry `entry` of `kind`, naming `seq` at `pos`, is wrong: `found`.
+fn index_entry_error(
+    path: &Path,
+    name_seq: u64,
+    (kind, entry, pos, seq): (IndexKind, u64, u64, u64),
+    found: String,
+) -> Corruption {
     Corruption::new(
         &path.with_file_name(index_file_name(name_seq, kind)),
         pos,
@@ -320,7 +331,7 @@ fn index_points_nowhere(
             entry,
             pos,
             expected: seq,
-            found: "no record starts at that position".into(),
+            found,
         },
     )
 }
@@ -557,17 +568,12 @@ fn check_segment(
             }
             next_entry += 1;
             if index_error.is_none() && (seq != r.seq || time.is_some_and(|t| t != r.created_at)) {
-                index_error = Some(Corruption::new(
-                    &path.with_file_name(index_file_name(name_seq, kind)),
-                    pos,
-                    Some(seq),
-                    CorruptionKind::IndexEntry {
-                        what: kind.structure(),
-                        entry,
-                        pos,
-                        expected: seq,
-                        found: format!("seq {} created_at {}", r.seq, r.created_at),
-                    },
+                let found = format!("seq {} created_at {}", r.seq, r.created_at);
+                index_error = Some(index_entry_error(
+                    path,
+                    name_seq,
+                    (kind, entry, pos, seq),
+                    found,
                 ));
             }
         }

@@ -123,17 +123,22 @@ pub(crate) fn write_index_file(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("remove stale", &tmp, e)),
     }
-    let file = storage
-        .create_new(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
-    write_all_at(&*file, bytes, 0).map_err(|e| Error::io("write index", &tmp, e))?;
-    file.sync_data()
-        .map_err(|e| Error::io("fdatasync index", &tmp, e))?;
-    drop(file);
+    write_new_file(storage, &tmp, bytes)?;
     storage
         .rename(&tmp, &path)
         .map_err(|e| Error::io("rename", &tmp, e))?;
     Ok(path)
+}
+
+/// Creates a file that must not exist, writes `bytes` and syncs them. The
+/// caller syncs the directory.
+pub(crate) fn write_new_file(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> Result<()> {
+    let file = storage
+        .create_new(path)
+        .map_err(|e| Error::io("create", path, e))?;
+    write_all_at(&*file, bytes, 0).map_err(|e| Error::io("write", path, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync", path, e))
 }
 
 /// Writes both index files of a sealed segment and makes them read-only.
