@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     log.close()?;
     eprintln!(
         "{records} records of {payload_len} bytes ({} MiB) in {:.1} s",
-        records * record >> 20,
+        (records * record) >> 20,
         started.elapsed().as_secs_f64()
     );
     Ok(())
