@@ -8,7 +8,11 @@ use crate::format::record::{self, Decoded, Record};
 use crate::format::Structure;
 use crate::storage::StorageFile;
 
-/// Bytes read per refill; a record larger than this is read whole.
+/// Bytes read by the first refill: a point read starts at a sparse index
+/// entry (every 4 KiB by default) and needs little more.
+const FIRST_CHUNK: usize = 8 << 10;
+/// Bytes read per later refill (a scan); a record larger than this is read
+/// whole.
 const READ_CHUNK: usize = 64 << 10;
 
 /// Reads records one after another from a position in a segment, checking
@@ -69,7 +73,12 @@ impl Cursor {
     /// Reads at least `needed` bytes from `pos` into the buffer, or reports
     /// the record as truncated.
     fn refill(&mut self, needed: usize) -> Result<()> {
-        let want = needed.max(READ_CHUNK);
+        let chunk = if self.buf.is_empty() {
+            FIRST_CHUNK
+        } else {
+            READ_CHUNK
+        };
+        let want = needed.max(chunk);
         self.buf.resize(want, 0);
         self.buf_at = self.pos;
         let mut filled = 0;
