@@ -92,6 +92,9 @@ pub(crate) struct Shared {
     /// Appends submitted and not yet answered: the syncer's estimate of
     /// how many appenders a sync can cover.
     pub in_flight: AtomicUsize,
+    /// Jobs the writer has sent the syncer and the syncer has not finished;
+    /// the writer syncs a group itself only when this is zero.
+    pub sync_jobs: AtomicUsize,
 }
 
 impl Shared {
@@ -177,6 +180,7 @@ impl Log {
             poison_cause: Mutex::new(None),
             stats: StatCounters::default(),
             in_flight: AtomicUsize::new(0),
+            sync_jobs: AtomicUsize::new(0),
         });
         let (tx, rx) = bounded(queue_depth);
         let handles = writer::start(shared.clone(), rec.active, rec.chain, rx)?;

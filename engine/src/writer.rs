@@ -295,7 +295,7 @@ impl Writer {
         if let SegmentIndex::Live(l) = &self.active.segment.index {
             l.write().append_tail(live);
         }
-        let job = SyncJob::Group(Group {
+        let group = Group {
             file: self.active.file.clone(),
             path: self.active.path.clone(),
             end: self.active.end,
@@ -305,7 +305,22 @@ impl Writer {
                 last_created_at: self.chain.last_created_at,
             },
             waiters,
-        });
+        };
+        // Light load: nothing else waiting to be written and the syncer
+        // idle. Sync here rather than wake the syncer: one thread handoff
+        // fewer per append. `sync_jobs` counts jobs sent and not yet
+        // completed (acknowledged, head published); only this thread sends
+        // jobs, so at zero the syncer stays idle meanwhile, and this sync
+        // covers everything written.
+        // Light load means every append in flight is in this group: with
+        // more appenders about, the syncer's group formation does better.
+        let alone = self.shared.in_flight.load(Ordering::Acquire) <= group.waiters.len();
+        if alone && self.rx.is_empty() && self.shared.sync_jobs.load(Ordering::Acquire) == 0 {
+            complete(&self.shared, vec![group]);
+            return;
+        }
+        let job = SyncJob::Group(group);
+        self.shared.sync_jobs.fetch_add(1, Ordering::AcqRel);
         if let Err(crossbeam_channel::SendError(SyncJob::Group(g))) = self.sync_tx.send(job) {
             fail_all(g.waiters.into_iter().map(|w| w.reply), || Error::Closed);
         }
@@ -317,6 +332,7 @@ impl Writer {
         //    active segment: sealing needs all of its records durable, and
         //    no acknowledgement may refer to a segment being sealed.
         let (tx, rx) = bounded(1);
+        self.shared.sync_jobs.fetch_add(1, Ordering::AcqRel);
         if self.sync_tx.send(SyncJob::Barrier(tx)).is_ok() {
             let _ = rx.recv();
         }
@@ -406,6 +422,7 @@ fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
     let mut target = 1usize;
     let mut max_wait = Duration::ZERO;
     while let Ok(job) = rx.recv() {
+        let mut jobs = 1;
         let mut groups = Vec::new();
         let mut barrier = None;
         let mut waiting = 0usize;
@@ -420,10 +437,14 @@ fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
         while barrier.is_none() {
             match rx.try_recv() {
                 Ok(SyncJob::Group(g)) => {
+                    jobs += 1;
                     waiting += g.waiters.len();
                     groups.push(g);
                 }
-                Ok(SyncJob::Barrier(b)) => barrier = Some(b),
+                Ok(SyncJob::Barrier(b)) => {
+                    jobs += 1;
+                    barrier = Some(b);
+                }
                 Err(_) => break,
             }
         }
@@ -432,10 +453,12 @@ fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
             while waiting < target {
                 match rx.recv_deadline(deadline) {
                     Ok(SyncJob::Group(g)) => {
+                        jobs += 1;
                         waiting += g.waiters.len();
                         groups.push(g);
                     }
                     Ok(SyncJob::Barrier(b)) => {
+                        jobs += 1;
                         barrier = Some(b);
                         break;
                     }
@@ -452,6 +475,7 @@ fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
         if let Some(b) = barrier {
             let _ = b.send(());
         }
+        shared.sync_jobs.fetch_sub(jobs, Ordering::AcqRel);
     }
 }
 
@@ -482,7 +506,15 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
     }
     // Publish the head before acknowledging, so that a reader who saw the
     // receipt finds the record.
-    *shared.head.write() = last.head;
+    {
+        let mut head = shared.head.write();
+        // Groups complete in write order (the writer syncs inline only when
+        // no job is outstanding), so the head only moves forward.
+        debug_assert!(last.head.next_seq >= head.next_seq, "head moved backwards");
+        if last.head.next_seq >= head.next_seq {
+            *head = last.head;
+        }
+    }
     let in_flight = shared.in_flight.load(Ordering::Acquire);
     for g in groups {
         shared.stats.appends.fetch_add(
