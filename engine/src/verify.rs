@@ -440,31 +440,21 @@ fn check_segment(
     };
     let footer = match footer {
         Ok(f) => Some(f),
-        Err(k) if !is_last => {
-            let at = bytes.len().saturating_sub(FOOTER_LEN) as u64;
-            return fail(
-                verdict,
-                Corruption::new(path, at, Some(name_seq), k),
-                Some(header),
-                None,
-            );
+        Err(k) => {
+            // Only the last segment may lack a footer, and only while it is
+            // writable: read-only means the seal completed, its footer
+            // synced, so a bad footer there is damage, not a torn tail.
+            let read_only = is_last
+                && storage
+                    .is_read_only(path)
+                    .map_err(|e| Error::io("stat", path, e))?;
+            if !is_last || read_only {
+                let at = bytes.len().saturating_sub(FOOTER_LEN) as u64;
+                let c = Corruption::new(path, at, Some(name_seq), k);
+                return fail(verdict, c, Some(header), None);
+            }
+            None
         }
-        Err(k)
-            if storage
-                .is_read_only(path)
-                .map_err(|e| Error::io("stat", path, e))? =>
-        {
-            // Read-only: the seal completed, so its footer had been synced.
-            // A bad footer is damage, not a torn tail.
-            let at = bytes.len().saturating_sub(FOOTER_LEN) as u64;
-            return fail(
-                verdict,
-                Corruption::new(path, at, Some(name_seq), k),
-                Some(header),
-                None,
-            );
-        }
-        Err(_) => None,
     };
     verdict.sealed = footer.is_some();
     let end = footer

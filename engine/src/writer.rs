@@ -411,6 +411,30 @@ impl Writer {
     }
 }
 
+/// The jobs the syncer handles with one sync.
+#[derive(Default)]
+struct Batch {
+    jobs: usize,
+    groups: Vec<Group>,
+    /// Appends waiting in `groups`.
+    waiting: usize,
+    /// A barrier ends the batch: it is answered after the batch's sync.
+    barrier: Option<Sender<()>>,
+}
+
+impl Batch {
+    fn take(&mut self, job: SyncJob) {
+        self.jobs += 1;
+        match job {
+            SyncJob::Group(g) => {
+                self.waiting += g.waiters.len();
+                self.groups.push(g);
+            }
+            SyncJob::Barrier(b) => self.barrier = Some(b),
+        }
+    }
+}
+
 fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
     // Group formation. Appenders acknowledged by one sync come back with
     // their next append a few tens of microseconds later; if the next sync
@@ -422,50 +446,30 @@ fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
     let mut target = 1usize;
     let mut max_wait = Duration::ZERO;
     while let Ok(job) = rx.recv() {
-        let mut jobs = 1;
-        let mut groups = Vec::new();
-        let mut barrier = None;
-        let mut waiting = 0usize;
-        match job {
-            SyncJob::Group(g) => {
-                waiting += g.waiters.len();
-                groups.push(g);
-            }
-            SyncJob::Barrier(b) => barrier = Some(b),
-        }
+        let mut batch = Batch::default();
+        batch.take(job);
         // Everything already written is covered by the sync about to start.
-        while barrier.is_none() {
+        while batch.barrier.is_none() {
             match rx.try_recv() {
-                Ok(SyncJob::Group(g)) => {
-                    jobs += 1;
-                    waiting += g.waiters.len();
-                    groups.push(g);
-                }
-                Ok(SyncJob::Barrier(b)) => {
-                    jobs += 1;
-                    barrier = Some(b);
-                }
+                Ok(job) => batch.take(job),
                 Err(_) => break,
             }
         }
-        if barrier.is_none() && waiting < target && !max_wait.is_zero() {
+        if batch.barrier.is_none() && batch.waiting < target && !max_wait.is_zero() {
             let deadline = Instant::now() + max_wait;
-            while waiting < target {
+            while batch.waiting < target && batch.barrier.is_none() {
                 match rx.recv_deadline(deadline) {
-                    Ok(SyncJob::Group(g)) => {
-                        jobs += 1;
-                        waiting += g.waiters.len();
-                        groups.push(g);
-                    }
-                    Ok(SyncJob::Barrier(b)) => {
-                        jobs += 1;
-                        barrier = Some(b);
-                        break;
-                    }
+                    Ok(job) => batch.take(job),
                     Err(_) => break,
                 }
             }
         }
+        let Batch {
+            jobs,
+            groups,
+            barrier,
+            ..
+        } = batch;
         if !groups.is_empty() {
             let started = Instant::now();
             let in_flight = complete(shared, groups);
