@@ -77,6 +77,17 @@ pub struct Config {
     pub log_id: Option<LogId>,
     /// The source of `created_at`.
     pub clock: Arc<dyn Clock>,
+    /// Told about every acknowledged group (metrics, waking tailers).
+    pub observer: Option<Arc<dyn WriteObserver>>,
+}
+
+/// Told, on the write path, each time appends become durable: after the
+/// head is published and before the appenders are answered. Must be quick.
+pub trait WriteObserver: Send + Sync + Debug {
+    /// `records` appends became durable; the head is now `next_seq - 1`.
+    /// `sync` is how long the covering `fdatasync` took (`None` when the
+    /// durability level does not sync).
+    fn on_durable(&self, next_seq: u64, records: u64, sync: Option<Duration>);
 }
 
 impl Default for Config {
@@ -92,6 +103,7 @@ impl Default for Config {
             max_group_bytes: 4 << 20,
             log_id: None,
             clock: Arc::new(SystemClock),
+            observer: None,
         }
     }
 }

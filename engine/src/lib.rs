@@ -31,10 +31,10 @@ pub mod storage;
 pub mod verify;
 mod writer;
 
-pub use config::{Clock, Config, Durability, SystemClock};
+pub use config::{Clock, Config, Durability, SystemClock, WriteObserver};
 pub use error::{Corruption, CorruptionKind, Error, Result};
 pub use format::record::Record;
 pub use format::Hash;
-pub use log::{Head, Log, Receipt, Scan, Stats};
+pub use log::{Head, Log, PendingAppend, Receipt, Scan, Stats};
 pub use recovery::{RecoveryReport, TailCut};
 pub use segment::{index_file_name, parse_segment_name, segment_file_name};

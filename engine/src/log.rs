@@ -223,6 +223,19 @@ impl Log {
 
     /// Appends payloads with an explicit record kind (not 0).
     pub fn append_kind<P: AsRef<[u8]>>(&self, kind: u8, payloads: &[P]) -> Result<Vec<Receipt>> {
+        self.submit_kind(kind, payloads)?.wait()
+    }
+
+    /// Queues payloads as consecutive records without waiting for them:
+    /// the returned [`PendingAppend`] yields the receipts once the records
+    /// are durable. A caller can keep many submissions in flight (a server
+    /// pipelining one connection's requests); they complete in submission
+    /// order. All or none of one submission's records are acknowledged.
+    ///
+    /// Fails at once, with nothing queued, if the batch is out of bounds,
+    /// the log is poisoned or closed, or the queue is full
+    /// ([`Error::Busy`]).
+    pub fn submit_kind<P: AsRef<[u8]>>(&self, kind: u8, payloads: &[P]) -> Result<PendingAppend> {
         let config = &self.shared.config;
         if payloads.is_empty() {
             return Err(Error::InvalidArgument("empty batch".into()));
@@ -262,23 +275,26 @@ impl Log {
         }
         let (reply, rx) = bounded(1);
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
-        let in_flight = &self.shared.in_flight;
-        in_flight.fetch_add(1, Ordering::AcqRel);
-        let sent = tx.try_send(Request {
+        // Counted from here until the caller collects the answer: the write
+        // path's estimate of how many appends a sync could cover.
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let pending = PendingAppend {
+            rx,
+            shared: self.shared.clone(),
+            counted: true,
+        };
+        match tx.try_send(Request {
             kind,
             data,
             lens,
             reply,
-        });
-        let result = match sent {
-            Ok(()) => rx.recv().map_err(|_| Error::Closed).and_then(|r| r),
+        }) {
+            Ok(()) => Ok(pending),
             Err(TrySendError::Full(_)) => Err(Error::Busy {
                 depth: config.queue_depth,
             }),
             Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
-        };
-        in_flight.fetch_sub(1, Ordering::AcqRel);
-        result
+        }
     }
 
     /// The newest durable record, or `None` for an empty log.
@@ -303,7 +319,12 @@ impl Log {
         }
     }
 
-    /// The number of segment files (sealed and active).
+    /// Append requests queued for the writer (bounded by `queue_depth`).
+    pub fn queue_len(&self) -> usize {
+        self.tx.as_ref().map_or(0, Sender::len)
+    }
+
+    /// Segments in the log, the active one included.
     pub fn segment_count(&self) -> usize {
         self.shared.segments.read().len()
     }
@@ -515,6 +536,37 @@ fn find_in_segment(
         return Ok(None);
     }
     unreachable!("the last attempt returns")
+}
+
+/// Appends submitted with [`Log::submit_kind`] and not yet collected.
+#[derive(Debug)]
+#[must_use = "an append is acknowledged only through its PendingAppend"]
+pub struct PendingAppend {
+    rx: crossbeam_channel::Receiver<Result<Vec<Receipt>>>,
+    shared: Arc<Shared>,
+    counted: bool,
+}
+
+impl PendingAppend {
+    /// Blocks until the records are durable (one receipt each, in order)
+    /// or have failed.
+    pub fn wait(mut self) -> Result<Vec<Receipt>> {
+        let r = self.rx.recv().map_err(|_| Error::Closed).and_then(|r| r);
+        self.uncount();
+        r
+    }
+
+    fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for PendingAppend {
+    fn drop(&mut self) {
+        self.uncount();
+    }
 }
 
 /// An iterator over durable records; see [`Log::scan`].

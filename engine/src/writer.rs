@@ -496,8 +496,12 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
         return 0;
     }
     let last = groups.last().expect("at least one group");
+    let mut sync_time = None;
     if shared.config.durability == Durability::SyncEveryGroup {
-        if let Err(e) = last.file.sync_data() {
+        let started = Instant::now();
+        let synced = last.file.sync_data();
+        sync_time = Some(started.elapsed());
+        if let Err(e) = synced {
             // Never retry: after a failed fdatasync the kernel may have
             // dropped the dirty pages, so a later success proves nothing.
             let e = Error::io("fdatasync", &last.path, e);
@@ -518,6 +522,10 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
         if last.head.next_seq >= head.next_seq {
             *head = last.head;
         }
+    }
+    if let Some(o) = &shared.config.observer {
+        let records = waiters().map(|w| w.receipts.len() as u64).sum();
+        o.on_durable(last.head.next_seq, records, sync_time);
     }
     let in_flight = shared.in_flight.load(Ordering::Acquire);
     for g in groups {

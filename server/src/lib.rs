@@ -1,3 +1,52 @@
-//! chainlogd: the TCP server, its wire protocol, the Rust client and the
-//! audit event model. Not built yet: see issue 5. The crate exists so that
-//! the workspace has its final shape.
+//! `chainlogd`, the chainlog server: the wire protocol over TCP in front of
+//! the storage engine.
+//!
+//! - [`config`]: the TOML configuration and its defaults.
+//! - [`auth`]: API keys, stored as hashes, compared in constant time.
+//! - [`schema`]: a log's allowed action patterns, strict or permissive.
+//! - [`dedup`]: the idempotency window, rebuilt from the log on start.
+//! - [`index`]: block summaries that let queries skip what cannot match.
+//! - [`store`]: one served log and the operations on it.
+//! - `conn`: a connection's reader and writer threads.
+//! - [`server`]: listening, accepting, metrics, shutdown.
+//! - [`metrics`]: counters, histograms, the Prometheus endpoint.
+
+use std::path::PathBuf;
+
+pub mod auth;
+pub mod config;
+mod conn;
+pub mod dedup;
+pub mod index;
+pub mod metrics;
+pub mod schema;
+pub mod server;
+pub mod store;
+
+pub use config::{KeyConfig, LogConfig, ServerConfig};
+pub use server::Server;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// A value is wrong; the message says which.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A log would not open (recovery refused, or the directory is locked).
+    #[error("log {0}: {1}")]
+    Log(String, engine::Error),
+    /// A socket or file operation failed.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}

@@ -1,0 +1,438 @@
+//! The Rust client for `chainlogd`.
+//!
+//! A [`Client`] is one TCP connection: connect, authenticate, then append
+//! (one event, a batch, or many batches in flight with
+//! [`Client::submit_append`] / [`Client::wait_receipts`]), query with
+//! automatic paging, read seq ranges, tail as an iterator. Errors are typed:
+//! the server's error code arrives as [`ClientError::Server`].
+//!
+//! ```no_run
+//! use client::{Client, Event};
+//! let mut c = Client::connect("127.0.0.1:7400")?;
+//! c.auth("clk_...")?;
+//! let receipt = c.append(&Event {
+//!     tenant_id: "acme".into(),
+//!     actor_id: "u1".into(),
+//!     action: "document.deleted".into(),
+//!     resource: "document".into(),
+//!     ..Event::default()
+//! })?;
+//! println!("stored as seq {}", receipt.seq);
+//! # Ok::<(), client::ClientError>(())
+//! ```
+
+use std::collections::HashMap;
+use std::io::{BufReader, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+pub use proto::event::{Event, EventRef, StoredEvent};
+use proto::frame::{self, FrameError, DEFAULT_MAX_BODY, PROTOCOL_VERSION};
+use proto::msg::{self, Request, Response};
+pub use proto::msg::{
+    rights, AppendReceipt, ErrorCode, ErrorReply, EventPage, LogStats, Query, TimeField,
+};
+use proto::DecodeError;
+
+/// What a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with a typed error.
+    #[error("server error {0}")]
+    Server(ErrorReply),
+    /// The connection failed or closed.
+    #[error("connection: {0}")]
+    Frame(#[from] FrameError),
+    /// The server sent bytes this client cannot decode.
+    #[error("undecodable response: {0}")]
+    Decode(#[from] DecodeError),
+    /// The server sent a response that does not fit the request.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The server's error code, if the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::Frame(FrameError::Io(e))
+    }
+}
+
+/// Client results.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// What the server said the key allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthInfo {
+    /// The log the key names.
+    pub log: String,
+    /// [`rights`] bits.
+    pub rights: u8,
+    /// The tenants it may write and read; empty for all.
+    pub tenants: Vec<String>,
+}
+
+/// The id of a request in flight.
+pub type RequestId = u32;
+
+/// One connection to a chainlogd server.
+#[derive(Debug)]
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    next_id: u32,
+    out: Vec<u8>,
+    body: Vec<u8>,
+    /// Responses read while waiting for another request's.
+    parked: HashMap<u32, Response>,
+}
+
+/// How long a response may take to arrive once it has started.
+const FRAME_DEADLINE: Duration = Duration::from_secs(60);
+
+impl Client {
+    /// Connects and agrees on the protocol version.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        Client::handshake(stream)
+    }
+
+    /// Connects, giving up after `timeout` per address.
+    pub fn connect_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Client> {
+        let mut last = None;
+        for a in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(s) => return Client::handshake(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
+            .into())
+    }
+
+    fn handshake(stream: TcpStream) -> Result<Client> {
+        stream.set_nodelay(true)?;
+        let mut writer = stream.try_clone()?;
+        writer.write_all(&frame::client_preamble(PROTOCOL_VERSION, PROTOCOL_VERSION))?;
+        let mut reader = BufReader::with_capacity(64 << 10, stream);
+        let p = frame::read_preamble(&mut reader, FRAME_DEADLINE)?;
+        if p[..4] != frame::MAGIC {
+            // Refusals come as an error frame instead of a preamble.
+            return Err(ClientError::Protocol(format!(
+                "the server refused the connection (answer begins {:02x?})",
+                &p[..4]
+            )));
+        }
+        frame::parse_server_preamble(&p)?;
+        Ok(Client {
+            reader,
+            writer,
+            next_id: 1,
+            out: Vec::with_capacity(64 << 10),
+            body: Vec::new(),
+            parked: HashMap::new(),
+        })
+    }
+
+    /// Authenticates the connection.
+    pub fn auth(&mut self, key: &str) -> Result<AuthInfo> {
+        match self.call(&Request::Auth { key: key.into() })? {
+            Response::AuthOk {
+                log,
+                rights,
+                tenants,
+            } => Ok(AuthInfo {
+                log,
+                rights,
+                tenants,
+            }),
+            other => Err(unexpected("auth", &other)),
+        }
+    }
+
+    /// Sends a request without waiting; returns its id.
+    pub fn send(&mut self, req: &Request<'_>) -> Result<RequestId> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.out.clear();
+        msg::encode_request(&mut self.out, id, req);
+        self.writer.write_all(&self.out)?;
+        Ok(id)
+    }
+
+    /// Waits for the response to request `id` (others that arrive first
+    /// are kept for their own callers).
+    pub fn wait(&mut self, id: RequestId) -> Result<Response> {
+        if let Some(r) = self.parked.remove(&id) {
+            return Ok(r);
+        }
+        loop {
+            let (rid, resp) = self.read_response()?;
+            if rid == id {
+                return Ok(resp);
+            }
+            self.parked.insert(rid, resp);
+        }
+    }
+
+    fn read_response(&mut self) -> Result<(RequestId, Response)> {
+        let h = frame::read_frame(
+            &mut self.reader,
+            DEFAULT_MAX_BODY * 2,
+            FRAME_DEADLINE,
+            &mut self.body,
+        )?;
+        let resp = msg::decode_response(h.kind, &self.body)?;
+        Ok((h.request_id, resp))
+    }
+
+    fn call(&mut self, req: &Request<'_>) -> Result<Response> {
+        let id = self.send(req)?;
+        match self.wait(id)? {
+            Response::Error(e) => Err(ClientError::Server(e)),
+            r => Ok(r),
+        }
+    }
+
+    /// Appends one event; returns once it is durable.
+    pub fn append(&mut self, event: &Event) -> Result<AppendReceipt> {
+        let mut r = self.append_batch(std::slice::from_ref(event))?;
+        r.pop()
+            .ok_or_else(|| ClientError::Protocol("no receipt".into()))
+    }
+
+    /// Appends a batch (all or nothing); one receipt per event, in order.
+    pub fn append_batch(&mut self, events: &[Event]) -> Result<Vec<AppendReceipt>> {
+        let id = self.submit_append(events)?;
+        self.wait_receipts(id)
+    }
+
+    /// Sends a batch without waiting: keep many in flight and collect each
+    /// with [`wait_receipts`](Self::wait_receipts).
+    pub fn submit_append(&mut self, events: &[Event]) -> Result<RequestId> {
+        let encoded: Vec<Vec<u8>> = events.iter().map(Event::encode).collect();
+        self.submit_encoded(&encoded)
+    }
+
+    /// Sends already-encoded events (see [`Event::encode`]) without waiting.
+    pub fn submit_encoded<B: AsRef<[u8]>>(&mut self, events: &[B]) -> Result<RequestId> {
+        let events = events.iter().map(AsRef::as_ref).collect();
+        self.send(&Request::Append { events })
+    }
+
+    /// The receipts of a batch sent with [`submit_append`](Self::submit_append).
+    pub fn wait_receipts(&mut self, id: RequestId) -> Result<Vec<AppendReceipt>> {
+        match self.wait(id)? {
+            Response::Receipts(r) => Ok(r),
+            Response::Error(e) => Err(ClientError::Server(e)),
+            other => Err(unexpected("append", &other)),
+        }
+    }
+
+    /// One page of a query.
+    pub fn query_page(&mut self, q: &Query) -> Result<EventPage> {
+        match self.call(&Request::Query(q.clone()))? {
+            Response::Events(p) => Ok(p),
+            other => Err(unexpected("query", &other)),
+        }
+    }
+
+    /// Every event matching `q`, fetching pages as the iterator needs them.
+    pub fn query(&mut self, q: Query) -> QueryIter<'_> {
+        QueryIter {
+            client: self,
+            query: q,
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+
+    /// Events with `from <= seq < to` (those the key may read), at most
+    /// `limit` (0 = the server's default page).
+    pub fn read(&mut self, from: u64, to: u64, limit: u16) -> Result<EventPage> {
+        match self.call(&Request::Read { from, to, limit })? {
+            Response::Events(p) => Ok(p),
+            other => Err(unexpected("read", &other)),
+        }
+    }
+
+    /// The log's head and counters.
+    pub fn stats(&mut self) -> Result<LogStats> {
+        match self.call(&Request::Stats)? {
+            Response::Stats(s) => Ok(s),
+            other => Err(unexpected("stats", &other)),
+        }
+    }
+
+    /// Unknown actions stored, with counts (needs the admin right).
+    pub fn unknown_actions(&mut self) -> Result<Vec<(String, u64)>> {
+        match self.call(&Request::UnknownActions)? {
+            Response::Actions(a) => Ok(a),
+            other => Err(unexpected("unknown actions", &other)),
+        }
+    }
+
+    /// A round trip; returns its time.
+    pub fn ping(&mut self) -> Result<Duration> {
+        let start = Instant::now();
+        match self.call(&Request::Ping(0x5eed))? {
+            Response::Pong(0x5eed) => Ok(start.elapsed()),
+            other => Err(unexpected("ping", &other)),
+        }
+    }
+
+    /// Subscribes to events from seq `from` on. The connection then belongs
+    /// to the tail until it is cancelled or dropped.
+    pub fn tail(&mut self, from: u64) -> Result<Tail<'_>> {
+        let id = self.send(&Request::Tail { from })?;
+        Ok(Tail {
+            client: self,
+            id,
+            buffered: Vec::new().into_iter(),
+            done: false,
+        })
+    }
+
+    /// Writes raw bytes to the connection (for tests of bad input).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.writer.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Reads the next response, whatever its id.
+    pub fn next_response(&mut self) -> Result<(RequestId, Response)> {
+        if let Some(&id) = self.parked.keys().next() {
+            if let Some(r) = self.parked.remove(&id) {
+                return Ok((id, r));
+            }
+        }
+        self.read_response()
+    }
+
+    /// Closes the connection.
+    pub fn close(self) {
+        let _ = self.writer.shutdown(Shutdown::Both);
+    }
+}
+
+fn unexpected(what: &str, r: &Response) -> ClientError {
+    match r {
+        Response::Error(e) => ClientError::Server(e.clone()),
+        other => ClientError::Protocol(format!("unexpected answer to {what}: {other:?}")),
+    }
+}
+
+/// The events of a query, page after page; see [`Client::query`].
+#[derive(Debug)]
+pub struct QueryIter<'a> {
+    client: &'a mut Client,
+    query: Query,
+    page: std::vec::IntoIter<StoredEvent>,
+    done: bool,
+}
+
+impl Iterator for QueryIter<'_> {
+    type Item = Result<StoredEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.page.next() {
+                return Some(Ok(e));
+            }
+            if self.done {
+                return None;
+            }
+            match self.client.query_page(&self.query) {
+                Ok(p) => {
+                    match p.cursor {
+                        Some(c) => self.query.cursor = c,
+                        None => self.done = true,
+                    }
+                    self.page = p.events.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// A tail subscription: yields events as they become durable, forever
+/// (until cancelled, or the connection ends).
+#[derive(Debug)]
+pub struct Tail<'a> {
+    client: &'a mut Client,
+    id: RequestId,
+    buffered: std::vec::IntoIter<StoredEvent>,
+    done: bool,
+}
+
+impl Tail<'_> {
+    /// Ends the subscription and gives the connection back.
+    pub fn cancel(mut self) -> Result<()> {
+        let cancel = self.client.send(&Request::Cancel {
+            request_id: self.id,
+        })?;
+        let mut cancelled = false;
+        let mut tail_done = false;
+        while !(cancelled && tail_done) {
+            let (id, resp) = self.client.read_response()?;
+            match resp {
+                Response::Done if id == cancel => cancelled = true,
+                Response::Done if id == self.id => tail_done = true,
+                Response::Error(e) if id == cancel || id == self.id => {
+                    return Err(ClientError::Server(e))
+                }
+                _ if id == self.id => {}
+                other => {
+                    self.client.parked.insert(id, other);
+                }
+            }
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Iterator for Tail<'_> {
+    type Item = Result<StoredEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.buffered.next() {
+                return Some(Ok(e));
+            }
+            if self.done {
+                return None;
+            }
+            match self.client.wait(self.id) {
+                Ok(Response::TailEvents(events)) => self.buffered = events.into_iter(),
+                Ok(Response::Done) => self.done = true,
+                Ok(Response::Error(e)) => {
+                    self.done = true;
+                    return Some(Err(ClientError::Server(e)));
+                }
+                Ok(other) => {
+                    self.done = true;
+                    return Some(Err(unexpected("tail", &other)));
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,768 @@
+//! The requests and responses carried in frames, and their bodies.
+//!
+//! Requests use frame types below 0x80; a response carries the request's id
+//! and a type of 0x80 or more. Byte layouts are in `docs/protocol.md`.
+
+use crate::event::{Event, StoredEvent};
+use crate::wire::{self, DecodeError, Reader};
+
+/// Frame types.
+pub mod kind {
+    /// Request: authenticate with an API key.
+    pub const AUTH: u8 = 0x01;
+    /// Request: append events.
+    pub const APPEND: u8 = 0x02;
+    /// Request: query events by filters.
+    pub const QUERY: u8 = 0x03;
+    /// Request: read a seq range.
+    pub const READ: u8 = 0x04;
+    /// Request: subscribe to events as they become durable.
+    pub const TAIL: u8 = 0x05;
+    /// Request: end a tail subscription.
+    pub const CANCEL: u8 = 0x06;
+    /// Request: the log's head and counters.
+    pub const STATS: u8 = 0x07;
+    /// Request: liveness.
+    pub const PING: u8 = 0x08;
+    /// Request: the actions seen that the log's schema does not list.
+    pub const UNKNOWN_ACTIONS: u8 = 0x09;
+
+    /// Response to AUTH.
+    pub const AUTH_OK: u8 = 0x81;
+    /// Response to APPEND: one receipt per event.
+    pub const RECEIPTS: u8 = 0x82;
+    /// Response to QUERY and READ: a page of events.
+    pub const EVENTS: u8 = 0x83;
+    /// Pushed for a TAIL: events that became durable.
+    pub const TAIL_EVENTS: u8 = 0x84;
+    /// Response to STATS.
+    pub const STATS_OK: u8 = 0x85;
+    /// Response to PING.
+    pub const PONG: u8 = 0x86;
+    /// Response to UNKNOWN_ACTIONS.
+    pub const ACTIONS: u8 = 0x87;
+    /// Response to CANCEL, and the last frame of a cancelled tail.
+    pub const DONE: u8 = 0x88;
+    /// Response to anything: a typed error.
+    pub const ERROR: u8 = 0xff;
+}
+
+/// Rights bits a key can hold.
+pub mod rights {
+    /// May append.
+    pub const APPEND: u8 = 1;
+    /// May query, read and tail.
+    pub const READ: u8 = 2;
+    /// May read stats and unknown actions of the whole log.
+    pub const ADMIN: u8 = 4;
+}
+
+/// The most events one query or read page returns.
+pub const MAX_PAGE: u16 = 1000;
+/// The page size when a request asks for 0.
+pub const DEFAULT_PAGE: u16 = 100;
+
+/// Error codes, carried in error frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The frame or preamble could not be parsed; the connection closes.
+    BadFrame,
+    /// No protocol version in common; the connection closes.
+    UnsupportedVersion,
+    /// No valid key was presented (wrong, truncated and unknown keys all
+    /// get this same answer).
+    Unauthenticated,
+    /// The key does not allow this (right or tenant).
+    Forbidden,
+    /// An event failed validation; names its index and field.
+    InvalidEvent,
+    /// A well-formed request with values out of bounds.
+    InvalidRequest,
+    /// The log's queue is full: retry later.
+    Busy,
+    /// A frame, batch or event over its limit.
+    TooLarge,
+    /// A write or sync failed; nothing more is acknowledged until restart.
+    Poisoned,
+    /// The server is stopping.
+    ShuttingDown,
+    /// Anything else; the message says what.
+    Internal,
+    /// A code this side does not know.
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// The code's number on the wire.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            ErrorCode::BadFrame => 1,
+            ErrorCode::UnsupportedVersion => 2,
+            ErrorCode::Unauthenticated => 3,
+            ErrorCode::Forbidden => 4,
+            ErrorCode::InvalidEvent => 5,
+            ErrorCode::InvalidRequest => 6,
+            ErrorCode::Busy => 7,
+            ErrorCode::TooLarge => 8,
+            ErrorCode::Poisoned => 9,
+            ErrorCode::ShuttingDown => 10,
+            ErrorCode::Internal => 11,
+            ErrorCode::Other(n) => n,
+        }
+    }
+
+    /// The code for a number.
+    pub fn from_u16(n: u16) -> Self {
+        match n {
+            1 => ErrorCode::BadFrame,
+            2 => ErrorCode::UnsupportedVersion,
+            3 => ErrorCode::Unauthenticated,
+            4 => ErrorCode::Forbidden,
+            5 => ErrorCode::InvalidEvent,
+            6 => ErrorCode::InvalidRequest,
+            7 => ErrorCode::Busy,
+            8 => ErrorCode::TooLarge,
+            9 => ErrorCode::Poisoned,
+            10 => ErrorCode::ShuttingDown,
+            11 => ErrorCode::Internal,
+            n => ErrorCode::Other(n),
+        }
+    }
+
+    /// The code's name, as in `docs/protocol.md` and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidEvent => "invalid_event",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Busy => "busy",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Poisoned => "poisoned",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Other(_) => "other",
+        }
+    }
+
+    /// Every known code, in number order.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::BadFrame,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::InvalidEvent,
+        ErrorCode::InvalidRequest,
+        ErrorCode::Busy,
+        ErrorCode::TooLarge,
+        ErrorCode::Poisoned,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+}
+
+/// Which timestamp a query's time range applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeField {
+    /// No time range.
+    #[default]
+    None,
+    /// The server's write time (an index seek).
+    CreatedAt,
+    /// The client's event time.
+    OccurredAt,
+}
+
+/// A query: every non-empty filter must match. Results come in seq order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Query {
+    /// Only this tenant's events (a tenant-limited key implies its tenants).
+    pub tenant_id: String,
+    /// Only this actor's.
+    pub actor_id: String,
+    /// Only this action.
+    pub action: String,
+    /// Only this resource type.
+    pub resource: String,
+    /// Only this resource id.
+    pub resource_id: String,
+    /// The timestamp `from..to` applies to.
+    pub time_field: TimeField,
+    /// Inclusive lower bound, nanoseconds since the Unix epoch.
+    pub from: u64,
+    /// Exclusive upper bound (`u64::MAX` for none).
+    pub to: u64,
+    /// Events per page, at most [`MAX_PAGE`]; 0 means [`DEFAULT_PAGE`].
+    pub limit: u16,
+    /// Where to continue: the cursor of the previous page, or empty.
+    pub cursor: Vec<u8>,
+    /// Whether to count every match (a full pass over the range).
+    pub want_total: bool,
+}
+
+impl Query {
+    /// A query with no filters and no time range.
+    pub fn all() -> Self {
+        Query {
+            to: u64::MAX,
+            ..Query::default()
+        }
+    }
+}
+
+/// A request, decoded (append events borrow the frame body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Authenticate with an API key.
+    Auth {
+        /// The key's text.
+        key: String,
+    },
+    /// Append events, each in the encoding of [`Event`].
+    Append {
+        /// The encoded events.
+        events: Vec<&'a [u8]>,
+    },
+    /// Query events.
+    Query(Query),
+    /// Events with `from <= seq < to`, at most `limit`.
+    Read {
+        /// First seq.
+        from: u64,
+        /// End (exclusive).
+        to: u64,
+        /// Page size (0 = default).
+        limit: u16,
+    },
+    /// Push events from `from` on as they become durable.
+    Tail {
+        /// First seq to send.
+        from: u64,
+    },
+    /// End the tail started by `request_id`.
+    Cancel {
+        /// The tail's request id.
+        request_id: u32,
+    },
+    /// The log's head and counters.
+    Stats,
+    /// Liveness; the reply echoes the value.
+    Ping(u64),
+    /// The unknown actions seen.
+    UnknownActions,
+}
+
+/// Appends a complete request frame to `out`.
+pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
+    let (k, at) = match req {
+        Request::Auth { .. } => (kind::AUTH, 0),
+        Request::Append { .. } => (kind::APPEND, 0),
+        Request::Query(_) => (kind::QUERY, 0),
+        Request::Read { .. } => (kind::READ, 0),
+        Request::Tail { .. } => (kind::TAIL, 0),
+        Request::Cancel { .. } => (kind::CANCEL, 0),
+        Request::Stats => (kind::STATS, 0),
+        Request::Ping(_) => (kind::PING, 0),
+        Request::UnknownActions => (kind::UNKNOWN_ACTIONS, 0),
+    };
+    let _ = at;
+    let at = crate::frame::begin_frame(out, k, request_id);
+    match req {
+        Request::Auth { key } => wire::put_bytes16(out, key.as_bytes()),
+        Request::Append { events } => {
+            wire::put_u16(
+                out,
+                u16::try_from(events.len()).expect("more than 65535 events"),
+            );
+            for e in events {
+                wire::put_bytes32(out, e);
+            }
+        }
+        Request::Query(q) => {
+            out.push(u8::from(q.want_total));
+            out.push(match q.time_field {
+                TimeField::None => 0,
+                TimeField::CreatedAt => 1,
+                TimeField::OccurredAt => 2,
+            });
+            wire::put_u64(out, q.from);
+            wire::put_u64(out, q.to);
+            for s in [
+                &q.tenant_id,
+                &q.actor_id,
+                &q.action,
+                &q.resource,
+                &q.resource_id,
+            ] {
+                wire::put_bytes16(out, s.as_bytes());
+            }
+            wire::put_u16(out, q.limit);
+            wire::put_bytes16(out, &q.cursor);
+        }
+        Request::Read { from, to, limit } => {
+            wire::put_u64(out, *from);
+            wire::put_u64(out, *to);
+            wire::put_u16(out, *limit);
+        }
+        Request::Tail { from } => wire::put_u64(out, *from),
+        Request::Cancel { request_id } => wire::put_u32(out, *request_id),
+        Request::Stats | Request::UnknownActions => {}
+        Request::Ping(v) => wire::put_u64(out, *v),
+    }
+    crate::frame::finish_frame(out, at);
+}
+
+/// Decodes a request body of frame type `k`.
+pub fn decode_request(k: u8, body: &[u8]) -> Result<Request<'_>, DecodeError> {
+    let mut r = Reader::new(body);
+    let req = match k {
+        kind::AUTH => Request::Auth {
+            key: r.str16("key")?.to_owned(),
+        },
+        kind::APPEND => {
+            let n = r.u16("event count")? as usize;
+            // Each event takes at least its 4-byte length: a count the body
+            // cannot hold is refused before the vector is sized by it.
+            if n > r.remaining() / 4 {
+                return Err(DecodeError::Invalid {
+                    what: "event count",
+                    why: format!("{n} events cannot fit in {} bytes", r.remaining()),
+                });
+            }
+            let mut events = Vec::with_capacity(n);
+            for _ in 0..n {
+                events.push(r.bytes32("event")?);
+            }
+            Request::Append { events }
+        }
+        kind::QUERY => {
+            let flags = r.u8("flags")?;
+            if flags & !1 != 0 {
+                return Err(DecodeError::Invalid {
+                    what: "flags",
+                    why: format!("unknown query flag bits {flags:#04x}"),
+                });
+            }
+            let time_field = match r.u8("time field")? {
+                0 => TimeField::None,
+                1 => TimeField::CreatedAt,
+                2 => TimeField::OccurredAt,
+                n => {
+                    return Err(DecodeError::Invalid {
+                        what: "time field",
+                        why: format!("{n} is not 0 (none), 1 (created_at) or 2 (occurred_at)"),
+                    })
+                }
+            };
+            let from = r.u64("from")?;
+            let to = r.u64("to")?;
+            let mut s = [""; 5];
+            for (slot, name) in
+                s.iter_mut()
+                    .zip(["tenant_id", "actor_id", "action", "resource", "resource_id"])
+            {
+                *slot = r.str16(name)?;
+            }
+            Request::Query(Query {
+                tenant_id: s[0].into(),
+                actor_id: s[1].into(),
+                action: s[2].into(),
+                resource: s[3].into(),
+                resource_id: s[4].into(),
+                time_field,
+                from,
+                to,
+                limit: r.u16("limit")?,
+                cursor: r.bytes16("cursor")?.to_vec(),
+                want_total: flags & 1 != 0,
+            })
+        }
+        kind::READ => Request::Read {
+            from: r.u64("from")?,
+            to: r.u64("to")?,
+            limit: r.u16("limit")?,
+        },
+        kind::TAIL => Request::Tail {
+            from: r.u64("from")?,
+        },
+        kind::CANCEL => Request::Cancel {
+            request_id: r.u32("request id")?,
+        },
+        kind::STATS => Request::Stats,
+        kind::PING => Request::Ping(r.u64("ping value")?),
+        kind::UNKNOWN_ACTIONS => Request::UnknownActions,
+        k => {
+            return Err(DecodeError::Invalid {
+                what: "frame type",
+                why: format!("{k:#04x} is not a request"),
+            })
+        }
+    };
+    r.finish()?;
+    Ok(req)
+}
+
+/// The receipt for one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendReceipt {
+    /// The event's seq.
+    pub seq: u64,
+    /// When the server wrote it.
+    pub created_at: u64,
+    /// Its chain hash.
+    pub hash: [u8; 32],
+    /// True if the event was not stored because its idempotency key or
+    /// source event id was already stored: the receipt is the original's.
+    pub duplicate: bool,
+}
+
+/// The log's head and counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogStats {
+    /// The log's name.
+    pub log: String,
+    /// The seq the next event gets (the number of events stored).
+    pub next_seq: u64,
+    /// The newest event's hash (zeros when empty).
+    pub head_hash: [u8; 32],
+    /// The newest event's `created_at` (0 when empty).
+    pub head_created_at: u64,
+    /// Events acknowledged since the server started.
+    pub appends: u64,
+    /// `fdatasync` calls that acknowledged them.
+    pub syncs: u64,
+    /// Segments in the log.
+    pub segments: u64,
+    /// Stored events whose action the schema does not list.
+    pub unknown_actions: u64,
+}
+
+/// A page of events, and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventPage {
+    /// The events, in seq order.
+    pub events: Vec<StoredEvent>,
+    /// Pass this back for the next page; `None` when there is no more.
+    pub cursor: Option<Vec<u8>>,
+    /// Every match, when the query asked for the total.
+    pub total: Option<u64>,
+}
+
+/// An error frame's content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}{}", code.name(), index.map(|i| format!(" (event {i}, field {field})")).unwrap_or_default())]
+pub struct ErrorReply {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// For an invalid event, its index in the batch.
+    pub index: Option<u32>,
+    /// For an invalid event, the field at fault.
+    pub field: String,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// An error without an event index.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorReply {
+            code,
+            index: None,
+            field: String::new(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A response, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Authenticated: the key's log, rights and tenants (empty = all).
+    AuthOk {
+        /// The log the key names.
+        log: String,
+        /// [`rights`] bits.
+        rights: u8,
+        /// Tenants the key may write and read; empty for every tenant.
+        tenants: Vec<String>,
+    },
+    /// One receipt per appended event, in order.
+    Receipts(Vec<AppendReceipt>),
+    /// A page of a query or read.
+    Events(EventPage),
+    /// Events pushed for a tail.
+    TailEvents(Vec<StoredEvent>),
+    /// Head and counters.
+    Stats(LogStats),
+    /// The ping's value.
+    Pong(u64),
+    /// Unknown actions and how many stored events carry each.
+    Actions(Vec<(String, u64)>),
+    /// A cancel took effect (sent for the cancel and for the tail).
+    Done,
+    /// A typed error.
+    Error(ErrorReply),
+}
+
+/// Appends one stored event as response bodies carry it: seq, created_at,
+/// hash, then the event's encoding with a u32 length.
+pub fn put_stored_event(
+    out: &mut Vec<u8>,
+    seq: u64,
+    created_at: u64,
+    hash: &[u8; 32],
+    event: &[u8],
+) {
+    wire::put_u64(out, seq);
+    wire::put_u64(out, created_at);
+    out.extend_from_slice(hash);
+    wire::put_bytes32(out, event);
+}
+
+/// Bytes [`put_stored_event`] appends for an event of `len` bytes.
+pub const fn stored_event_len(len: usize) -> usize {
+    8 + 8 + 32 + 4 + len
+}
+
+/// Appends a complete response frame to `out`.
+pub fn encode_response(out: &mut Vec<u8>, request_id: u32, resp: &Response) {
+    let k = match resp {
+        Response::AuthOk { .. } => kind::AUTH_OK,
+        Response::Receipts(_) => kind::RECEIPTS,
+        Response::Events(_) => kind::EVENTS,
+        Response::TailEvents(_) => kind::TAIL_EVENTS,
+        Response::Stats(_) => kind::STATS_OK,
+        Response::Pong(_) => kind::PONG,
+        Response::Actions(_) => kind::ACTIONS,
+        Response::Done => kind::DONE,
+        Response::Error(_) => kind::ERROR,
+    };
+    let at = crate::frame::begin_frame(out, k, request_id);
+    let put_events = |out: &mut Vec<u8>, events: &[StoredEvent]| {
+        wire::put_u16(out, u16::try_from(events.len()).expect("page over 65535"));
+        for e in events {
+            put_stored_event(out, e.seq, e.created_at, &e.hash, &e.event.encode());
+        }
+    };
+    match resp {
+        Response::AuthOk {
+            log,
+            rights,
+            tenants,
+        } => {
+            wire::put_bytes16(out, log.as_bytes());
+            out.push(*rights);
+            wire::put_u16(
+                out,
+                u16::try_from(tenants.len()).expect("tenants over 65535"),
+            );
+            for t in tenants {
+                wire::put_bytes16(out, t.as_bytes());
+            }
+        }
+        Response::Receipts(rs) => encode_receipts(out, rs),
+        Response::Events(page) => {
+            put_events(out, &page.events);
+            put_page_tail(out, page.cursor.as_deref(), page.total);
+        }
+        Response::TailEvents(events) => put_events(out, events),
+        Response::Stats(s) => {
+            wire::put_bytes16(out, s.log.as_bytes());
+            wire::put_u64(out, s.next_seq);
+            out.extend_from_slice(&s.head_hash);
+            for v in [
+                s.head_created_at,
+                s.appends,
+                s.syncs,
+                s.segments,
+                s.unknown_actions,
+            ] {
+                wire::put_u64(out, v);
+            }
+        }
+        Response::Pong(v) => wire::put_u64(out, *v),
+        Response::Actions(list) => {
+            wire::put_u32(out, u32::try_from(list.len()).expect("actions over 4G"));
+            for (a, n) in list {
+                wire::put_bytes16(out, a.as_bytes());
+                wire::put_u64(out, *n);
+            }
+        }
+        Response::Done => {}
+        Response::Error(e) => encode_error_body(out, e),
+    }
+    crate::frame::finish_frame(out, at);
+}
+
+/// A receipts body.
+pub fn encode_receipts(out: &mut Vec<u8>, rs: &[AppendReceipt]) {
+    wire::put_u16(out, u16::try_from(rs.len()).expect("receipts over 65535"));
+    for r in rs {
+        out.push(u8::from(r.duplicate));
+        wire::put_u64(out, r.seq);
+        wire::put_u64(out, r.created_at);
+        out.extend_from_slice(&r.hash);
+    }
+}
+
+/// The end of an events page body: the cursor (u8 present + bytes16) and
+/// the total (u8 present + u64).
+pub fn put_page_tail(out: &mut Vec<u8>, cursor: Option<&[u8]>, total: Option<u64>) {
+    match cursor {
+        Some(c) => {
+            out.push(1);
+            wire::put_bytes16(out, c);
+        }
+        None => out.push(0),
+    }
+    match total {
+        Some(t) => {
+            out.push(1);
+            wire::put_u64(out, t);
+        }
+        None => out.push(0),
+    }
+}
+
+/// An error body. Messages longer than 4 KiB are cut (at a character
+/// boundary).
+pub fn encode_error_body(out: &mut Vec<u8>, e: &ErrorReply) {
+    wire::put_u16(out, e.code.to_u16());
+    wire::put_u32(out, e.index.unwrap_or(u32::MAX));
+    wire::put_bytes16(out, cut(&e.field, 256).as_bytes());
+    wire::put_bytes16(out, cut(&e.message, 4096).as_bytes());
+}
+
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn decode_events(r: &mut Reader<'_>) -> Result<Vec<StoredEvent>, DecodeError> {
+    let n = r.u16("event count")? as usize;
+    let mut events = Vec::with_capacity(n.min(r.remaining() / stored_event_len(0)));
+    for _ in 0..n {
+        let seq = r.u64("seq")?;
+        let created_at = r.u64("created_at")?;
+        let hash = r.hash("hash")?;
+        let event = Event::decode(r.bytes32("event")?)?;
+        events.push(StoredEvent {
+            seq,
+            created_at,
+            hash,
+            event,
+        });
+    }
+    Ok(events)
+}
+
+fn flag(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
+    match r.u8(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        n => Err(DecodeError::Invalid {
+            what,
+            why: format!("{n} is not 0 or 1"),
+        }),
+    }
+}
+
+/// Decodes a response body of frame type `k`.
+pub fn decode_response(k: u8, body: &[u8]) -> Result<Response, DecodeError> {
+    let mut r = Reader::new(body);
+    let resp = match k {
+        kind::AUTH_OK => {
+            let log = r.str16("log")?.to_owned();
+            let rights = r.u8("rights")?;
+            let n = r.u16("tenant count")?;
+            let mut tenants = Vec::new();
+            for _ in 0..n {
+                tenants.push(r.str16("tenant")?.to_owned());
+            }
+            Response::AuthOk {
+                log,
+                rights,
+                tenants,
+            }
+        }
+        kind::RECEIPTS => {
+            let n = r.u16("receipt count")? as usize;
+            let mut rs = Vec::with_capacity(n.min(r.remaining() / 49));
+            for _ in 0..n {
+                let duplicate = flag(&mut r, "duplicate")?;
+                rs.push(AppendReceipt {
+                    duplicate,
+                    seq: r.u64("seq")?,
+                    created_at: r.u64("created_at")?,
+                    hash: r.hash("hash")?,
+                });
+            }
+            Response::Receipts(rs)
+        }
+        kind::EVENTS => {
+            let events = decode_events(&mut r)?;
+            let cursor = if flag(&mut r, "has cursor")? {
+                Some(r.bytes16("cursor")?.to_vec())
+            } else {
+                None
+            };
+            let total = if flag(&mut r, "has total")? {
+                Some(r.u64("total")?)
+            } else {
+                None
+            };
+            Response::Events(EventPage {
+                events,
+                cursor,
+                total,
+            })
+        }
+        kind::TAIL_EVENTS => Response::TailEvents(decode_events(&mut r)?),
+        kind::STATS_OK => Response::Stats(LogStats {
+            log: r.str16("log")?.to_owned(),
+            next_seq: r.u64("next seq")?,
+            head_hash: r.hash("head hash")?,
+            head_created_at: r.u64("head created_at")?,
+            appends: r.u64("appends")?,
+            syncs: r.u64("syncs")?,
+            segments: r.u64("segments")?,
+            unknown_actions: r.u64("unknown actions")?,
+        }),
+        kind::PONG => Response::Pong(r.u64("ping value")?),
+        kind::ACTIONS => {
+            let n = r.u32("action count")? as usize;
+            let mut list = Vec::with_capacity(n.min(r.remaining() / 10));
+            for _ in 0..n {
+                list.push((r.str16("action")?.to_owned(), r.u64("count")?));
+            }
+            Response::Actions(list)
+        }
+        kind::DONE => Response::Done,
+        kind::ERROR => {
+            let code = ErrorCode::from_u16(r.u16("code")?);
+            let index = r.u32("index")?;
+            Response::Error(ErrorReply {
+                code,
+                index: (index != u32::MAX).then_some(index),
+                field: r.str16("field")?.to_owned(),
+                message: r.str16("message")?.to_owned(),
+            })
+        }
+        k => {
+            return Err(DecodeError::Invalid {
+                what: "frame type",
+                why: format!("{k:#04x} is not a response"),
+            })
+        }
+    };
+    r.finish()?;
+    Ok(resp)
+}

@@ -1,0 +1,162 @@
+//! API keys: generated at random, stored only as SHA-256 hashes, compared
+//! in constant time.
+//!
+//! A key is `clk_` followed by 48 hex digits (192 random bits), so a fast
+//! hash is enough: there is nothing to brute-force. Presenting a key hashes
+//! it and compares the hash with every configured one, without stopping at
+//! the first match, so the time taken says nothing about which key (or
+//! how much of one) matched. A wrong, truncated or unknown key is refused
+//! with the same answer.
+
+use std::io::Read;
+
+use proto::msg::rights;
+use sha2::{Digest, Sha256};
+
+use crate::config::KeyConfig;
+use crate::ConfigError;
+
+/// A configured key, ready to compare.
+#[derive(Debug, Clone)]
+pub struct Key {
+    /// Its name in the config (for logs; never the key text).
+    pub id: String,
+    hash: [u8; 32],
+    /// The log it opens.
+    pub log: String,
+    /// [`rights`] bits.
+    pub rights: u8,
+    /// The tenants it may write and read; empty for all.
+    pub tenants: Vec<String>,
+}
+
+impl Key {
+    /// Whether the key may act for `tenant`.
+    pub fn allows_tenant(&self, tenant: &str) -> bool {
+        self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
+    }
+
+    /// Whether the key holds every right in `r`.
+    pub fn has(&self, r: u8) -> bool {
+        self.rights & r == r
+    }
+}
+
+/// Every configured key.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    keys: Vec<Key>,
+}
+
+impl Keyring {
+    /// Parses the configured keys.
+    pub fn new(configs: &[KeyConfig]) -> Result<Keyring, ConfigError> {
+        let mut keys = Vec::new();
+        for k in configs {
+            let bad = |why: &str| ConfigError::Invalid(format!("key {:?}: {why}", k.id));
+            let hex = k
+                .hash
+                .strip_prefix("sha256:")
+                .ok_or_else(|| bad("hash must be \"sha256:\" and 64 hex digits"))?;
+            let hash = parse_hex32(hex)
+                .ok_or_else(|| bad("hash must be \"sha256:\" and 64 hex digits"))?;
+            let mut r = 0;
+            for name in &k.rights {
+                r |= match name.as_str() {
+                    "append" => rights::APPEND,
+                    "read" => rights::READ,
+                    "admin" => rights::ADMIN,
+                    other => {
+                        return Err(bad(&format!(
+                            "unknown right {other:?} (append, read, admin)"
+                        )))
+                    }
+                };
+            }
+            keys.push(Key {
+                id: k.id.clone(),
+                hash,
+                log: k.log.clone(),
+                rights: r,
+                tenants: k.tenants.clone(),
+            });
+        }
+        Ok(Keyring { keys })
+    }
+
+    /// The key whose hash matches `presented`'s, compared in constant time
+    /// against every key.
+    pub fn authenticate(&self, presented: &str) -> Option<&Key> {
+        let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for k in &self.keys {
+            if ct_eq(&h, &k.hash) {
+                found = Some(k);
+            }
+        }
+        found
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+}
+
+/// Equality without data-dependent branches.
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The stored form of a key: `sha256:` and the hex digest.
+pub fn hash_key(key: &str) -> String {
+    format!(
+        "sha256:{}",
+        engine::error::hex(&Sha256::digest(key.as_bytes()))
+    )
+}
+
+/// A new random key.
+pub fn generate_key() -> std::io::Result<String> {
+    let mut b = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(format!("clk_{}", engine::error::hex(&b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_key_authenticates() {
+        let key = generate_key().expect("urandom");
+        assert_eq!(key.len(), 52);
+        let ring = Keyring::new(&[KeyConfig {
+            id: "k".into(),
+            hash: hash_key(&key),
+            log: "default".into(),
+            rights: vec!["append".into()],
+            tenants: vec![],
+        }])
+        .expect("valid");
+        assert_eq!(ring.authenticate(&key).map(|k| k.id.as_str()), Some("k"));
+        assert!(ring.authenticate(&key[..51]).is_none());
+        assert!(ring.authenticate(&format!("{key}0")).is_none());
+        assert!(ring.authenticate("").is_none());
+    }
+}

@@ -1,0 +1,188 @@
+//! `chainlogd`: the chainlog server.
+//!
+//! With no arguments it runs a development server out of the working
+//! directory: data under `./chainlog-data`, listening on loopback, and (on
+//! the first start) a freshly generated API key printed once.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use server::{auth, config, Server, ServerConfig};
+
+/// The chainlog server: a tamper-evident, append-only audit log over TCP.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// The TOML config file. Without it, `<data-dir>/chainlogd.toml` is
+    /// used, and created on the first start with a development key. A
+    /// relative `data_dir` inside a config file is relative to the file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the logs live (one subdirectory per log).
+    #[arg(long, default_value = "chainlog-data")]
+    data_dir: PathBuf,
+    /// The protocol's listening address (overrides the config).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The Prometheus endpoint's address; "" turns it off (overrides the
+    /// config).
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Connections served at once (overrides the config).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seconds before an idle connection is closed (overrides the config).
+    #[arg(long)]
+    idle_timeout_secs: Option<u64>,
+    /// Seconds a started frame has to arrive in full (overrides the config).
+    #[arg(long)]
+    frame_timeout_secs: Option<u64>,
+    /// `sync` (acknowledge after fdatasync) or `unsafe-no-sync` (benchmarks
+    /// only: acknowledged events can be lost in a power failure), for every
+    /// log (overrides the config).
+    #[arg(long)]
+    durability: Option<String>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints the stored form (`sha256:...`) of a key for a `[[keys]]`
+    /// entry; with no key, generates one and prints both.
+    HashKey {
+        /// The key's text.
+        key: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::HashKey { key }) = &args.command {
+        let key = match key {
+            Some(k) => k.clone(),
+            None => match auth::generate_key() {
+                Ok(k) => {
+                    println!("key:  {k}");
+                    k
+                }
+                Err(e) => {
+                    eprintln!("chainlogd: cannot generate a key: {e}");
+                    return ExitCode::from(1);
+                }
+            },
+        };
+        println!("hash: {}", auth::hash_key(&key));
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chainlogd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("chainlogd: cannot handle signal {sig}: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let server = match Server::start(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chainlogd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let metrics = server
+        .metrics_addr()
+        .map(|a| format!(", metrics on http://{a}/metrics"))
+        .unwrap_or_default();
+    println!("chainlogd listening on {}{metrics}", server.addr());
+    let _ = std::io::stdout().flush();
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("signal received: stopping");
+    server.shutdown();
+    ExitCode::SUCCESS
+}
+
+fn load_config(args: &Args) -> Result<ServerConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => load_file(path)?,
+        None => {
+            let path = args.data_dir.join("chainlogd.toml");
+            if !path.exists() {
+                first_start(&args.data_dir, &path)?;
+            }
+            let mut c = load_file(&path)?;
+            c.data_dir = args.data_dir.clone();
+            c
+        }
+    };
+    if let Some(l) = &args.listen {
+        config.listen = l.clone();
+    }
+    if let Some(l) = &args.metrics_listen {
+        config.metrics_listen = l.clone();
+    }
+    if let Some(n) = args.max_connections {
+        config.max_connections = n;
+    }
+    if let Some(n) = args.idle_timeout_secs {
+        config.idle_timeout_secs = n;
+    }
+    if let Some(n) = args.frame_timeout_secs {
+        config.frame_timeout_secs = n;
+    }
+    if let Some(d) = &args.durability {
+        for l in &mut config.logs {
+            l.durability = d.clone();
+        }
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn load_file(path: &Path) -> Result<ServerConfig, String> {
+    let mut c = ServerConfig::load(path).map_err(|e| e.to_string())?;
+    if c.data_dir.is_relative() {
+        let base = path.parent().unwrap_or(Path::new("."));
+        c.data_dir = base.join(&c.data_dir);
+    }
+    Ok(c)
+}
+
+/// Creates the data directory and a development config with a new key,
+/// printing the key once.
+fn first_start(data_dir: &Path, path: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("create {}: {e}", data_dir.display()))?;
+    let key = auth::generate_key().map_err(|e| format!("cannot generate a key: {e}"))?;
+    let text = config::dev_config_text(&auth::hash_key(&key));
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("write {}: {e}", path.display()))?;
+    println!(
+        "chainlogd: first start: wrote {} (loopback only, one log, one key)",
+        path.display()
+    );
+    println!("chainlogd: development API key, shown once (only its hash is stored):");
+    println!("    {key}");
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The server's configuration: a TOML file, with flags overriding it, and
+//! defaults that run a development server out of the working directory.
+//!
+//! ```toml
+//! listen = "127.0.0.1:7400"          # the protocol port
+//! metrics_listen = "127.0.0.1:7401"  # Prometheus text at /metrics ("" = off)
+//! data_dir = "chainlog-data"         # one subdirectory per log
+//! max_connections = 1024
+//! idle_timeout_secs = 300            # no request and nothing in flight
+//! frame_timeout_secs = 10            # a started frame must complete
+//! max_frame_bytes = 1056768          # 1 MiB of events + length prefixes
+//! max_batch_events = 1000
+//!
+//! [[logs]]
+//! name = "default"
+//! single_tenant = false
+//! schema_mode = "permissive"         # or "strict"
+//! actions = ["user.*", "document.deleted"]   # empty: every action
+//! dedup_window_secs = 604800         # 7 days
+//!
+//! [[keys]]
+//! id = "billing-service"
+//! hash = "sha256:..."                # `chainlogd hash-key` prints it
+//! log = "default"
+//! rights = ["append", "read"]        # and/or "admin"
+//! tenants = ["acme"]                 # empty or absent: every tenant
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::schema::Mode;
+use crate::ConfigError;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The protocol's listening address.
+    pub listen: String,
+    /// The metrics endpoint's address; empty for none.
+    pub metrics_listen: String,
+    /// Where the logs live (relative paths are from the working directory).
+    pub data_dir: PathBuf,
+    /// Connections served at once; more are refused with `busy`.
+    pub max_connections: usize,
+    /// A connection with no request and nothing in flight for this long is
+    /// closed.
+    pub idle_timeout_secs: u64,
+    /// A frame whose first byte has arrived must complete within this.
+    pub frame_timeout_secs: u64,
+    /// The largest frame body accepted.
+    pub max_frame_bytes: usize,
+    /// The most events in one append.
+    pub max_batch_events: usize,
+    /// The logs served.
+    pub logs: Vec<LogConfig>,
+    /// The API keys.
+    pub keys: Vec<KeyConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:7400".into(),
+            metrics_listen: "127.0.0.1:7401".into(),
+            data_dir: PathBuf::from("chainlog-data"),
+            max_connections: 1024,
+            idle_timeout_secs: 300,
+            frame_timeout_secs: 10,
+            max_frame_bytes: proto::frame::DEFAULT_MAX_BODY,
+            max_batch_events: 1000,
+            logs: vec![LogConfig::default()],
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// One log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Its name: also its directory under `data_dir`.
+    pub name: String,
+    /// True if events need no `tenant_id`.
+    pub single_tenant: bool,
+    /// Strict (refuse) or permissive (store and count) for unknown actions.
+    pub schema_mode: Mode,
+    /// Allowed action patterns; empty allows all.
+    pub actions: Vec<String>,
+    /// How long an idempotency key or source event id is remembered.
+    pub dedup_window_secs: u64,
+    /// The longest identifier or name field, in bytes.
+    pub max_field_bytes: usize,
+    /// The longest metadata object, in bytes.
+    pub max_metadata_bytes: usize,
+    /// The longest encoded event, in bytes.
+    pub max_event_bytes: usize,
+    /// How far in the future `occurred_at` may be, in seconds.
+    pub max_future_skew_secs: u64,
+    /// Bytes after which a segment is sealed.
+    pub segment_size: u64,
+    /// Appends that may wait for the writer before `busy`.
+    pub queue_depth: usize,
+    /// `"sync"` (the default: acknowledged means fdatasynced) or
+    /// `"unsafe-no-sync"` (benchmarks of everything but the disk only).
+    pub durability: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        let limits = proto::Limits::default();
+        LogConfig {
+            name: "default".into(),
+            single_tenant: false,
+            schema_mode: Mode::Permissive,
+            actions: Vec::new(),
+            dedup_window_secs: 7 * 24 * 3600,
+            max_field_bytes: limits.max_field_bytes,
+            max_metadata_bytes: limits.max_metadata_bytes,
+            max_event_bytes: limits.max_event_bytes,
+            max_future_skew_secs: limits.max_future_skew.as_secs(),
+            segment_size: 64 << 20,
+            queue_depth: 4096,
+            durability: "sync".into(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// The event limits this log enforces.
+    pub fn limits(&self) -> proto::Limits {
+        proto::Limits {
+            tenant_required: !self.single_tenant,
+            max_field_bytes: self.max_field_bytes,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_event_bytes: self.max_event_bytes,
+            max_future_skew: Duration::from_secs(self.max_future_skew_secs),
+        }
+    }
+}
+
+/// One API key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// A name for logs and metrics.
+    pub id: String,
+    /// `sha256:` and the hex SHA-256 of the key text.
+    pub hash: String,
+    /// The log the key opens.
+    pub log: String,
+    /// Any of `append`, `read`, `admin`.
+    pub rights: Vec<String>,
+    /// Tenants it may write and read; empty for every tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Io(path.to_owned(), e))?;
+        let c: ServerConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks names, references and bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        self.listen_addr()?;
+        if !self.metrics_listen.is_empty() {
+            parse_addr("metrics_listen", &self.metrics_listen)?;
+        }
+        if self.logs.is_empty() {
+            return bad("at least one [[logs]] entry is needed".into());
+        }
+        for (i, l) in self.logs.iter().enumerate() {
+            let ok = !l.name.is_empty()
+                && l.name.len() <= 64
+                && l.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return bad(format!(
+                    "log name {:?} must be 1-64 of [A-Za-z0-9_-]",
+                    l.name
+                ));
+            }
+            if self.logs[..i].iter().any(|o| o.name == l.name) {
+                return bad(format!("log {:?} is configured twice", l.name));
+            }
+            if !matches!(l.durability.as_str(), "sync" | "unsafe-no-sync") {
+                return bad(format!(
+                    "log {:?}: durability must be \"sync\" or \"unsafe-no-sync\"",
+                    l.name
+                ));
+            }
+            if l.max_field_bytes > 4096
+                || l.max_event_bytes > 1 << 20
+                || l.max_metadata_bytes >= l.max_event_bytes
+            {
+                return bad(format!(
+                    "log {:?}: need max_field_bytes <= 4096, max_metadata_bytes < max_event_bytes <= 1 MiB",
+                    l.name
+                ));
+            }
+            for a in &l.actions {
+                if a.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return bad(format!(
+                        "log {:?}: action pattern {a:?} is empty or has whitespace",
+                        l.name
+                    ));
+                }
+            }
+        }
+        for k in &self.keys {
+            if !self.logs.iter().any(|l| l.name == k.log) {
+                return bad(format!(
+                    "key {:?} names log {:?}, which is not configured",
+                    k.id, k.log
+                ));
+            }
+        }
+        crate::auth::Keyring::new(&self.keys)?;
+        if self.max_connections == 0 || self.max_batch_events == 0 || self.max_batch_events > 65535
+        {
+            return bad(
+                "max_connections must be positive and max_batch_events in 1..=65535".into(),
+            );
+        }
+        if self.max_frame_bytes < 1024 || self.max_frame_bytes > 64 << 20 {
+            return bad("max_frame_bytes must be in 1 KiB..=64 MiB".into());
+        }
+        Ok(())
+    }
+
+    /// The protocol address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("listen", &self.listen)
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// The frame timeout.
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_secs(self.frame_timeout_secs)
+    }
+}
+
+fn parse_addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "{what} {s:?} is not an address like 127.0.0.1:7400"
+        ))
+    })
+}
+
+/// The text of a development config: defaults, and one key with every
+/// right on the default log, stored by hash.
+pub fn dev_config_text(key_hash: &str) -> String {
+    format!(
+        "# Written by chainlogd on its first start: a development setup.\n\
+         # Listens on loopback only. The key's text was printed once; only its\n\
+         # hash is kept here. See docs/operations.md before production use.\n\
+         listen = \"127.0.0.1:7400\"\n\
+         metrics_listen = \"127.0.0.1:7401\"\n\
+         data_dir = \".\"\n\
+         \n\
+         [[logs]]\n\
+         name = \"default\"\n\
+         \n\
+         [[keys]]\n\
+         id = \"dev\"\n\
+         hash = \"{key_hash}\"\n\
+         log = \"default\"\n\
+         rights = [\"append\", \"read\", \"admin\"]\n"
+    )
+}

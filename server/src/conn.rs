@@ -1,0 +1,490 @@
+//! One client connection: a reader thread that parses frames and runs
+//! requests, and a writer thread that sends replies in order, completing
+//! appends (waiting for their durability) as it goes. Pipelining falls out
+//! of the split: the reader keeps reading while earlier appends sync.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use proto::frame::{self, FrameError};
+use proto::msg::{self, kind, rights, ErrorCode, ErrorReply, Request, Response};
+
+use crate::auth::Key;
+use crate::server::Ctx;
+use crate::store::{AppendJob, LogState};
+
+/// Replies queued per connection before the reader waits: bounds the
+/// memory one client's unread replies can hold.
+const OUT_DEPTH: usize = 1024;
+/// How long a reply may take to write before the client is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+enum Out {
+    /// A complete frame.
+    Frame(Vec<u8>),
+    /// An append: complete it (wait for durability), then reply.
+    Append { id: u32, job: AppendJob },
+}
+
+/// What the reader shares with the writer and the tails.
+struct Conn {
+    ctx: Arc<Ctx>,
+    peer: SocketAddr,
+    tx: Sender<Out>,
+    /// Appends sent to the writer and not yet answered.
+    in_flight: Arc<AtomicUsize>,
+    /// Set when the connection is going away.
+    closed: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn send(&self, frame: Vec<u8>) {
+        let _ = self.tx.send(Out::Frame(frame));
+    }
+
+    fn reply(&self, id: u32, r: &Response) {
+        let mut out = Vec::new();
+        msg::encode_response(&mut out, id, r);
+        self.send(out);
+    }
+
+    fn reply_body(&self, id: u32, k: u8, body: &[u8]) {
+        self.send(frame_of(k, id, body));
+    }
+
+    fn error(&self, id: u32, e: ErrorReply) {
+        self.ctx.metrics.error(e.code);
+        self.reply(id, &Response::Error(e));
+    }
+}
+
+fn frame_of(k: u8, id: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame::FRAME_HEADER_LEN + body.len());
+    let at = frame::begin_frame(&mut out, k, id);
+    out.extend_from_slice(body);
+    frame::finish_frame(&mut out, at);
+    out
+}
+
+/// Serves one connection until it closes, the client misbehaves, or the
+/// server stops.
+pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
+    let poll = ctx
+        .config
+        .frame_timeout()
+        .min(ctx.config.idle_timeout())
+        .min(Duration::from_millis(250))
+        .max(Duration::from_millis(10));
+    if stream.set_read_timeout(Some(poll)).is_err()
+        || stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err()
+        || stream.set_nodelay(true).is_err()
+    {
+        return;
+    }
+    let mut reader = stream;
+    let Ok(write_half) = reader.try_clone() else {
+        return;
+    };
+    // The handshake, before any thread is started.
+    let version = frame::read_preamble(&mut reader, ctx.config.frame_timeout())
+        .and_then(|p| frame::accept_preamble(&p));
+    let mut w = write_half;
+    match version {
+        Ok(v) => {
+            if w.write_all(&frame::server_preamble(v)).is_err() {
+                return;
+            }
+        }
+        Err(e) => {
+            let code = match e {
+                FrameError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+                _ => ErrorCode::BadFrame,
+            };
+            tracing::info!(%peer, error = %e, "refused a connection at the handshake");
+            ctx.metrics.error(code);
+            let mut out = Vec::new();
+            msg::encode_response(
+                &mut out,
+                0,
+                &Response::Error(ErrorReply::new(code, e.to_string())),
+            );
+            let _ = w.write_all(&out);
+            let _ = w.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+    let (tx, rx) = bounded(OUT_DEPTH);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let in_flight = in_flight.clone();
+        let closed = closed.clone();
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("chainlog-conn-w".into())
+            .spawn(move || write_loop(w, &rx, &in_flight, &closed, &ctx))
+    };
+    let Ok(writer) = writer else { return };
+    let conn = Conn {
+        ctx,
+        peer,
+        tx,
+        in_flight,
+        closed,
+    };
+    let mut tails = HashMap::new();
+    read_loop(&mut reader, &conn, &mut tails);
+    conn.closed.store(true, Ordering::Release);
+    for (_, (_, h)) in tails.drain() {
+        let _ = h.join();
+    }
+    let Conn { tx, .. } = conn;
+    drop(tx);
+    // The writer finishes every append already submitted (their receipts
+    // go out if the socket still takes them) before the socket closes.
+    let _ = writer.join();
+    let _ = reader.shutdown(Shutdown::Both);
+}
+
+type Tails = HashMap<u32, (Arc<AtomicBool>, JoinHandle<()>)>;
+
+fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) {
+    let ctx = &conn.ctx;
+    let mut body = Vec::new();
+    let mut key: Option<Key> = None;
+    let mut last_activity = Instant::now();
+    loop {
+        if ctx.stopping.load(Ordering::Acquire) || conn.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let header = match frame::read_frame(
+            reader,
+            ctx.config.max_frame_bytes,
+            ctx.config.frame_timeout(),
+            &mut body,
+        ) {
+            Ok(h) => h,
+            Err(FrameError::Idle) => {
+                tails.retain(|_, (_, h)| !h.is_finished());
+                let busy = conn.in_flight.load(Ordering::Acquire) > 0 || !tails.is_empty();
+                if busy {
+                    last_activity = Instant::now();
+                } else if last_activity.elapsed() >= ctx.config.idle_timeout() {
+                    tracing::debug!(peer = %conn.peer, "closing an idle connection");
+                    return;
+                }
+                continue;
+            }
+            Err(FrameError::Closed) => return,
+            Err(FrameError::Io(e)) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "connection failed");
+                return;
+            }
+            Err(e) => {
+                let code = match e {
+                    FrameError::TooLarge { .. } => ErrorCode::TooLarge,
+                    _ => ErrorCode::BadFrame,
+                };
+                tracing::info!(peer = %conn.peer, error = %e, "dropping a connection after a bad frame");
+                conn.error(0, ErrorReply::new(code, e.to_string()));
+                return;
+            }
+        };
+        last_activity = Instant::now();
+        let id = header.request_id;
+        let req = match msg::decode_request(header.kind, &body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(peer = %conn.peer, kind = header.kind, error = %e, "dropping a connection after an undecodable frame");
+                conn.error(
+                    id,
+                    ErrorReply::new(
+                        ErrorCode::BadFrame,
+                        format!("frame type {:#04x}: {e}", header.kind),
+                    ),
+                );
+                return;
+            }
+        };
+        match (&req, &key) {
+            (Request::Auth { key: text }, _) => match ctx.keyring.authenticate(text) {
+                Some(k) => {
+                    tracing::debug!(peer = %conn.peer, key = %k.id, "authenticated");
+                    conn.reply(
+                        id,
+                        &Response::AuthOk {
+                            log: k.log.clone(),
+                            rights: k.rights,
+                            tenants: k.tenants.clone(),
+                        },
+                    );
+                    key = Some(k.clone());
+                }
+                None => {
+                    // Never log what was presented.
+                    tracing::warn!(peer = %conn.peer, "authentication failed");
+                    key = None;
+                    conn.error(
+                        id,
+                        ErrorReply::new(ErrorCode::Unauthenticated, "invalid API key"),
+                    );
+                }
+            },
+            (Request::Ping(v), _) => conn.reply(id, &Response::Pong(*v)),
+            (_, None) => conn.error(
+                id,
+                ErrorReply::new(ErrorCode::Unauthenticated, "authenticate first"),
+            ),
+            (_, Some(k)) => {
+                let Some(state) = ctx.logs.get(&k.log) else {
+                    conn.error(
+                        id,
+                        ErrorReply::new(ErrorCode::Internal, "the key's log is not served"),
+                    );
+                    continue;
+                };
+                handle(conn, id, req, k, state, tails);
+            }
+        }
+    }
+}
+
+fn forbidden(what: &str) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::Forbidden,
+        format!("this key lacks the {what} right"),
+    )
+}
+
+fn handle(
+    conn: &Conn,
+    id: u32,
+    req: Request<'_>,
+    k: &Key,
+    state: &Arc<LogState>,
+    tails: &mut Tails,
+) {
+    let ctx = &conn.ctx;
+    match req {
+        Request::Append { events } => {
+            if !k.has(rights::APPEND) {
+                return conn.error(id, forbidden("append"));
+            }
+            if events.is_empty() {
+                return conn.error(
+                    id,
+                    ErrorReply::new(
+                        ErrorCode::InvalidRequest,
+                        "an append needs at least one event",
+                    ),
+                );
+            }
+            if events.len() > ctx.config.max_batch_events {
+                return conn.error(
+                    id,
+                    ErrorReply::new(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "{} events, more than the maximum of {}",
+                            events.len(),
+                            ctx.config.max_batch_events
+                        ),
+                    ),
+                );
+            }
+            match state.submit_append(k, &events) {
+                Ok(job) => {
+                    conn.in_flight.fetch_add(1, Ordering::AcqRel);
+                    let _ = conn.tx.send(Out::Append { id, job });
+                }
+                Err(e) => conn.error(id, e),
+            }
+        }
+        Request::Query(q) => {
+            if !k.has(rights::READ) {
+                return conn.error(id, forbidden("read"));
+            }
+            match state.query(k, &q) {
+                Ok(body) => conn.reply_body(id, kind::EVENTS, &body),
+                Err(e) => conn.error(id, e),
+            }
+        }
+        Request::Read { from, to, limit } => {
+            if !k.has(rights::READ) {
+                return conn.error(id, forbidden("read"));
+            }
+            match state.read_range(k, from, to, limit) {
+                Ok(body) => conn.reply_body(id, kind::EVENTS, &body),
+                Err(e) => conn.error(id, e),
+            }
+        }
+        Request::Tail { from } => {
+            if !k.has(rights::READ) {
+                return conn.error(id, forbidden("read"));
+            }
+            if tails.contains_key(&id) {
+                return conn.error(
+                    id,
+                    ErrorReply::new(
+                        ErrorCode::InvalidRequest,
+                        "a tail with this request id is running",
+                    ),
+                );
+            }
+            let cancel = Arc::new(AtomicBool::new(false));
+            let t = TailTask {
+                id,
+                from,
+                key: k.clone(),
+                state: state.clone(),
+                tx: conn.tx.clone(),
+                cancel: cancel.clone(),
+                closed: conn.closed.clone(),
+                ctx: ctx.clone(),
+            };
+            match std::thread::Builder::new()
+                .name("chainlog-tail".into())
+                .spawn(move || t.run())
+            {
+                Ok(h) => {
+                    tails.insert(id, (cancel, h));
+                }
+                Err(e) => conn.error(
+                    id,
+                    ErrorReply::new(ErrorCode::Internal, format!("cannot start a tail: {e}")),
+                ),
+            }
+        }
+        Request::Cancel { request_id } => match tails.remove(&request_id) {
+            Some((cancel, h)) => {
+                cancel.store(true, Ordering::Release);
+                state.signal_wake();
+                let _ = h.join();
+                conn.reply(id, &Response::Done);
+            }
+            None => conn.error(
+                id,
+                ErrorReply::new(ErrorCode::InvalidRequest, "no tail with that request id"),
+            ),
+        },
+        Request::Stats => conn.reply(id, &Response::Stats(state.stats())),
+        Request::UnknownActions => {
+            if !k.has(rights::ADMIN) {
+                return conn.error(id, forbidden("admin"));
+            }
+            conn.reply(id, &Response::Actions(state.schema.unknown()));
+        }
+        Request::Auth { .. } | Request::Ping(_) => unreachable!("handled before authentication"),
+    }
+}
+
+struct TailTask {
+    id: u32,
+    from: u64,
+    key: Key,
+    state: Arc<LogState>,
+    tx: Sender<Out>,
+    cancel: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
+    ctx: Arc<Ctx>,
+}
+
+impl TailTask {
+    fn run(self) {
+        let s = &self.state;
+        let mut next = if self.from == u64::MAX {
+            s.log.head().map_or(0, |h| h.seq + 1)
+        } else {
+            self.from
+        };
+        loop {
+            if self.cancel.load(Ordering::Acquire) {
+                let mut out = Vec::new();
+                msg::encode_response(&mut out, self.id, &Response::Done);
+                let _ = self.tx.send(Out::Frame(out));
+                return;
+            }
+            if self.closed.load(Ordering::Acquire) || self.ctx.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            let seen = s.signal.generation();
+            match s.tail_step(&self.key, next) {
+                Ok((body, n)) => {
+                    let moved = n > next;
+                    next = n;
+                    if let Some(body) = body {
+                        if self
+                            .tx
+                            .send(Out::Frame(frame_of(kind::TAIL_EVENTS, self.id, &body)))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    if !moved {
+                        s.signal.wait_past(seen, Duration::from_millis(200));
+                    }
+                }
+                Err(e) => {
+                    self.ctx.metrics.error(e.code);
+                    let mut out = Vec::new();
+                    msg::encode_response(&mut out, self.id, &Response::Error(e));
+                    let _ = self.tx.send(Out::Frame(out));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn write_loop(
+    stream: TcpStream,
+    rx: &Receiver<Out>,
+    in_flight: &AtomicUsize,
+    closed: &AtomicBool,
+    ctx: &Ctx,
+) {
+    let mut w = BufWriter::with_capacity(64 << 10, stream);
+    let mut broken = false;
+    for out in rx {
+        let frame = match out {
+            Out::Frame(f) => f,
+            Out::Append { id, job } => {
+                // Completed even if the client is gone: the dedup window
+                // and metrics must learn the outcome.
+                let r = match job.complete() {
+                    Ok(receipts) => {
+                        let mut out = Vec::new();
+                        msg::encode_response(&mut out, id, &Response::Receipts(receipts));
+                        out
+                    }
+                    Err(e) => {
+                        ctx.metrics.error(e.code);
+                        let mut out = Vec::new();
+                        msg::encode_response(&mut out, id, &Response::Error(e));
+                        out
+                    }
+                };
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                r
+            }
+        };
+        if broken {
+            continue;
+        }
+        if w.write_all(&frame).is_err() || (rx.is_empty() && w.flush().is_err()) {
+            broken = true;
+            closed.store(true, Ordering::Release);
+            let _ = w.get_ref().shutdown(Shutdown::Both);
+        }
+    }
+    if !broken {
+        let _ = w.flush();
+    }
+}

@@ -1,0 +1,299 @@
+//! Counters and histograms, and the Prometheus text endpoint that serves
+//! them on a separate (loopback by default) port.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::msg::ErrorCode;
+
+/// A histogram with fixed upper bounds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// The sum, in units of 1e-9 (nanoseconds, or milli-records).
+    sum_nano: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nano: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, v: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_nano.fetch_add((v * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cum = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, c) in self.counts.iter().enumerate() {
+            cum += c.load(Ordering::Relaxed);
+            let le = self
+                .bounds
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            out.push_str(&format!(
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cum}\n"
+            ));
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        out.push_str(&format!(
+            "{name}_sum{braces} {}\n{name}_count{braces} {cum}\n",
+            self.sum_nano.load(Ordering::Relaxed) as f64 / 1e9
+        ));
+    }
+}
+
+const SYNC_BOUNDS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+const GROUP_BOUNDS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// Per-log write-path metrics, fed by the engine's observer.
+#[derive(Debug)]
+pub struct LogMetrics {
+    /// The log's name.
+    pub log: String,
+    /// Events acknowledged.
+    pub appends: AtomicU64,
+    /// Event bytes acknowledged.
+    pub bytes: AtomicU64,
+    /// Events answered as duplicates.
+    pub duplicates: AtomicU64,
+    /// Seconds per `fdatasync`.
+    pub sync_seconds: Histogram,
+    /// Events per acknowledged group.
+    pub group_size: Histogram,
+}
+
+impl LogMetrics {
+    /// Zeroed metrics for `log`.
+    pub fn new(log: &str) -> Self {
+        LogMetrics {
+            log: log.to_owned(),
+            appends: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            sync_seconds: Histogram::new(SYNC_BOUNDS),
+            group_size: Histogram::new(GROUP_BOUNDS),
+        }
+    }
+}
+
+/// Server-wide metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Error replies, by code number (index = code).
+    errors: Vec<AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            connections: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            errors: (0..=ErrorCode::ALL.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts an error reply.
+    pub fn error(&self, code: ErrorCode) {
+        let i = (code.to_u16() as usize).min(self.errors.len() - 1);
+        self.errors[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Error replies with `code` so far.
+    pub fn errors(&self, code: ErrorCode) -> u64 {
+        let i = (code.to_u16() as usize).min(self.errors.len() - 1);
+        self.errors[i].load(Ordering::Relaxed)
+    }
+}
+
+/// One log's gauges at render time.
+#[derive(Debug)]
+pub struct LogGauges {
+    /// Appends waiting for the writer.
+    pub queue_depth: usize,
+    /// Events stored.
+    pub events: u64,
+    /// Stored events with unknown actions.
+    pub unknown_actions: u64,
+    /// Keys in the dedup window.
+    pub dedup_keys: usize,
+}
+
+/// Renders everything in the Prometheus text format.
+pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
+    let mut o = String::new();
+    let head = |o: &mut String, name: &str, kind: &str, help: &str| {
+        o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    };
+    head(&mut o, "chainlog_connections", "gauge", "Connections open.");
+    o.push_str(&format!(
+        "chainlog_connections {}\n",
+        m.connections.load(Ordering::Relaxed)
+    ));
+    head(
+        &mut o,
+        "chainlog_connections_total",
+        "counter",
+        "Connections accepted.",
+    );
+    o.push_str(&format!(
+        "chainlog_connections_total {}\n",
+        m.connections_total.load(Ordering::Relaxed)
+    ));
+    head(
+        &mut o,
+        "chainlog_errors_total",
+        "counter",
+        "Error replies by code.",
+    );
+    for c in ErrorCode::ALL {
+        o.push_str(&format!(
+            "chainlog_errors_total{{code=\"{}\"}} {}\n",
+            c.name(),
+            m.errors(c)
+        ));
+    }
+    let counters: [(&str, &str, fn(&LogMetrics) -> u64); 3] = [
+        (
+            "chainlog_appends_total",
+            "Events acknowledged durable.",
+            |l| l.appends.load(Ordering::Relaxed),
+        ),
+        (
+            "chainlog_append_bytes_total",
+            "Encoded event bytes acknowledged.",
+            |l| l.bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "chainlog_duplicates_total",
+            "Events answered with an earlier receipt.",
+            |l| l.duplicates.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, get) in counters {
+        head(&mut o, name, "counter", help);
+        for (l, _) in logs {
+            o.push_str(&format!("{name}{{log=\"{}\"}} {}\n", l.log, get(l)));
+        }
+    }
+    let gauges: [(&str, &str, fn(&LogGauges) -> u64); 4] = [
+        (
+            "chainlog_queue_depth",
+            "Appends waiting for the writer.",
+            |g| g.queue_depth as u64,
+        ),
+        ("chainlog_events", "Events stored.", |g| g.events),
+        (
+            "chainlog_unknown_action_events",
+            "Stored events whose action the schema does not list.",
+            |g| g.unknown_actions,
+        ),
+        (
+            "chainlog_dedup_keys",
+            "Idempotency keys and source ids in the window.",
+            |g| g.dedup_keys as u64,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        head(&mut o, name, "gauge", help);
+        for (l, g) in logs {
+            o.push_str(&format!("{name}{{log=\"{}\"}} {}\n", l.log, get(g)));
+        }
+    }
+    head(
+        &mut o,
+        "chainlog_sync_seconds",
+        "histogram",
+        "fdatasync latency.",
+    );
+    for (l, _) in logs {
+        l.sync_seconds.render(
+            &mut o,
+            "chainlog_sync_seconds",
+            &format!("log=\"{}\"", l.log),
+        );
+    }
+    head(
+        &mut o,
+        "chainlog_group_size",
+        "histogram",
+        "Events made durable per sync.",
+    );
+    for (l, _) in logs {
+        l.group_size
+            .render(&mut o, "chainlog_group_size", &format!("log=\"{}\"", l.log));
+    }
+    o
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends; `body`
+/// renders the page. One request per connection, bounded and timed out.
+pub fn serve(listener: TcpListener, body: impl Fn() -> String + Send + Sync + 'static) {
+    let body = Arc::new(body);
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let body = body.clone();
+        let _ = std::thread::Builder::new()
+            .name("chainlog-metrics".into())
+            .spawn(move || answer(stream, &*body));
+    }
+}
+
+fn answer(mut s: TcpStream, body: &dyn Fn() -> String) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = req.split(|&b| b == b'\r').next().unwrap_or_default();
+    let (status, ctype, text) = if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
+        ("200 OK", "text/plain; version=0.0.4", body())
+    } else {
+        (
+            "404 Not Found",
+            "text/plain",
+            "try GET /metrics\n".to_string(),
+        )
+    };
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+}

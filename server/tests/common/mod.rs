@@ -1,0 +1,205 @@
+//! Shared by the server's tests: servers on loopback port 0 over temporary
+//! directories (in-process or as a child `chainlogd`), keys, and events.
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use client::{Client, Event};
+use server::auth::{generate_key, hash_key};
+use server::{KeyConfig, LogConfig, Server, ServerConfig};
+
+/// A key to configure, with its text.
+pub struct TestKey {
+    pub text: String,
+    pub config: KeyConfig,
+}
+
+pub fn key(id: &str, log: &str, rights: &[&str], tenants: &[&str]) -> TestKey {
+    let text = generate_key().unwrap();
+    TestKey {
+        config: KeyConfig {
+            id: id.into(),
+            hash: hash_key(&text),
+            log: log.into(),
+            rights: rights.iter().map(|s| s.to_string()).collect(),
+            tenants: tenants.iter().map(|s| s.to_string()).collect(),
+        },
+        text,
+    }
+}
+
+/// A config serving one log "default" from `dir` on loopback port 0, with
+/// no metrics port, and the given keys.
+pub fn config(dir: &Path, keys: &[&TestKey]) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        metrics_listen: String::new(),
+        data_dir: dir.to_path_buf(),
+        logs: vec![LogConfig::default()],
+        keys: keys.iter().map(|k| k.config.clone()).collect(),
+        ..ServerConfig::default()
+    }
+}
+
+pub fn connect(addr: SocketAddr, key: &TestKey) -> Client {
+    let mut c = Client::connect(addr).unwrap();
+    c.auth(&key.text).unwrap();
+    c
+}
+
+/// An event with the required fields and a fixed time.
+pub fn event(tenant: &str, actor: &str, action: &str, resource: &str) -> Event {
+    Event {
+        tenant_id: tenant.into(),
+        actor_id: actor.into(),
+        action: action.into(),
+        resource: resource.into(),
+        occurred_at: 1_700_000_000_000_000_000,
+        ..Event::default()
+    }
+}
+
+/// A deterministic generator (xorshift).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A `chainlogd` child process, with its stderr collected.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: Arc<Mutex<String>>,
+    pub stdout: Arc<Mutex<String>>,
+}
+
+/// Writes `config` as TOML into `dir/chainlogd.toml`.
+pub fn write_config(dir: &Path, listen: &str, keys: &[&TestKey], log_extra: &str) -> PathBuf {
+    let mut t = format!("listen = \"{listen}\"\nmetrics_listen = \"\"\ndata_dir = \".\"\n\n[[logs]]\nname = \"default\"\n{log_extra}\n");
+    for k in keys {
+        let c = &k.config;
+        t.push_str(&format!(
+            "\n[[keys]]\nid = \"{}\"\nhash = \"{}\"\nlog = \"{}\"\nrights = {:?}\ntenants = {:?}\n",
+            c.id, c.hash, c.log, c.rights, c.tenants
+        ));
+    }
+    let path = dir.join("chainlogd.toml");
+    std::fs::write(&path, t).unwrap();
+    path
+}
+
+impl Daemon {
+    /// Starts `chainlogd` with `args` and waits for its "listening on" line.
+    pub fn start(args: &[&str], cwd: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chainlogd"))
+            .args(args)
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let e2 = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                e2.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let o2 = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                o2.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(rest) = line.strip_prefix("chainlogd listening on ") {
+                    let addr = rest.split(',').next().unwrap().to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("chainlogd did not start: {}", stderr.lock().unwrap());
+            }
+        };
+        Daemon {
+            child,
+            addr,
+            stderr,
+            stdout,
+        }
+    }
+
+    /// Starts `chainlogd --config <dir>/chainlogd.toml`.
+    pub fn with_config(dir: &Path) -> Daemon {
+        let cfg = dir.join("chainlogd.toml");
+        Daemon::start(
+            &["--config", cfg.to_str().unwrap(), "--log-level", "debug"],
+            dir,
+        )
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.child.id())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Starts an in-process server.
+pub fn start(dir: &Path, keys: &[&TestKey]) -> Server {
+    Server::start(config(dir, keys)).unwrap()
+}
