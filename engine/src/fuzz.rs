@@ -167,3 +167,103 @@ pub fn open_dir(data: &[u8]) {
     drop(log);
     let _ = crate::verify::verify_dir(&storage, dir);
 }
+
+/// Replays every stored input for `target` (`fuzz_dir/corpus/TARGET` and,
+/// for inputs that once crashed, `fuzz_dir/artifacts/TARGET`) through
+/// `body`, then `iters` seeded mutations of them. A crashing mutation is
+/// kept under `artifacts/` before the panic is passed on. Returns the
+/// number of stored inputs (the callers assert there are some).
+pub fn replay_corpus(fuzz_dir: &Path, target: &str, body: fn(&[u8]), iters: u64) -> usize {
+    let mut stored = Vec::new();
+    for sub in ["corpus", "artifacts"] {
+        let Ok(rd) = std::fs::read_dir(fuzz_dir.join(sub).join(target)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_file() {
+                let bytes = std::fs::read(&p).expect("read a stored fuzz input");
+                stored.push((p, bytes));
+            }
+        }
+    }
+    stored.sort();
+    for (path, bytes) in &stored {
+        if let Err(p) = std::panic::catch_unwind(|| body(bytes)) {
+            eprintln!("{target}: stored input {} crashes", path.display());
+            std::panic::resume_unwind(p);
+        }
+    }
+    if stored.is_empty() {
+        return 0;
+    }
+    let mut rng = Mutator(0xf022_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    for i in 0..iters {
+        let base = &stored[rng.below(stored.len() as u64) as usize].1;
+        let input = rng.mutate(base);
+        if let Err(p) = std::panic::catch_unwind(|| body(&input)) {
+            let keep = fuzz_dir.join("artifacts").join(target);
+            let _ = std::fs::create_dir_all(&keep);
+            let path = keep.join(format!("mutation-{i}"));
+            let _ = std::fs::write(&path, &input);
+            eprintln!("{target}: mutation {i} crashes; kept as {}", path.display());
+            std::panic::resume_unwind(p);
+        }
+    }
+    stored.len()
+}
+
+/// A seeded xorshift source of small, structure-blind mutations.
+struct Mutator(u64);
+
+impl Mutator {
+    fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+
+    /// One to four edits: a bit flip, a byte overwrite, a truncation, an
+    /// insertion of random bytes, or a fresh random input.
+    fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut v = input.to_vec();
+        for _ in 0..1 + self.below(4) {
+            match self.below(5) {
+                0 if !v.is_empty() => {
+                    let i = self.below(v.len() as u64) as usize;
+                    v[i] ^= 1 << self.below(8);
+                }
+                1 if !v.is_empty() => {
+                    let i = self.below(v.len() as u64) as usize;
+                    v[i] = self.next_u64() as u8;
+                }
+                2 if !v.is_empty() => {
+                    let n = self.below(v.len() as u64 + 1) as usize;
+                    v.truncate(n);
+                }
+                3 => {
+                    let n = self.below(64) as usize;
+                    let extra = self.bytes(n);
+                    let at = self.below(v.len() as u64 + 1) as usize;
+                    v.splice(at..at, extra);
+                }
+                _ => {
+                    let n = self.below(200) as usize;
+                    v = self.bytes(n);
+                }
+            }
+        }
+        v
+    }
+}

@@ -8,7 +8,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::Rng;
 use engine::fuzz;
 
 type Body = fn(&[u8]);
@@ -25,56 +24,6 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut v = Vec::new();
-    for sub in ["corpus", "artifacts"] {
-        let d = fuzz_dir().join(sub).join(target);
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd {
-            let p = e.expect("entry").path();
-            if p.is_file() {
-                let bytes = std::fs::read(&p).expect("read input");
-                v.push((p, bytes));
-            }
-        }
-    }
-    v.sort();
-    v
-}
-
-fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut v = input.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        match rng.below(5) {
-            0 if !v.is_empty() => {
-                let i = rng.below(v.len() as u64) as usize;
-                v[i] ^= 1 << rng.below(8);
-            }
-            1 if !v.is_empty() => {
-                let i = rng.below(v.len() as u64) as usize;
-                v[i] = rng.next_u64() as u8;
-            }
-            2 if !v.is_empty() => {
-                let n = rng.below(v.len() as u64 + 1) as usize;
-                v.truncate(n);
-            }
-            3 => {
-                let n = rng.below(64) as usize;
-                let extra = rng.bytes(n);
-                let at = rng.below(v.len() as u64 + 1) as usize;
-                v.splice(at..at, extra);
-            }
-            _ => {
-                let n = rng.below(200) as usize;
-                v = rng.bytes(n);
-            }
-        }
-    }
-    v
-}
-
 #[test]
 fn stored_inputs_and_seeded_mutations_never_crash() {
     let iters: u64 = std::env::var("CHAINLOG_FUZZ_ITERS")
@@ -82,31 +31,9 @@ fn stored_inputs_and_seeded_mutations_never_crash() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000);
     for (target, body) in TARGETS {
-        let stored = inputs(target);
-        assert!(!stored.is_empty(), "no stored corpus for {target}");
-        for (path, bytes) in &stored {
-            if let Err(p) = std::panic::catch_unwind(|| body(bytes)) {
-                eprintln!("{target}: stored input {} crashes", path.display());
-                std::panic::resume_unwind(p);
-            }
-        }
-        let mut rng = Rng::new(0xf022);
-        for i in 0..iters {
-            let base = &stored[rng.below(stored.len() as u64) as usize].1;
-            let input = mutate(&mut rng, base);
-            if let Err(p) = std::panic::catch_unwind(|| body(&input)) {
-                let keep = fuzz_dir().join("artifacts").join(target);
-                let _ = std::fs::create_dir_all(&keep);
-                let path = keep.join(format!("mutation-{i}"));
-                let _ = std::fs::write(&path, &input);
-                eprintln!("{target}: mutation {i} crashes; kept as {}", path.display());
-                std::panic::resume_unwind(p);
-            }
-        }
-        eprintln!(
-            "{target}: {} stored inputs, {iters} mutations",
-            stored.len()
-        );
+        let stored = fuzz::replay_corpus(&fuzz_dir(), target, body, iters);
+        assert!(stored > 0, "no stored corpus for {target}");
+        eprintln!("{target}: {stored} stored inputs, {iters} mutations");
     }
 }
 

@@ -1,0 +1,4 @@
+//! Fuzz target: `proto::fuzz::event_decoder` (see proto/src/fuzz.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| proto::fuzz::event_decoder(data));

@@ -1,0 +1,184 @@
+//! Replays the stored fuzz inputs of the protocol's decoders
+//! (fuzz/corpus/{frame_decoder,event_decoder}) and a bounded, seeded
+//! mutation loop over them (CHAINLOG_FUZZ_ITERS per target, default 2,000).
+//! Long runs use cargo-fuzz in fuzz/.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use proto::event::Event;
+use proto::fuzz;
+use proto::msg::{
+    encode_request, encode_response, AppendReceipt, EventPage, Query, Request, Response, TimeField,
+};
+use proto::StoredEvent;
+
+type Body = fn(&[u8]);
+
+const TARGETS: [(&str, Body); 2] = [
+    ("frame_decoder", fuzz::frame_decoder),
+    ("event_decoder", fuzz::event_decoder),
+];
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+#[test]
+fn stored_inputs_and_seeded_mutations_never_crash() {
+    let iters: u64 = std::env::var("CHAINLOG_FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000);
+    for (target, body) in TARGETS {
+        let stored = engine::fuzz::replay_corpus(&fuzz_dir(), target, body, iters);
+        assert!(stored > 0, "no stored corpus for {target}");
+        eprintln!("{target}: {stored} stored inputs, {iters} mutations");
+    }
+}
+
+fn sample_event() -> Event {
+    Event {
+        tenant_id: "acme".into(),
+        actor_id: "u1".into(),
+        actor_name: "Ada".into(),
+        action: "document.deleted".into(),
+        resource: "document".into(),
+        resource_id: "d-9".into(),
+        metadata: r#"{"ip":"10.0.0.1"}"#.into(),
+        occurred_at: 1_700_000_000_000_000_000,
+        idempotency_key: "k1".into(),
+        source_event_id: "s1".into(),
+        correlation_id: "c".into(),
+        backfilled: true,
+    }
+}
+
+/// Writes the seed corpus from real frames. Run by hand after a protocol
+/// change: `cargo test -p chainlog-proto --test fuzz_corpus -- --ignored`.
+#[test]
+#[ignore = "regenerates fuzz/corpus seeds"]
+fn write_seed_corpus() {
+    let e = sample_event();
+    let enc = e.encode();
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let d = fuzz_dir().join("corpus").join(target);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), bytes).unwrap();
+    };
+    write("event_decoder", "full", &enc);
+    write(
+        "event_decoder",
+        "minimal",
+        &proto::event::Event {
+            actor_id: "a".into(),
+            ..Event::default()
+        }
+        .encode(),
+    );
+    let q = Query {
+        tenant_id: "t".into(),
+        action: "a.b".into(),
+        time_field: TimeField::OccurredAt,
+        from: 5,
+        to: 10,
+        limit: 10,
+        cursor: vec![1, 2, 3],
+        want_total: true,
+        ..Query::default()
+    };
+    let requests: Vec<(&str, Request<'_>)> = vec![
+        (
+            "auth",
+            Request::Auth {
+                key: "clk_0123".into(),
+            },
+        ),
+        (
+            "append",
+            Request::Append {
+                events: vec![&enc, &enc],
+            },
+        ),
+        ("query", Request::Query(q)),
+        (
+            "read",
+            Request::Read {
+                from: 1,
+                to: 99,
+                limit: 5,
+            },
+        ),
+        ("tail", Request::Tail { from: u64::MAX }),
+        ("cancel", Request::Cancel { request_id: 3 }),
+        ("stats", Request::Stats),
+        ("ping", Request::Ping(7)),
+        ("unknown", Request::UnknownActions),
+    ];
+    let mut stream = Vec::new();
+    for (i, (name, r)) in requests.iter().enumerate() {
+        let mut out = Vec::new();
+        encode_request(&mut out, i as u32 + 1, r);
+        write("frame_decoder", &format!("req-{name}"), &out);
+        stream.extend_from_slice(&out);
+    }
+    write("frame_decoder", "req-pipelined", &stream);
+    let stored = StoredEvent {
+        seq: 4,
+        created_at: 9,
+        hash: [7; 32],
+        event: e,
+    };
+    let responses: Vec<(&str, Response)> = vec![
+        (
+            "auth-ok",
+            Response::AuthOk {
+                log: "default".into(),
+                rights: 3,
+                tenants: vec!["a".into()],
+            },
+        ),
+        (
+            "receipts",
+            Response::Receipts(vec![AppendReceipt {
+                seq: 1,
+                created_at: 2,
+                hash: [3; 32],
+                duplicate: true,
+            }]),
+        ),
+        (
+            "events",
+            Response::Events(EventPage {
+                events: vec![stored.clone()],
+                cursor: Some(vec![1; 17]),
+                total: Some(1),
+            }),
+        ),
+        ("tail-events", Response::TailEvents(vec![stored])),
+        ("pong", Response::Pong(7)),
+        ("actions", Response::Actions(vec![("x.y".into(), 3)])),
+        ("done", Response::Done),
+        (
+            "error",
+            Response::Error(proto::msg::ErrorReply {
+                code: proto::ErrorCode::InvalidEvent,
+                index: Some(2),
+                field: "action".into(),
+                message: "no".into(),
+            }),
+        ),
+    ];
+    for (name, r) in responses {
+        let mut out = Vec::new();
+        encode_response(&mut out, 1, &r);
+        write("frame_decoder", &format!("resp-{name}"), &out);
+    }
+    write(
+        "frame_decoder",
+        "huge-length",
+        &[
+            0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+        ],
+    );
+}
