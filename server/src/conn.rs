@@ -115,7 +115,7 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
                 &Response::Error(ErrorReply::new(code, e.to_string())),
             );
             let _ = w.write_all(&out);
-            let _ = w.shutdown(Shutdown::Both);
+            linger(&mut reader);
             return;
         }
     }
@@ -139,7 +139,7 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
         closed,
     };
     let mut tails = HashMap::new();
-    read_loop(&mut reader, &conn, &mut tails);
+    let ending = read_loop(&mut reader, &conn, &mut tails);
     conn.closed.store(true, Ordering::Release);
     for (_, (_, h)) in tails.drain() {
         let _ = h.join();
@@ -149,19 +149,56 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     // The writer finishes every append already submitted (their receipts
     // go out if the socket still takes them) before the socket closes.
     let _ = writer.join();
+    if ending == Ending::Refused {
+        linger(&mut reader);
+    }
     let _ = reader.shutdown(Shutdown::Both);
+}
+
+/// How a connection's reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The client closed, went idle, or the server is stopping.
+    Normal,
+    /// The server refused the client's input and sent an error frame.
+    Refused,
+}
+
+/// Closes our side and discards what the client still sends, briefly, so
+/// that the error frame just written is not destroyed by a reset (closing
+/// a socket with unread input makes the kernel send RST, and the peer may
+/// then lose data it had not read yet).
+fn linger(s: &mut TcpStream) {
+    use std::io::Read;
+    let _ = s.shutdown(Shutdown::Write);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 16 << 10];
+    let mut budget = 1usize << 20;
+    while Instant::now() < deadline && budget > 0 {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => budget = budget.saturating_sub(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 type Tails = HashMap<u32, (Arc<AtomicBool>, JoinHandle<()>)>;
 
-fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) {
+fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) -> Ending {
     let ctx = &conn.ctx;
     let mut body = Vec::new();
     let mut key: Option<Key> = None;
     let mut last_activity = Instant::now();
     loop {
         if ctx.stopping.load(Ordering::Acquire) || conn.closed.load(Ordering::Acquire) {
-            return;
+            return Ending::Normal;
         }
         let header = match frame::read_frame(
             reader,
@@ -177,14 +214,14 @@ fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) {
                     last_activity = Instant::now();
                 } else if last_activity.elapsed() >= ctx.config.idle_timeout() {
                     tracing::debug!(peer = %conn.peer, "closing an idle connection");
-                    return;
+                    return Ending::Normal;
                 }
                 continue;
             }
-            Err(FrameError::Closed) => return,
+            Err(FrameError::Closed) => return Ending::Normal,
             Err(FrameError::Io(e)) => {
                 tracing::debug!(peer = %conn.peer, error = %e, "connection failed");
-                return;
+                return Ending::Normal;
             }
             Err(e) => {
                 let code = match e {
@@ -193,7 +230,7 @@ fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) {
                 };
                 tracing::info!(peer = %conn.peer, error = %e, "dropping a connection after a bad frame");
                 conn.error(0, ErrorReply::new(code, e.to_string()));
-                return;
+                return Ending::Refused;
             }
         };
         last_activity = Instant::now();
@@ -209,7 +246,7 @@ fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) {
                         format!("frame type {:#04x}: {e}", header.kind),
                     ),
                 );
-                return;
+                return Ending::Refused;
             }
         };
         match (&req, &key) {

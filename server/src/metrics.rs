@@ -258,11 +258,19 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
     o
 }
 
-/// Serves `GET /metrics` on `listener` until the process ends; `body`
-/// renders the page. One request per connection, bounded and timed out.
-pub fn serve(listener: TcpListener, body: impl Fn() -> String + Send + Sync + 'static) {
+/// Serves `GET /metrics` on `listener` until `stop` says so (and a
+/// connection wakes the loop); `body` renders the page. One request per
+/// connection, bounded and timed out.
+pub fn serve(
+    listener: TcpListener,
+    stop: impl Fn() -> bool,
+    body: impl Fn() -> String + Send + Sync + 'static,
+) {
     let body = Arc::new(body);
     for stream in listener.incoming() {
+        if stop() {
+            return;
+        }
         let Ok(stream) = stream else { continue };
         let body = body.clone();
         let _ = std::thread::Builder::new()

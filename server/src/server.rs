@@ -84,10 +84,23 @@ impl Server {
             stopping: AtomicBool::new(false),
         });
         if let Some(l) = metrics_listener {
-            let c = ctx.clone();
+            // A weak reference: the endpoint must not keep the logs open
+            // after shutdown.
+            let weak = Arc::downgrade(&ctx);
             let _ = std::thread::Builder::new()
                 .name("chainlog-metrics".into())
-                .spawn(move || metrics::serve(l, move || render_metrics(&c)));
+                .spawn(move || {
+                    let w2 = weak.clone();
+                    let stop = move || {
+                        w2.upgrade()
+                            .is_none_or(|c| c.stopping.load(Ordering::Acquire))
+                    };
+                    metrics::serve(l, stop, move || {
+                        weak.upgrade()
+                            .map(|c| render_metrics(&c))
+                            .unwrap_or_default()
+                    });
+                });
         }
         let conns = Arc::new(Mutex::new(HashMap::new()));
         let acceptor = {
@@ -144,8 +157,11 @@ impl Server {
         if self.ctx.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Wake the acceptor with a connection of our own.
+        // Wake the acceptors with connections of our own.
         let _ = TcpStream::connect(self.addr);
+        if let Some(m) = self.metrics_addr {
+            let _ = TcpStream::connect(m);
+        }
         if let Some(h) = self.acceptor.take() {
             let _ = h.join();
         }

@@ -104,3 +104,54 @@ fn every_receipt_survives_kill_9_under_load() {
         receipts.len()
     );
 }
+
+#[test]
+fn sigterm_acknowledges_what_is_durable_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    write_config(dir.path(), "127.0.0.1:0", &[&admin], "");
+    let d = Daemon::with_config(dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (addr, text, stop) = (d.addr, admin.text.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut c = client::Client::connect(addr).unwrap();
+                c.auth(&text).unwrap();
+                let mut got = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let e = event("acme", &format!("c{t}"), "doc.write", &format!("{i}"));
+                    i += 1;
+                    match c.append(&e) {
+                        Ok(r) => got.push((r, e)),
+                        Err(_) => break,
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let stderr = d.stderr.clone();
+    let status = d.terminate();
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        status.success(),
+        "exit status {status:?}: {}",
+        stderr.lock().unwrap()
+    );
+    assert!(stderr.lock().unwrap().contains("chainlogd stopped"));
+    let receipts: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(!receipts.is_empty());
+    let d = Daemon::with_config(dir.path());
+    let mut c = connect(d.addr, &admin);
+    for (r, e) in &receipts {
+        let page = c.read(r.seq, r.seq + 1, 1).unwrap();
+        assert_eq!(page.events.len(), 1, "seq {}", r.seq);
+        assert_eq!((&page.events[0].hash, &page.events[0].event), (&r.hash, e));
+    }
+}

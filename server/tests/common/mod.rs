@@ -203,3 +203,98 @@ pub fn rss_kib(pid: u32) -> u64 {
 pub fn start(dir: &Path, keys: &[&TestKey]) -> Server {
     Server::start(config(dir, keys)).unwrap()
 }
+
+// ---- Raw-socket, error and HTTP helpers (for the isolation, auth, bad
+// frame and limits tests). ----
+
+/// The server's typed error, or a panic naming what came back instead.
+pub fn server_error<T: std::fmt::Debug>(r: Result<T, client::ClientError>) -> client::ErrorReply {
+    match r {
+        Err(client::ClientError::Server(e)) => e,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// A raw connection with a read timeout (so a test can never hang).
+pub fn raw_connect(addr: SocketAddr) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A raw connection that has completed the version handshake.
+pub fn raw_handshake(addr: SocketAddr) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = raw_connect(addr);
+    s.write_all(&proto::frame::client_preamble(1, 1)).unwrap();
+    let mut p = [0u8; proto::frame::PREAMBLE_LEN];
+    s.read_exact(&mut p).unwrap();
+    assert_eq!(proto::frame::parse_server_preamble(&p).unwrap(), 1);
+    s
+}
+
+/// Reads one response frame from a raw connection.
+pub fn read_response(
+    s: &mut std::net::TcpStream,
+) -> Result<(u32, proto::Response), proto::FrameError> {
+    let mut body = Vec::new();
+    let h = proto::frame::read_frame(s, 4 << 20, Duration::from_secs(10), &mut body)?;
+    let r = proto::msg::decode_response(h.kind, &body)
+        .unwrap_or_else(|e| panic!("undecodable response of type {:#04x}: {e}", h.kind));
+    Ok((h.request_id, r))
+}
+
+/// Reads one response frame, which must be an error; returns it.
+pub fn read_error(s: &mut std::net::TcpStream) -> client::ErrorReply {
+    match read_response(s) {
+        Ok((_, proto::Response::Error(e))) => e,
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+}
+
+/// What reading a connection after the server is done with it gives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// An orderly close (read returned 0).
+    Eof,
+    /// More bytes arrived.
+    Data(usize),
+    /// Nothing within the read timeout: the connection is still open.
+    Open,
+    /// Another error (reset).
+    Failed(std::io::ErrorKind),
+}
+
+/// Reads once and says how the connection stands.
+pub fn ending(s: &mut std::net::TcpStream) -> Ending {
+    let mut b = [0u8; 256];
+    match s.read(&mut b) {
+        Ok(0) => Ending::Eof,
+        Ok(n) => Ending::Data(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ending::Open
+        }
+        Err(e) => Ending::Failed(e.kind()),
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status line and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    use std::io::Write;
+    let mut s = raw_connect(addr);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
