@@ -161,7 +161,13 @@ impl AppendJob {
                     for (_, k) in &self.keys {
                         s.dedup.resolve(*k, None);
                     }
-                    return Err(engine_error(&e));
+                    let mut reply = engine_error(&e);
+                    // The write or sync that failed poisoned the log: say
+                    // so from the first failure on, not only the next.
+                    if s.log.is_poisoned() {
+                        reply.code = ErrorCode::Poisoned;
+                    }
+                    return Err(reply);
                 }
             },
         };
