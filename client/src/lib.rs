@@ -127,11 +127,15 @@ impl Client {
         let mut reader = BufReader::with_capacity(64 << 10, stream);
         let p = frame::read_preamble(&mut reader, FRAME_DEADLINE)?;
         if p[..4] != frame::MAGIC {
-            // Refusals come as an error frame instead of a preamble.
-            return Err(ClientError::Protocol(format!(
-                "the server refused the connection (answer begins {:02x?})",
-                &p[..4]
-            )));
+            // A refusal (busy, bad version) comes as an error frame in
+            // place of the preamble: these 8 bytes are its start.
+            let mut chained = std::io::Read::chain(&p[..], &mut reader);
+            let mut body = Vec::new();
+            let h = frame::read_frame(&mut chained, 64 << 10, FRAME_DEADLINE, &mut body)?;
+            return Err(match msg::decode_response(h.kind, &body)? {
+                Response::Error(e) => ClientError::Server(e),
+                other => ClientError::Protocol(format!("expected a preamble, got {other:?}")),
+            });
         }
         frame::parse_server_preamble(&p)?;
         Ok(Client {
@@ -162,6 +166,7 @@ impl Client {
 
     /// Sends a request without waiting; returns its id.
     pub fn send(&mut self, req: &Request<'_>) -> Result<RequestId> {
+        // Ids start at 1 and skip 0 when they wrap: 0 is the server's.
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.out.clear();
@@ -178,7 +183,9 @@ impl Client {
         }
         loop {
             let (rid, resp) = self.read_response()?;
-            if rid == id {
+            // Id 0 is the server's: an error about the connection itself
+            // (a refused frame), after which it closes.
+            if rid == id || (rid == 0 && matches!(resp, Response::Error(_))) {
                 return Ok(resp);
             }
             self.parked.insert(rid, resp);
@@ -358,6 +365,8 @@ impl Iterator for QueryIter<'_> {
                         Some(c) => self.query.cursor = c,
                         None => self.done = true,
                     }
+                    // A total is a full pass: once is enough.
+                    self.query.want_total = false;
                     self.page = p.events.into_iter();
                 }
                 Err(e) => {
@@ -382,6 +391,10 @@ pub struct Tail<'a> {
 impl Tail<'_> {
     /// Ends the subscription and gives the connection back.
     pub fn cancel(mut self) -> Result<()> {
+        if self.done {
+            // The server already ended it (and said why).
+            return Ok(());
+        }
         let cancel = self.client.send(&Request::Cancel {
             request_id: self.id,
         })?;
@@ -391,10 +404,10 @@ impl Tail<'_> {
             let (id, resp) = self.client.read_response()?;
             match resp {
                 Response::Done if id == cancel => cancelled = true,
-                Response::Done if id == self.id => tail_done = true,
-                Response::Error(e) if id == cancel || id == self.id => {
-                    return Err(ClientError::Server(e))
-                }
+                Response::Error(e) if id == cancel => return Err(ClientError::Server(e)),
+                // The tail's last frame: DONE, or the error that ended it
+                // before the cancel arrived.
+                Response::Done | Response::Error(_) if id == self.id => tail_done = true,
                 _ if id == self.id => {}
                 other => {
                     self.client.parked.insert(id, other);

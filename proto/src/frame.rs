@@ -192,7 +192,8 @@ const READ_CHUNK: usize = 64 << 10;
 
 /// Reads one frame from `r` into `body` (cleared first).
 ///
-/// `deadline` bounds the whole frame once its first byte has arrived. If
+/// `deadline` bounds the whole frame once its first byte has arrived
+/// (checked after every read, so trickling bytes does not extend it). If
 /// `r` has a read timeout and it expires before the first byte,
 /// [`FrameError::Idle`] is returned and nothing was consumed, so the call
 /// can simply be repeated.
@@ -217,7 +218,11 @@ pub fn read_frame<R: Read>(
             }
             Ok(n) => {
                 got += n;
-                started.get_or_insert_with(Instant::now);
+                // Checked after every read too: a peer trickling a byte at
+                // a time never lets the read time out.
+                if started.get_or_insert_with(Instant::now).elapsed() >= deadline {
+                    return Err(FrameError::Stalled(deadline));
+                }
             }
             Err(e) if is_timeout(&e) => match started {
                 None => return Err(FrameError::Idle),
@@ -241,7 +246,12 @@ pub fn read_frame<R: Read>(
                     expected: FRAME_HEADER_LEN + header.body_len,
                 })
             }
-            Ok(n) => body.truncate(have + n),
+            Ok(n) => {
+                body.truncate(have + n);
+                if started.elapsed() >= deadline {
+                    return Err(FrameError::Stalled(deadline));
+                }
+            }
             Err(e) => {
                 body.truncate(have);
                 if is_timeout(&e) {
@@ -274,7 +284,12 @@ pub fn read_preamble<R: Read>(
                     expected: PREAMBLE_LEN,
                 })
             }
-            Ok(n) => got += n,
+            Ok(n) => {
+                got += n;
+                if start.elapsed() >= deadline {
+                    return Err(FrameError::Stalled(deadline));
+                }
+            }
             Err(e) if is_timeout(&e) => {
                 if start.elapsed() >= deadline {
                     return Err(FrameError::Stalled(deadline));
@@ -356,6 +371,40 @@ mod tests {
             read_frame(&mut &out[..0], 16, Duration::from_secs(1), &mut body),
             Err(FrameError::Closed)
         ));
+    }
+
+    /// Hands out one byte per read, slowly: never a timeout, but never done.
+    struct Trickle(Vec<u8>, usize);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(5));
+            match (self.0.get(self.1), buf.first_mut()) {
+                (Some(&b), Some(slot)) => {
+                    *slot = b;
+                    self.1 += 1;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn a_trickling_frame_is_cut_off_at_its_deadline() {
+        let mut out = Vec::new();
+        let at = begin_frame(&mut out, 9, 1);
+        out.extend_from_slice(&[0; 100]);
+        finish_frame(&mut out, at);
+        let mut body = Vec::new();
+        let err = read_frame(
+            &mut Trickle(out, 0),
+            4096,
+            Duration::from_millis(50),
+            &mut body,
+        )
+        .expect_err("stalled");
+        assert!(matches!(err, FrameError::Stalled(_)), "{err:?}");
     }
 
     #[test]

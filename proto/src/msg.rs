@@ -53,7 +53,8 @@ pub mod rights {
     pub const APPEND: u8 = 1;
     /// May query, read and tail.
     pub const READ: u8 = 2;
-    /// May read stats and unknown actions of the whole log.
+    /// May read the whole log's stats and unknown actions (a key with READ
+    /// and no tenant limit may read stats too).
     pub const ADMIN: u8 = 4;
 }
 
@@ -80,7 +81,8 @@ pub enum ErrorCode {
     InvalidRequest,
     /// The log's queue is full: retry later.
     Busy,
-    /// A frame, batch or event over its limit.
+    /// A frame or batch over its limit (an oversized event is an
+    /// `InvalidEvent`, field `event`).
     TooLarge,
     /// A write or sync failed; nothing more is acknowledged until restart.
     Poisoned,
@@ -444,7 +446,9 @@ pub struct LogStats {
 pub struct EventPage {
     /// The events, in seq order.
     pub events: Vec<StoredEvent>,
-    /// Pass this back for the next page; `None` when there is no more.
+    /// Where the next page starts; `None` when there is no more. For a
+    /// query, pass it back as the query's cursor; for a read, it is the
+    /// next `from` (8 bytes, little-endian).
     pub cursor: Option<Vec<u8>>,
     /// Every match, when the query asked for the total.
     pub total: Option<u64>,

@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rss_peak = 0;
     while Instant::now() < until {
         std::thread::sleep(Duration::from_millis(200));
-        if let Some(pid) = std::env::var("CHAINLOGD_PID").ok() {
+        if let Ok(pid) = std::env::var("CHAINLOGD_PID") {
             if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
                 let kb: u64 = s
                     .lines()

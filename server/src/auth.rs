@@ -73,6 +73,9 @@ impl Keyring {
                     }
                 };
             }
+            if keys.iter().any(|o: &Key| o.id == k.id || o.hash == hash) {
+                return Err(bad("another key has the same id or the same hash"));
+            }
             keys.push(Key {
                 id: k.id.clone(),
                 hash,

@@ -43,7 +43,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// The metrics endpoint's address; empty for none.
     pub metrics_listen: String,
-    /// Where the logs live (relative paths are from the working directory).
+    /// Where the logs live. chainlogd resolves a relative path in a config
+    /// file against the file's directory (`--data-dir` overrides it).
     pub data_dir: PathBuf,
     /// Connections served at once; more are refused with `busy`.
     pub max_connections: usize,
@@ -229,6 +230,9 @@ impl ServerConfig {
             }
         }
         crate::auth::Keyring::new(&self.keys)?;
+        if self.idle_timeout_secs == 0 || self.frame_timeout_secs == 0 {
+            return bad("idle_timeout_secs and frame_timeout_secs must be at least 1".into());
+        }
         if self.max_connections == 0 || self.max_batch_events == 0 || self.max_batch_events > 65535
         {
             return bad(

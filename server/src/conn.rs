@@ -19,9 +19,10 @@ use crate::auth::Key;
 use crate::server::Ctx;
 use crate::store::{AppendJob, LogState};
 
-/// Replies queued per connection before the reader waits: bounds the
-/// memory one client's unread replies can hold.
-const OUT_DEPTH: usize = 1024;
+/// Replies queued per connection before the reader waits. A reply is at
+/// most one page (1 MiB of events), so a client that stops reading holds
+/// at most 64 MiB here, for at most the write timeout.
+const OUT_DEPTH: usize = 64;
 /// How long a reply may take to write before the client is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -168,7 +169,7 @@ enum Ending {
 /// that the error frame just written is not destroyed by a reset (closing
 /// a socket with unread input makes the kernel send RST, and the peer may
 /// then lose data it had not read yet).
-fn linger(s: &mut TcpStream) {
+pub(crate) fn linger(s: &mut TcpStream) {
     use std::io::Read;
     let _ = s.shutdown(Shutdown::Write);
     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
@@ -249,6 +250,11 @@ fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) -> Ending {
                 return Ending::Refused;
             }
         };
+        if matches!(req, Request::Auth { .. }) {
+            // Tails run with the key that started them: a new
+            // authentication, good or bad, ends them first (each sends DONE).
+            end_tails(conn, tails);
+        }
         match (&req, &key) {
             (Request::Auth { key: text }, _) => match ctx.keyring.authenticate(text) {
                 Some(k) => {
@@ -289,6 +295,18 @@ fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) -> Ending {
                 handle(conn, id, req, k, state, tails);
             }
         }
+    }
+}
+
+fn end_tails(conn: &Conn, tails: &mut Tails) {
+    for (_, (cancel, _)) in tails.iter() {
+        cancel.store(true, Ordering::Release);
+    }
+    for state in conn.ctx.logs.values() {
+        state.signal_wake();
+    }
+    for (_, (_, h)) in tails.drain() {
+        let _ = h.join();
     }
 }
 
@@ -410,7 +428,14 @@ fn handle(
                 ErrorReply::new(ErrorCode::InvalidRequest, "no tail with that request id"),
             ),
         },
-        Request::Stats => conn.reply(id, &Response::Stats(state.stats())),
+        Request::Stats => {
+            // Whole-log counts and the head: not for a tenant-limited key
+            // unless it is an admin's.
+            if !(k.has(rights::ADMIN) || (k.has(rights::READ) && k.tenants.is_empty())) {
+                return conn.error(id, forbidden("admin (or read on every tenant)"));
+            }
+            conn.reply(id, &Response::Stats(state.stats()));
+        }
         Request::UnknownActions => {
             if !k.has(rights::ADMIN) {
                 return conn.error(id, forbidden("admin"));

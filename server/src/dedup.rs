@@ -4,8 +4,8 @@
 //! The table lives in memory and is rebuilt on every start from the events
 //! stored within the window (their `created_at`), so it survives restarts
 //! and crashes exactly as the log does: an event counts once it is durable.
-//! Keys are scoped by tenant and stored as 16-byte digests (about 64 bytes
-//! a key with the map's overhead).
+//! Keys are scoped by tenant and stored as 16-byte digests (about 100 bytes
+//! a key with the map's and the expiry queue's overhead).
 //!
 //! A key being appended and not yet durable is *pending*: another append
 //! with the same key waits for it to resolve (stored: a duplicate; failed:

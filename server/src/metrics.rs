@@ -14,16 +14,19 @@ use proto::msg::ErrorCode;
 pub struct Histogram {
     bounds: &'static [f64],
     counts: Vec<AtomicU64>,
-    /// The sum, in units of 1e-9 (nanoseconds, or milli-records).
-    sum_nano: AtomicU64,
+    /// The sum, in units of `1 / scale` (nanoseconds for seconds, whole
+    /// records for group sizes): an integer that cannot drift.
+    sum: AtomicU64,
+    scale: f64,
 }
 
 impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
+    fn new(bounds: &'static [f64], scale: f64) -> Self {
         Histogram {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_nano: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            scale,
         }
     }
 
@@ -35,7 +38,8 @@ impl Histogram {
             .position(|&b| v <= b)
             .unwrap_or(self.bounds.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_nano.fetch_add((v * 1e9) as u64, Ordering::Relaxed);
+        self.sum
+            .fetch_add((v * self.scale) as u64, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -58,7 +62,7 @@ impl Histogram {
         };
         out.push_str(&format!(
             "{name}_sum{braces} {}\n{name}_count{braces} {cum}\n",
-            self.sum_nano.load(Ordering::Relaxed) as f64 / 1e9
+            self.sum.load(Ordering::Relaxed) as f64 / self.scale
         ));
     }
 }
@@ -95,8 +99,8 @@ impl LogMetrics {
             appends: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
-            sync_seconds: Histogram::new(SYNC_BOUNDS),
-            group_size: Histogram::new(GROUP_BOUNDS),
+            sync_seconds: Histogram::new(SYNC_BOUNDS, 1e9),
+            group_size: Histogram::new(GROUP_BOUNDS, 1.0),
         }
     }
 }
@@ -151,6 +155,9 @@ pub struct LogGauges {
     pub dedup_keys: usize,
 }
 
+/// A per-log series: name, help, and how to read it.
+type Series<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 /// Renders everything in the Prometheus text format.
 pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
     let mut o = String::new();
@@ -185,7 +192,7 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
             m.errors(c)
         ));
     }
-    let counters: [(&str, &str, fn(&LogMetrics) -> u64); 3] = [
+    let counters: [Series<LogMetrics>; 3] = [
         (
             "chainlog_appends_total",
             "Events acknowledged durable.",
@@ -208,7 +215,7 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
             o.push_str(&format!("{name}{{log=\"{}\"}} {}\n", l.log, get(l)));
         }
     }
-    let gauges: [(&str, &str, fn(&LogGauges) -> u64); 4] = [
+    let gauges: [Series<LogGauges>; 4] = [
         (
             "chainlog_queue_depth",
             "Appends waiting for the writer.",

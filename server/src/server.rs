@@ -252,4 +252,12 @@ fn refuse(mut s: TcpStream, code: ErrorCode, why: &str) {
     let mut out = Vec::new();
     msg::encode_response(&mut out, 0, &Response::Error(ErrorReply::new(code, why)));
     let _ = s.write_all(&out);
+    // Discard what the client already sent (its preamble, perhaps): closing
+    // with unread input resets the connection, and the client could lose
+    // the error. Without waiting: the acceptor must not stall.
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    if s.set_nonblocking(true).is_ok() {
+        let mut buf = [0u8; 4096];
+        while matches!(std::io::Read::read(&mut s, &mut buf), Ok(n) if n > 0) {}
+    }
 }

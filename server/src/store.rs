@@ -2,7 +2,6 @@
 //! (schema, dedup window, query index, metrics), and the operations the
 //! protocol offers on it. Connections call in from many threads.
 
-use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +15,7 @@ use parking_lot::{Condvar, Mutex};
 use proto::event::EventRef;
 use proto::msg::{self, AppendReceipt, ErrorCode, ErrorReply, LogStats, Query, TimeField};
 use proto::wire;
+use sha2::{Digest, Sha256};
 
 use crate::auth::Key;
 use crate::config::LogConfig;
@@ -25,7 +25,8 @@ use crate::metrics::{LogGauges, LogMetrics};
 use crate::schema::Schema;
 
 /// Events scanned for one page before it is returned short, with a
-/// cursor: bounds the time any one request holds a connection.
+/// cursor: bounds the time a page request holds a connection. (A query
+/// that asks for its total makes one full pass over its range on top.)
 pub const SCAN_BUDGET: u64 = 1 << 18;
 /// Bytes of events in one page (the first event always fits).
 pub const PAGE_BYTES: usize = 1 << 20;
@@ -377,6 +378,15 @@ impl LogState {
             })?;
             if e.tenant_id.is_empty() && key.tenants.len() == 1 {
                 e.tenant_id = &key.tenants[0];
+            } else if e.tenant_id.is_empty() && !key.tenants.is_empty() {
+                // Even on a single-tenant log: a tenant-limited key writes
+                // only events it can read back.
+                return Err(ErrorReply {
+                    code: ErrorCode::Forbidden,
+                    index: Some(i as u32),
+                    field: "tenant_id".into(),
+                    message: "this key is limited to several tenants: name one".into(),
+                });
             } else if !e.tenant_id.is_empty() && !key.allows_tenant(e.tenant_id) {
                 return Err(ErrorReply {
                     code: ErrorCode::Forbidden,
@@ -556,7 +566,7 @@ impl LogState {
         }
         let skip = Skip {
             tenants: tenants.iter().map(|t| TenantProbe::new(t)).collect(),
-            occurred: (q.time_field == TimeField::OccurredAt).then(|| q.from..q.to),
+            occurred: (q.time_field == TimeField::OccurredAt).then_some(q.from..q.to),
         };
         let matches = |rec: &Record, e: &EventRef<'_>| -> bool {
             (tenants.is_empty() || tenants.contains(&e.tenant_id))
@@ -764,10 +774,23 @@ fn parse_cursor(c: &[u8], fingerprint: u64) -> Result<u64, ErrorReply> {
 }
 
 fn query_fingerprint(q: &Query, tenants: &[&str]) -> u64 {
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    (&q.actor_id, &q.action, &q.resource, &q.resource_id).hash(&mut h);
-    (q.time_field as u8, q.from, q.to).hash(&mut h);
-    tenants.hash(&mut h);
-    h.finish()
+    // SHA-256 over length-prefixed fields: the same on every build, so a
+    // cursor stays valid across a server upgrade.
+    let mut h = Sha256::new();
+    let mut text = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    for s in [&q.actor_id, &q.action, &q.resource, &q.resource_id] {
+        text(s);
+    }
+    for t in tenants {
+        text(t);
+    }
+    h.update([q.time_field as u8]);
+    h.update(q.from.to_le_bytes());
+    h.update(q.to.to_le_bytes());
+    h.update((tenants.len() as u64).to_le_bytes());
+    let d = h.finalize();
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }

@@ -123,7 +123,7 @@ fn bad_input_gets_an_error_and_a_close_while_good_clients_are_served() {
     );
     let addr = daemon.addr;
     let _show = ShowLogOnFailure(daemon.stderr.clone());
-    let mut rng = Rng(0x5eed_bad_f00d);
+    let mut rng = Rng(0x05ee_dbad_f00d);
 
     // Warm-up: appends, and a few bad connections, before the baseline.
     let mut admin_c = connect(addr, &admin);
@@ -249,32 +249,43 @@ fn bad_input_gets_an_error_and_a_close_while_good_clients_are_served() {
         assert_eq!(ending(&mut s), Ending::Eof, "kind {k:#04x}: closed");
     }
 
-    // (f) 200 connections of random garbage: half instead of a preamble,
-    // half after a good handshake; each half-closes after sending and
-    // must get exactly one error frame (the code the protocol's own parser
-    // predicts) and an orderly close.
-    let mut by_code = std::collections::BTreeMap::new();
-    for i in 0..200 {
-        let len = 1 + rng.below(300) as usize;
-        let mut garbage: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        let after_handshake = i % 2 == 1;
-        let (mut s, code) = if after_handshake {
-            let code = expected_code_after_handshake(&garbage);
-            (raw_handshake(addr), code)
-        } else {
-            garbage[0] = b'X';
-            (raw_connect(addr), ErrorCode::BadFrame)
-        };
-        // The server may refuse (and close) before it has read all of it.
-        let _ = s.write_all(&garbage);
-        let _ = s.shutdown(Shutdown::Write);
-        expect_error_then_close(
-            &mut s,
-            code,
-            &format!("garbage connection {i} ({len} bytes)"),
-        );
-        *by_code.entry(code.name()).or_insert(0u32) += 1;
-    }
+    // (f) 200 connections of random garbage, from four threads at once:
+    // half instead of a preamble, half after a good handshake; each
+    // half-closes after sending and must get exactly one error frame (the
+    // code the protocol's own parser predicts) and an orderly close.
+    let by_code = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            let by_code = &by_code;
+            scope.spawn(move || {
+                let mut rng = Rng(0x6a7b_a6e0 + t * 0x1234_5678);
+                for i in 0..50 {
+                    let len = 1 + rng.below(300) as usize;
+                    let mut garbage: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                    let after_handshake = i % 2 == 1;
+                    let (mut s, code) = if after_handshake {
+                        let code = expected_code_after_handshake(&garbage);
+                        (raw_handshake(addr), code)
+                    } else {
+                        garbage[0] = b'X';
+                        (raw_connect(addr), ErrorCode::BadFrame)
+                    };
+                    // The server may refuse (and close) before it has read
+                    // all of it.
+                    let _ = s.write_all(&garbage);
+                    let _ = s.shutdown(Shutdown::Write);
+                    expect_error_then_close(
+                        &mut s,
+                        code,
+                        &format!("garbage connection {t}/{i} ({len} bytes)"),
+                    );
+                    *by_code.lock().unwrap().entry(code.name()).or_insert(0u32) += 1;
+                }
+            });
+        }
+    });
+    let by_code = by_code.into_inner().unwrap();
+    assert_eq!(by_code.values().sum::<u32>(), 200);
     // The seed exercises both outcomes after a handshake.
     assert!(
         by_code.get("too_large").copied().unwrap_or(0) > 0,

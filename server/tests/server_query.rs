@@ -24,7 +24,7 @@ fn gen(i: u64) -> Event {
     );
     e.resource_id = format!("r{}", i % 50);
     // Every 10th event is backfilled history, a million seconds older.
-    e.backfilled = i % 10 == 0;
+    e.backfilled = i.is_multiple_of(10);
     e.occurred_at = if e.backfilled {
         BASE - 1_000_000 * SEC + i * SEC
     } else {

@@ -1,4 +1,5 @@
 //! The basics end to end: handshake, auth, append, read back, stats, ping.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -23,9 +23,10 @@ struct Args {
     /// relative `data_dir` inside a config file is relative to the file.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Where the logs live (one subdirectory per log).
-    #[arg(long, default_value = "chainlog-data")]
-    data_dir: PathBuf,
+    /// Where the logs live (one subdirectory per log) [default:
+    /// chainlog-data]. Overrides the config file's `data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// The protocol's listening address (overrides the config).
     #[arg(long)]
     listen: Option<String>,
@@ -127,15 +128,20 @@ fn load_config(args: &Args) -> Result<ServerConfig, String> {
     let mut config = match &args.config {
         Some(path) => load_file(path)?,
         None => {
-            let path = args.data_dir.join("chainlogd.toml");
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("chainlog-data"));
+            let path = dir.join("chainlogd.toml");
             if !path.exists() {
-                first_start(&args.data_dir, &path)?;
+                first_start(&dir, &path)?;
             }
-            let mut c = load_file(&path)?;
-            c.data_dir = args.data_dir.clone();
-            c
+            load_file(&path)?
         }
     };
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
     if let Some(l) = &args.listen {
         config.listen = l.clone();
     }
@@ -175,9 +181,17 @@ fn first_start(data_dir: &Path, path: &Path) -> Result<(), String> {
     std::fs::create_dir_all(data_dir).map_err(|e| format!("create {}: {e}", data_dir.display()))?;
     let key = auth::generate_key().map_err(|e| format!("cannot generate a key: {e}"))?;
     let text = config::dev_config_text(&auth::hash_key(&key));
+    // Durable before the key is shown: a key printed for a config that a
+    // crash then lost would be a key that opens nothing.
     let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).map_err(|e| format!("write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("write {}: {e}", path.display()))?;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    };
+    write().map_err(|e| format!("write {}: {e}", path.display()))?;
     println!(
         "chainlogd: first start: wrote {} (loopback only, one log, one key)",
         path.display()

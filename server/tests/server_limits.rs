@@ -1,0 +1,559 @@
+//! Limits, on in-process servers with small settings: event, metadata,
+//! batch and frame sizes (exactly at and just over each bound), metadata
+//! that is not a JSON object, future `occurred_at`, slow senders, idle
+//! connections, `max_connections`, and the exact counts on the metrics
+//! endpoint.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use client::{Client, ClientError, ErrorCode, Event};
+use common::*;
+use proto::frame;
+use proto::msg::{kind, Request, Response};
+use server::{Server, ServerConfig};
+
+const MAX_EVENT: usize = 2048;
+const MAX_METADATA: usize = 1536;
+
+/// The test config with small event limits; callers adjust the rest.
+fn small_config(dir: &std::path::Path, keys: &[&TestKey]) -> ServerConfig {
+    let mut c = config(dir, keys);
+    c.logs[0].max_event_bytes = MAX_EVENT;
+    c.logs[0].max_metadata_bytes = MAX_METADATA;
+    c
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A valid-looking event whose encoding is exactly `len` bytes: the name,
+/// resource id and correlation id fields are filled (at most 256 bytes
+/// each), then the metadata object is padded.
+fn sized_event(len: usize) -> Event {
+    let mut e = event("t", "u", "a.b", "r");
+    e.metadata = r#"{"p":""}"#.into();
+    let base = e.as_ref().encoded_len();
+    assert!(len >= base, "{len} < {base}");
+    let mut pad = len - base;
+    for f in [&mut e.actor_name, &mut e.resource_id, &mut e.correlation_id] {
+        let n = pad.min(256);
+        *f = "n".repeat(n);
+        pad -= n;
+    }
+    e.metadata = format!(r#"{{"p":"{}"}}"#, "m".repeat(pad));
+    assert_eq!(e.as_ref().encoded_len(), len);
+    e
+}
+
+/// Metadata: a JSON object of exactly `len` bytes.
+fn metadata_of(len: usize) -> String {
+    let m = format!(r#"{{"p":"{}"}}"#, "m".repeat(len - 8));
+    assert_eq!(m.len(), len);
+    m
+}
+
+fn invalid_event(e: &client::ErrorReply, index: u32, field: &str) {
+    assert_eq!(
+        (e.code, e.index, e.field.as_str()),
+        (ErrorCode::InvalidEvent, Some(index), field),
+        "{e}"
+    );
+}
+
+/// A batch of `n` good events with `bad` at `at`.
+fn batch_with(n: usize, at: usize, bad: Event) -> Vec<Event> {
+    let mut b: Vec<Event> = (0..n)
+        .map(|i| event("t", &format!("u{i}"), "a.b", "r"))
+        .collect();
+    b[at] = bad;
+    b
+}
+
+#[test]
+fn events_over_the_size_limits_or_malformed_are_refused_by_index_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let server = Server::start(small_config(dir.path(), &[&admin])).unwrap();
+    let mut c = connect(server.addr(), &admin);
+    let mut stored = 0u64;
+    let mut refusals = 0u64;
+    let mut refuse = |c: &mut Client, batch: &[Event], index: u32, field: &str| {
+        let e = server_error(c.append_batch(batch));
+        invalid_event(&e, index, field);
+        refusals += 1;
+    };
+
+    // The whole event: exactly at the limit is stored, one byte over is not.
+    let r = c.append(&sized_event(MAX_EVENT)).unwrap();
+    assert_eq!(r.seq, stored);
+    stored += 1;
+    refuse(
+        &mut c,
+        &batch_with(4, 2, sized_event(MAX_EVENT + 1)),
+        2,
+        "event",
+    );
+    refuse(&mut c, &[sized_event(MAX_EVENT + 100)], 0, "event");
+
+    // The metadata: at the limit stored, one over refused (even though the
+    // event as a whole would fit).
+    let mut e = event("t", "u", "a.b", "r");
+    e.metadata = metadata_of(MAX_METADATA);
+    assert_eq!(c.append(&e).unwrap().seq, stored);
+    stored += 1;
+    e.metadata = metadata_of(MAX_METADATA + 1);
+    assert!(e.as_ref().encoded_len() < MAX_EVENT);
+    refuse(&mut c, &batch_with(3, 1, e.clone()), 1, "metadata");
+
+    // Metadata that is not one JSON object.
+    for (i, m) in [
+        "[1,2]",
+        "\"text\"",
+        "42",
+        "null",
+        "{\"a\":",
+        "{\"a\":1} trailing",
+        "{\"a\":1}{\"b\":2}",
+        "not json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = event("t", "u", "a.b", "r");
+        e.metadata = m.into();
+        let at = i % 3;
+        refuse(&mut c, &batch_with(3, at, e), at as u32, "metadata");
+    }
+    // Objects with surrounding whitespace and nesting are fine.
+    let mut e = event("t", "u", "a.b", "r");
+    e.metadata = " {\"a\":{\"b\":[1,2,{}]},\"c\":null} ".into();
+    assert_eq!(c.append(&e).unwrap().seq, stored);
+    stored += 1;
+
+    // occurred_at: within the allowed skew (one hour) stored; two hours
+    // ahead refused.
+    let mut e = event("t", "u", "a.b", "r");
+    e.occurred_at = now_nanos() + 1800 * 1_000_000_000;
+    assert_eq!(c.append(&e).unwrap().seq, stored);
+    stored += 1;
+    e.occurred_at = now_nanos() + 7200 * 1_000_000_000;
+    refuse(&mut c, &batch_with(5, 4, e.clone()), 4, "occurred_at");
+    e.occurred_at = u64::MAX;
+    refuse(&mut c, &[e], 0, "occurred_at");
+
+    // A field over max_field_bytes (256 by default) names that field.
+    let mut e = event("t", "u", "a.b", "r");
+    e.resource_id = "x".repeat(257);
+    refuse(&mut c, &batch_with(2, 1, e), 1, "resource_id");
+
+    // Batches: 1,000 events is the maximum; 1,001 is too large; 0 is not a
+    // request.
+    let thousand: Vec<Event> = (0..1000)
+        .map(|i| event("t", &format!("b{i}"), "a.b", "r"))
+        .collect();
+    let rs = c.append_batch(&thousand).unwrap();
+    assert_eq!(
+        rs.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (stored..stored + 1000).collect::<Vec<_>>()
+    );
+    stored += 1000;
+    let mut over = thousand.clone();
+    over.push(event("t", "b1000", "a.b", "r"));
+    let e = server_error(c.append_batch(&over));
+    assert_eq!((e.code, e.index), (ErrorCode::TooLarge, None), "{e}");
+    assert!(e.message.contains("1001"), "{}", e.message);
+    let e = server_error(c.append_batch(&[]));
+    assert_eq!(e.code, ErrorCode::InvalidRequest, "{e}");
+
+    // Nothing refused was stored, and the connection is still good.
+    assert_eq!(c.stats().unwrap().next_seq, stored);
+    c.ping().unwrap();
+    let text = server.metrics_text();
+    assert!(text.contains(&format!(
+        "chainlog_errors_total{{code=\"invalid_event\"}} {refusals}\n"
+    )));
+    assert!(text.contains("chainlog_errors_total{code=\"too_large\"} 1\n"));
+    assert!(text.contains("chainlog_errors_total{code=\"invalid_request\"} 1\n"));
+}
+
+#[test]
+fn a_frame_over_max_frame_bytes_is_refused_and_the_connection_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let mut cfg = small_config(dir.path(), &[&admin]);
+    cfg.max_frame_bytes = 4096;
+    let server = Server::start(cfg).unwrap();
+
+    // An APPEND body is 2 bytes of count and, per event, 4 of length and
+    // the event: two events of 2,043 bytes make a body of exactly 4,096.
+    let mut c = connect(server.addr(), &admin);
+    let rs = c
+        .append_batch(&[sized_event(2043), sized_event(2043)])
+        .unwrap();
+    assert_eq!(rs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![0, 1]);
+
+    // One byte more: refused as too large, and the connection is closed.
+    let e = server_error(c.append_batch(&[sized_event(2044), sized_event(2043)]));
+    assert_eq!(e.code, ErrorCode::TooLarge, "{e}");
+    assert_eq!(
+        e.message,
+        "frame declares 4102 bytes, more than the maximum of 4101"
+    );
+    match c.ping() {
+        Err(ClientError::Frame(_)) => {}
+        other => panic!("the connection should be closed: {other:?}"),
+    }
+
+    // The same over a raw socket, with a much larger frame: one error
+    // frame, then an orderly close.
+    let mut s = raw_handshake(server.addr());
+    let mut f = Vec::new();
+    let at = frame::begin_frame(&mut f, kind::APPEND, 9);
+    f.resize(f.len() + (64 << 10), 0);
+    frame::finish_frame(&mut f, at);
+    let _ = s.write_all(&f);
+    let e = read_error(&mut s);
+    assert_eq!((e.code, e.index), (ErrorCode::TooLarge, None), "{e}");
+    assert_eq!(ending(&mut s), Ending::Eof);
+
+    let mut c = connect(server.addr(), &admin);
+    assert_eq!(c.stats().unwrap().next_seq, 2);
+}
+
+/// Reads until the server's error frame arrives; returns it and when.
+fn error_and_time(s: &mut TcpStream, start: Instant) -> (client::ErrorReply, Duration) {
+    let e = read_error(s);
+    (e, start.elapsed())
+}
+
+#[test]
+fn a_slow_sender_is_dropped_after_the_frame_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let mut cfg = small_config(dir.path(), &[&admin]);
+    cfg.frame_timeout_secs = 1;
+    let server = Server::start(cfg).unwrap();
+    let mut f = Vec::new();
+    proto::msg::encode_request(&mut f, 1, &Request::Ping(1));
+
+    // Five bytes of a frame; a whole header and part of the body; not even
+    // a preamble. Each is dropped with bad_frame after about a second (the
+    // three run side by side).
+    let addr = server.addr();
+    // (what, bytes of the frame sent after the handshake; None: no
+    // handshake at all)
+    let cases: [(&str, Option<usize>); 3] = [
+        ("five bytes", Some(5)),
+        (
+            "header and part of the body",
+            Some(frame::FRAME_HEADER_LEN + 3),
+        ),
+        ("no preamble", None),
+    ];
+    std::thread::scope(|scope| {
+        for (what, sent) in cases {
+            let f = &f;
+            scope.spawn(move || {
+                let mut s = match sent {
+                    Some(n) => {
+                        let mut s = raw_handshake(addr);
+                        s.write_all(&f[..n]).unwrap();
+                        s
+                    }
+                    None => raw_connect(addr),
+                };
+                let (e, took) = error_and_time(&mut s, Instant::now());
+                assert_eq!(e.code, ErrorCode::BadFrame, "{what}: {e}");
+                assert!(
+                    e.message.contains("did not complete within 1s"),
+                    "{what}: {}",
+                    e.message
+                );
+                assert!(
+                    took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+                    "{what}: {took:?}"
+                );
+                assert_eq!(ending(&mut s), Ending::Eof, "{what}");
+            });
+        }
+    });
+
+    // Meanwhile the server serves.
+    let mut c = connect(server.addr(), &admin);
+    c.ping().unwrap();
+}
+
+#[test]
+fn a_trickling_sender_is_dropped_after_the_frame_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let mut cfg = small_config(dir.path(), &[&admin]);
+    cfg.frame_timeout_secs = 1;
+    let server = Server::start(cfg).unwrap();
+    let mut s = raw_handshake(server.addr());
+    // A header declaring a 200-byte body, then the body a byte at a time,
+    // faster than the server's read poll (250 ms) but far slower than the
+    // 1 s the whole frame may take.
+    let mut f = Vec::new();
+    let at = frame::begin_frame(&mut f, kind::APPEND, 1);
+    f.resize(f.len() + 200, 0);
+    frame::finish_frame(&mut f, at);
+    let start = Instant::now();
+    s.write_all(&f[..frame::FRAME_HEADER_LEN]).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for b in &f[frame::FRAME_HEADER_LEN..] {
+            if start.elapsed() > Duration::from_secs(4) || w.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let (e, took) = error_and_time(&mut s, start);
+    assert_eq!(e.code, ErrorCode::BadFrame, "{e}");
+    assert!(
+        e.message.contains("did not complete within 1s"),
+        "{}",
+        e.message
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "dropped only after {took:?}"
+    );
+    let _ = s.shutdown(Shutdown::Both);
+    trickle.join().unwrap();
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let mut cfg = small_config(dir.path(), &[&admin]);
+    cfg.idle_timeout_secs = 1;
+    cfg.frame_timeout_secs = 1;
+    let server = Server::start(cfg).unwrap();
+
+    let addr = server.addr();
+    std::thread::scope(|scope| {
+        // Authenticated, then silent: closed (without an error frame) after
+        // about a second.
+        scope.spawn(|| {
+            let mut s = raw_handshake(addr);
+            let mut f = Vec::new();
+            proto::msg::encode_request(
+                &mut f,
+                1,
+                &Request::Auth {
+                    key: admin.text.clone(),
+                },
+            );
+            s.write_all(&f).unwrap();
+            assert!(matches!(
+                read_response(&mut s).unwrap(),
+                (1, Response::AuthOk { .. })
+            ));
+            let start = Instant::now();
+            assert_eq!(ending(&mut s), Ending::Eof);
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+                "{took:?}"
+            );
+        });
+        // Requests keep a connection alive past the timeout; once they
+        // stop, it is closed.
+        scope.spawn(|| {
+            let mut c = connect(addr, &admin);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(1800) {
+                c.ping().unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            std::thread::sleep(Duration::from_millis(2000));
+            match c.ping() {
+                Err(ClientError::Frame(_)) => {}
+                other => panic!("an idle connection should be closed: {other:?}"),
+            }
+        });
+        // So does a running tail, with no requests at all.
+        scope.spawn(|| {
+            let mut c = connect(addr, &admin);
+            let t = c.tail(u64::MAX).unwrap();
+            std::thread::sleep(Duration::from_millis(1800));
+            t.cancel().unwrap();
+            c.ping().unwrap();
+            std::thread::sleep(Duration::from_millis(2000));
+            match c.ping() {
+                Err(ClientError::Frame(_)) => {}
+                other => panic!("an idle connection should be closed: {other:?}"),
+            }
+        });
+    });
+}
+
+/// A new connection must be refused with busy (before any preamble) and
+/// closed.
+fn expect_busy(addr: std::net::SocketAddr) {
+    let mut s = raw_connect(addr);
+    let (id, resp) = read_response(&mut s).unwrap();
+    match resp {
+        Response::Error(e) => assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::Busy, "too many connections")
+        ),
+        other => panic!("expected busy, got {other:?}"),
+    }
+    assert_eq!(id, 0);
+    assert_eq!(ending(&mut s), Ending::Eof);
+}
+
+#[test]
+fn the_connection_over_max_connections_gets_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let mut cfg = small_config(dir.path(), &[&admin]);
+    cfg.max_connections = 4;
+    let server = Server::start(cfg).unwrap();
+    let mut open: Vec<Client> = (0..4).map(|_| connect(server.addr(), &admin)).collect();
+    for c in &mut open {
+        c.ping().unwrap();
+    }
+    let mut busy = 0u64;
+    expect_busy(server.addr());
+    expect_busy(server.addr());
+    busy += 2;
+    // The four are unaffected.
+    for (i, c) in open.iter_mut().enumerate() {
+        c.append(&event("t", &format!("u{i}"), "a.b", "r")).unwrap();
+    }
+    let text = server.metrics_text();
+    assert!(text.contains("\nchainlog_connections 4\n"), "{text}");
+
+    // One goes away: a new connection is served again (once the server
+    // has seen the close), and the one after it is refused again.
+    open.pop().unwrap().close();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut replacement = loop {
+        let mut s = raw_connect(server.addr());
+        s.write_all(&frame::client_preamble(1, 1)).unwrap();
+        let mut p = [0u8; frame::PREAMBLE_LEN];
+        std::io::Read::read_exact(&mut s, &mut p).unwrap();
+        if p[..4] == frame::MAGIC {
+            break s;
+        }
+        busy += 1;
+        assert!(Instant::now() < deadline, "the closed slot was never freed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut f = Vec::new();
+    proto::msg::encode_request(&mut f, 5, &Request::Ping(5));
+    replacement.write_all(&f).unwrap();
+    assert_eq!(
+        read_response(&mut replacement).unwrap(),
+        (5, Response::Pong(5))
+    );
+    expect_busy(server.addr());
+    busy += 1;
+    assert_eq!(
+        server
+            .metrics_text()
+            .lines()
+            .find(|l| l.starts_with("chainlog_errors_total{code=\"busy\"}"))
+            .unwrap(),
+        format!("chainlog_errors_total{{code=\"busy\"}} {busy}")
+    );
+}
+
+#[test]
+fn the_client_reports_busy_as_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let mut cfg = small_config(dir.path(), &[&admin]);
+    cfg.max_connections = 1;
+    let server = Server::start(cfg).unwrap();
+    let _first = connect(server.addr(), &admin);
+    let e = Client::connect(server.addr()).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
+}
+
+#[test]
+fn the_metrics_endpoint_reports_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let mut cfg = small_config(dir.path(), &[&admin]);
+    cfg.metrics_listen = "127.0.0.1:0".into();
+    let server = Server::start(cfg).unwrap();
+    let maddr = server.metrics_addr().expect("metrics enabled");
+    let mut c = connect(server.addr(), &admin);
+
+    // 19 events in four batches, one with an idempotency key, then the
+    // same key again (a duplicate: not stored, not counted as appended).
+    let mut appended = 0u64;
+    for n in [1usize, 5, 10, 3] {
+        let b: Vec<Event> = (0..n)
+            .map(|i| event("t", &format!("u{i}"), "a.b", "r"))
+            .collect();
+        appended += c.append_batch(&b).unwrap().len() as u64;
+    }
+    let mut keyed = event("t", "u", "a.b", "r");
+    keyed.idempotency_key = "k-1".into();
+    assert!(!c.append(&keyed).unwrap().duplicate);
+    appended += 1;
+    assert!(c.append(&keyed).unwrap().duplicate);
+    // Three invalid events, one too-large batch.
+    let mut invalid = 0u64;
+    for bad in [
+        event("t", "", "a.b", "r"),
+        sized_event(MAX_EVENT + 1),
+        Event {
+            metadata: "[]".into(),
+            ..event("t", "u", "a.b", "r")
+        },
+    ] {
+        assert_eq!(server_error(c.append(&bad)).code, ErrorCode::InvalidEvent);
+        invalid += 1;
+    }
+    let big: Vec<Event> = (0..1001).map(|_| event("t", "u", "a.b", "r")).collect();
+    assert_eq!(server_error(c.append_batch(&big)).code, ErrorCode::TooLarge);
+    let syncs = c.stats().unwrap().syncs;
+    assert!(syncs >= 1);
+
+    let (status, body) = http_get(maddr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let lines: Vec<&str> = body.lines().collect();
+    for want in [
+        format!("chainlog_appends_total{{log=\"default\"}} {appended}"),
+        "chainlog_duplicates_total{log=\"default\"} 1".to_string(),
+        format!("chainlog_events{{log=\"default\"}} {appended}"),
+        format!("chainlog_errors_total{{code=\"invalid_event\"}} {invalid}"),
+        "chainlog_errors_total{code=\"too_large\"} 1".to_string(),
+        "chainlog_errors_total{code=\"unauthenticated\"} 0".to_string(),
+        "chainlog_connections 1".to_string(),
+        format!("chainlog_sync_seconds_bucket{{log=\"default\",le=\"+Inf\"}} {syncs}"),
+        format!("chainlog_sync_seconds_count{{log=\"default\"}} {syncs}"),
+        format!("chainlog_group_size_sum{{log=\"default\"}} {appended}"),
+        "# TYPE chainlog_sync_seconds histogram".to_string(),
+    ] {
+        assert!(
+            lines.contains(&want.as_str()),
+            "no line {want:?} in:\n{body}"
+        );
+    }
+    assert!(body.contains("chainlog_sync_seconds_bucket{log=\"default\",le=\"0.001\"} "));
+    assert_eq!(appended, 20);
+
+    // The page is the same one the server renders in-process, and other
+    // paths are not found.
+    assert_eq!(body, server.metrics_text());
+    let (status, _) = http_get(maddr, "/");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
