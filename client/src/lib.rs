@@ -27,7 +27,7 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 pub use proto::event::{Event, EventRef, StoredEvent};
-use proto::frame::{self, FrameError, DEFAULT_MAX_BODY, PROTOCOL_VERSION};
+use proto::frame::{self, FrameError, PROTOCOL_VERSION};
 use proto::msg::{self, Request, Response};
 pub use proto::msg::{
     rights, AppendReceipt, ErrorCode, ErrorReply, EventPage, LogStats, Query, TimeField,
@@ -98,6 +98,9 @@ pub struct Client {
 
 /// How long a response may take to arrive once it has started.
 const FRAME_DEADLINE: Duration = Duration::from_secs(60);
+/// The largest response accepted: a page of events is at most about 2 MiB,
+/// an unknown-actions list a few MiB.
+const MAX_RESPONSE: usize = 16 << 20;
 
 impl Client {
     /// Connects and agrees on the protocol version.
@@ -195,7 +198,7 @@ impl Client {
     fn read_response(&mut self) -> Result<(RequestId, Response)> {
         let h = frame::read_frame(
             &mut self.reader,
-            DEFAULT_MAX_BODY * 2,
+            MAX_RESPONSE,
             FRAME_DEADLINE,
             &mut self.body,
         )?;
@@ -404,7 +407,9 @@ impl Tail<'_> {
             let (id, resp) = self.client.read_response()?;
             match resp {
                 Response::Done if id == cancel => cancelled = true,
-                Response::Error(e) if id == cancel => return Err(ClientError::Server(e)),
+                Response::Error(e) if id == cancel || id == 0 => {
+                    return Err(ClientError::Server(e))
+                }
                 // The tail's last frame: DONE, or the error that ended it
                 // before the cancel arrived.
                 Response::Done | Response::Error(_) if id == self.id => tail_done = true,

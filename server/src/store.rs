@@ -788,8 +788,11 @@ fn query_fingerprint(q: &Query, tenants: &[&str]) -> u64 {
         text(t);
     }
     h.update([q.time_field as u8]);
-    h.update(q.from.to_le_bytes());
-    h.update(q.to.to_le_bytes());
+    // The bounds only where they apply: ignored values cannot void a cursor.
+    if q.time_field != TimeField::None {
+        h.update(q.from.to_le_bytes());
+        h.update(q.to.to_le_bytes());
+    }
     h.update((tenants.len() as u64).to_le_bytes());
     let d = h.finalize();
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
