@@ -1,8 +1,9 @@
 //! chainlog's operator and user tools. Each binary in `src/bin` is a thin
 //! shell over a module here, so that tests call the same code:
 //! `segment-verify` over [`verify_cmd`] (itself over `engine::verify`), and
-//! `segment-dump` over [`dump_cmd`].
+//! `segment-dump` over [`dump_cmd`], and `chainlog` over [`cli`].
 
+pub mod cli;
 pub mod dump_cmd;
 pub mod json;
 pub mod verify_cmd;

@@ -1,0 +1,358 @@
+//! The `chainlog` command-line client: append, query, tail, import.
+//!
+//! The binary (`src/bin/chainlog.rs`) parses [`Cli`] and calls [`run`];
+//! each command is a module here, over the Rust client.
+
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use client::{Client, ClientError, Query, StoredEvent, TimeField};
+use engine::error::hex;
+
+pub mod append;
+pub mod event_json;
+pub mod import;
+pub mod time;
+
+/// Exit code: done.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: failed (connection, server error, bad input); an import can
+/// be re-run to resume.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: bad usage (from the argument parser).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: an import finished, but some rows were rejected (see the
+/// rejects file).
+pub const EXIT_REJECTED: i32 = 3;
+
+/// chainlog: append audit events to a chainlogd server, query them, follow
+/// them, and import an existing audit trail.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chainlog",
+    version,
+    after_help = "Connection: --addr/--key, or CHAINLOG_ADDR/CHAINLOG_KEY, or a TOML file (--config, CHAINLOG_CONFIG, or ~/.config/chainlog/cli.toml) with `addr = \"...\"` and `key = \"...\"`.\n\nExit codes: 0 done; 1 failed (an import can be re-run and resumes); 2 usage; 3 import finished with rejected rows."
+)]
+pub struct Cli {
+    /// The server's address [default: 127.0.0.1:7400].
+    #[arg(long, global = true, env = "CHAINLOG_ADDR")]
+    pub addr: Option<String>,
+    /// The API key.
+    #[arg(long, global = true, env = "CHAINLOG_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// A TOML file with `addr` and `key`.
+    #[arg(long, global = true, env = "CHAINLOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Append one event from flags, or events as JSON lines on standard input; prints each receipt.
+    Append(append::Args),
+    /// Query events by tenant, actor, action, resource and time.
+    Query(QueryArgs),
+    /// Follow events as they become durable, from now or from a seq.
+    Tail(TailArgs),
+    /// Import JSON lines or CSV from another system: mapped, backfilled, deduplicated, resumable.
+    Import(import::Args),
+}
+
+/// `chainlog query`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only this actor id.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only this resource type.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Only this resource id.
+    #[arg(long)]
+    pub resource_id: Option<String>,
+    /// From this time (inclusive): RFC 3339, YYYY-MM-DD or Unix time.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Until this time (exclusive).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Which time --from/--to apply to.
+    #[arg(long, value_enum, default_value_t = On::Occurred)]
+    pub on: On,
+    /// Print at most this many events.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u64,
+    /// Print every match (no --limit).
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
+    /// Print only the number of matching events (for comparing with the old system).
+    #[arg(long)]
+    pub count: bool,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The time a query's range applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum On {
+    /// `occurred_at`: when it happened (the client's time; kept on import).
+    Occurred,
+    /// `created_at`: when the server stored it.
+    Created,
+}
+
+/// `chainlog tail`.
+#[derive(Debug, clap::Args)]
+pub struct TailArgs {
+    /// Start at this seq instead of at the end.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<String>,
+    key: Option<String>,
+}
+
+/// An error for the user, with the exit code to end with.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong.
+    pub message: String,
+    /// The exit code.
+    pub code: i32,
+}
+
+impl Failure {
+    /// A failure with [`EXIT_FAILED`].
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: EXIT_FAILED,
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+impl Cli {
+    /// The address and key: flags, then environment (clap), then the file.
+    fn connection(&self) -> Result<(String, String), Failure> {
+        let path = self.config.clone().or_else(|| {
+            let p = PathBuf::from(std::env::var_os("HOME")?).join(".config/chainlog/cli.toml");
+            p.exists().then_some(p)
+        });
+        let file = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| Failure::new(format!("{}: {e}", p.display())))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| Failure::new(format!("{}: {e}", p.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        let addr = self
+            .addr
+            .clone()
+            .or(file.addr)
+            .unwrap_or_else(|| "127.0.0.1:7400".into());
+        let key = self.key.clone().or(file.key).ok_or_else(|| {
+            Failure::new("no API key: pass --key, set CHAINLOG_KEY, or put `key = \"...\"` in the config file")
+        })?;
+        Ok((addr, key))
+    }
+
+    /// Connects and authenticates.
+    pub fn connect(&self) -> Result<Client, Failure> {
+        let (addr, key) = self.connection()?;
+        let mut c = Client::connect(&addr)
+            .map_err(|e| Failure::new(format!("cannot connect to {addr}: {e}")))?;
+        c.auth(&key)?;
+        Ok(c)
+    }
+}
+
+/// Runs a parsed command; returns the exit code.
+pub fn run(cli: &Cli) -> i32 {
+    let result = match &cli.command {
+        Command::Append(a) => append::run(cli, a),
+        Command::Query(q) => query(cli, q),
+        Command::Tail(t) => tail(cli, t),
+        Command::Import(i) => import::run(cli, i),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) if is_broken_pipe(&f) => EXIT_OK,
+        Err(f) => {
+            eprintln!("chainlog: {}", f.message);
+            f.code
+        }
+    }
+}
+
+fn is_broken_pipe(f: &Failure) -> bool {
+    f.message.contains("Broken pipe")
+}
+
+/// Builds the server query from the flags.
+pub fn build_query(a: &QueryArgs) -> Result<Query, Failure> {
+    let mut q = Query::all();
+    q.tenant_id = a.tenant.clone().unwrap_or_default();
+    q.actor_id = a.actor.clone().unwrap_or_default();
+    q.action = a.action.clone().unwrap_or_default();
+    q.resource = a.resource.clone().unwrap_or_default();
+    q.resource_id = a.resource_id.clone().unwrap_or_default();
+    if a.from.is_some() || a.to.is_some() {
+        q.time_field = match a.on {
+            On::Occurred => TimeField::OccurredAt,
+            On::Created => TimeField::CreatedAt,
+        };
+        let t = |s: &Option<String>, default| {
+            s.as_deref()
+                .map_or(Ok(default), time::parse)
+                .map_err(Failure::new)
+        };
+        q.from = t(&a.from, 0)?;
+        q.to = t(&a.to, u64::MAX)?;
+    }
+    Ok(q)
+}
+
+fn query(cli: &Cli, a: &QueryArgs) -> Result<i32, Failure> {
+    let mut q = build_query(a)?;
+    let mut c = cli.connect()?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    if a.count {
+        q.want_total = true;
+        q.limit = 1;
+        let total = c
+            .query_page(&q)?
+            .total
+            .ok_or_else(|| Failure::new("the server sent no total"))?;
+        writeln!(out, "{total}")?;
+        return Ok(EXIT_OK);
+    }
+    let max = if a.all { u64::MAX } else { a.limit };
+    q.limit = max.clamp(1, 1000) as u16;
+    let mut printer = Printer::new(a.json);
+    for e in c.query(q).take(usize::try_from(max).unwrap_or(usize::MAX)) {
+        printer.print(&mut out, &e?)?;
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+fn tail(cli: &Cli, a: &TailArgs) -> Result<i32, Failure> {
+    let mut c = cli.connect()?;
+    let mut out = io::stdout().lock();
+    let mut printer = Printer::new(a.json);
+    for e in c.tail(a.from.unwrap_or(u64::MAX))? {
+        printer.print(&mut out, &e?)?;
+        out.flush()?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// Prints events as a table (with a header first) or as JSON lines.
+pub struct Printer {
+    json: bool,
+    header: bool,
+}
+
+impl Printer {
+    /// A table printer, or JSON lines if `json`.
+    pub fn new(json: bool) -> Self {
+        Printer {
+            json,
+            header: false,
+        }
+    }
+
+    /// Prints one event.
+    pub fn print(&mut self, out: &mut impl Write, e: &StoredEvent) -> io::Result<()> {
+        if self.json {
+            return writeln!(out, "{}", event_json::to_json(e));
+        }
+        if !self.header {
+            self.header = true;
+            writeln!(
+                out,
+                "{:>8}  {:19}  {:14}  {:16}  {:20}  {:12}  {}",
+                "SEQ", "OCCURRED_AT (UTC)", "TENANT", "ACTOR", "ACTION", "RESOURCE", "RESOURCE_ID"
+            )?;
+        }
+        let ev = &e.event;
+        writeln!(
+            out,
+            "{:>8}  {:19}  {:14}  {:16}  {:20}  {:12}  {}{}",
+            e.seq,
+            time::format_short(ev.occurred_at),
+            cell(&ev.tenant_id, 14),
+            cell(&ev.actor_id, 16),
+            cell(&ev.action, 20),
+            cell(&ev.resource, 12),
+            cell(&ev.resource_id, 14),
+            if ev.backfilled { "  (backfilled)" } else { "" }
+        )
+    }
+}
+
+fn cell(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(width - 1).collect();
+    t.push('…');
+    t
+}
+
+/// A receipt as the commands print it.
+pub fn receipt_line(r: &client::AppendReceipt, json: bool) -> String {
+    if json {
+        serde_json::json!({
+            "seq": r.seq,
+            "hash": hex(&r.hash),
+            "created_at": time::format(r.created_at),
+            "duplicate": r.duplicate,
+        })
+        .to_string()
+    } else {
+        format!(
+            "{}\t{}{}",
+            r.seq,
+            hex(&r.hash),
+            if r.duplicate { "\tduplicate" } else { "" }
+        )
+    }
+}
+
+/// Whether standard error is a terminal (progress bars go there).
+pub fn stderr_is_terminal() -> bool {
+    io::stderr().is_terminal()
+}

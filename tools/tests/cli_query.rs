@@ -1,0 +1,193 @@
+//! `chainlog append`, `query` (table and JSON) and `tail` against a real
+//! server.
+#![allow(clippy::unwrap_used)]
+
+mod cli_common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use cli_common::*;
+use serde_json::Value;
+
+#[test]
+fn append_then_query_as_a_table_and_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let out = s.run(
+        &[
+            "append",
+            "--tenant",
+            "acme",
+            "--actor",
+            "u1",
+            "--action",
+            "user.login",
+            "--resource",
+            "session",
+            "--occurred-at",
+            "2024-03-01T12:00:00Z",
+            "--idempotency-key",
+            "k1",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = text(&out.stdout);
+    let (seq, hash) = first.trim().split_once('\t').unwrap();
+    assert_eq!(seq, "0");
+    assert_eq!(hash.len(), 64);
+    // The same key again: the first receipt, marked duplicate.
+    let again = s.run(
+        &[
+            "append",
+            "--tenant",
+            "acme",
+            "--actor",
+            "u1",
+            "--action",
+            "user.login",
+            "--resource",
+            "session",
+            "--idempotency-key",
+            "k1",
+        ],
+        "",
+    );
+    assert_eq!(text(&again.stdout), format!("0\t{hash}\tduplicate\n"));
+    let lines = "{\"tenant_id\":\"acme\",\"actor_id\":\"u2\",\"action\":\"doc.read\",\"resource\":\"doc\",\"resource_id\":\"d1\",\"occurred_at\":\"2024-03-02T08:00:00Z\",\"metadata\":{\"ip\":\"10.0.0.1\"}}\n\n{\"tenant_id\":\"globex\",\"actor_id\":\"u3\",\"action\":\"doc.read\",\"resource\":\"doc\",\"occurred_at\":1709366400}\n";
+    let out = s.run(&["append", "--json"], lines);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let receipts: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        receipts
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(receipts[0]["duplicate"], Value::Bool(false));
+    // A bad line names itself; nothing after it is sent.
+    let out = s.run(&["append"], "{\"tenant_id\":\"acme\",\"actor_id\":\"u\",\"action\":\"a.b\",\"resource\":\"r\"}\nnot json\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("line 2"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let table = s.run(&["query", "--action", "doc.read"], "");
+    assert_eq!(
+        text(&table.stdout),
+        "     SEQ  OCCURRED_AT (UTC)    TENANT          ACTOR             ACTION                RESOURCE      RESOURCE_ID\n\
+         \x20      1  2024-03-02 08:00:00  acme            u2                doc.read              doc           d1\n\
+         \x20      2  2024-03-02 08:00:00  globex          u3                doc.read              doc           \n"
+    );
+    let json = s.run(
+        &[
+            "query",
+            "--json",
+            "--tenant",
+            "acme",
+            "--from",
+            "2024-03-02",
+            "--to",
+            "2024-03-03",
+        ],
+        "",
+    );
+    let rows: Vec<Value> = text(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(
+        (
+            r["seq"].as_u64(),
+            r["actor_id"].as_str(),
+            r["occurred_at"].as_str()
+        ),
+        (Some(1), Some("u2"), Some("2024-03-02T08:00:00Z"))
+    );
+    assert_eq!(r["metadata"]["ip"], "10.0.0.1");
+    assert_eq!(r["hash"].as_str().unwrap().len(), 64);
+    let count = s.run(
+        &[
+            "query",
+            "--count",
+            "--on",
+            "occurred",
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-03",
+        ],
+        "",
+    );
+    assert_eq!(text(&count.stdout), "3\n");
+    let limited = s.run(&["query", "--json", "--limit", "2"], "");
+    assert_eq!(text(&limited.stdout).lines().count(), 2);
+}
+
+#[test]
+fn tail_sees_events_appended_after_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let mut tail = s
+        .cmd(&["tail", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Give the tail time to subscribe at the (empty) head, then append.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..3 {
+        let out = s.run(
+            &[
+                "append",
+                "--tenant",
+                "t",
+                "--actor",
+                &format!("a{i}"),
+                "--action",
+                "x.y",
+                "--resource",
+                "r",
+            ],
+            "",
+        );
+        assert!(out.status.success());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while seen.len() < 3 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            seen.push((
+                v["seq"].as_u64().unwrap(),
+                v["actor_id"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert_eq!(
+        seen,
+        vec![(0, "a0".into()), (1, "a1".into()), (2, "a2".into())]
+    );
+}
