@@ -303,8 +303,8 @@ impl Printer {
             self.header = true;
             writeln!(
                 out,
-                "{:>8}  {:19}  {:14}  {:16}  {:20}  {:12}  {}",
-                "SEQ", "OCCURRED_AT (UTC)", "TENANT", "ACTOR", "ACTION", "RESOURCE", "RESOURCE_ID"
+                "{:>8}  {:19}  {:14}  {:16}  {:20}  {:12}  RESOURCE_ID",
+                "SEQ", "OCCURRED_AT (UTC)", "TENANT", "ACTOR", "ACTION", "RESOURCE"
             )?;
         }
         let ev = &e.event;
