@@ -110,6 +110,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
     let mut in_flight: VecDeque<(RequestId, Vec<u64>)> = VecDeque::new();
     let mut batch = Vec::new();
     let mut lines = Vec::new();
+    let mut bytes = 0usize;
     for (i, line) in io::stdin().lock().lines().enumerate() {
         let line = line?;
         let n = i as u64 + 1;
@@ -119,9 +120,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
         let v: Value =
             serde_json::from_str(&line).map_err(|e| Failure::new(format!("line {n}: {e}")))?;
         let e = event_json::from_json(&v).map_err(|e| Failure::new(format!("line {n}: {e}")))?;
+        let len = e.as_ref().encoded_len() + 4;
+        // A request must stay under the server's frame limit.
+        if !batch.is_empty() && bytes + len > super::MAX_REQUEST_BYTES {
+            in_flight.push_back((c.submit_append(&batch)?, std::mem::take(&mut lines)));
+            batch.clear();
+            bytes = 0;
+        }
+        bytes += len;
         batch.push(e);
         lines.push(n);
         if batch.len() == usize::from(a.batch) {
+            bytes = 0;
             in_flight.push_back((c.submit_append(&batch)?, std::mem::take(&mut lines)));
             batch.clear();
             while in_flight.len() >= 8 {

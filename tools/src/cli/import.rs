@@ -535,6 +535,7 @@ fn import_file(
     let started = Instant::now();
     let mut last_draw = Instant::now();
     let batch = usize::from(a.batch);
+    let mut building_bytes = 0usize;
     while let Some((n, row)) = rows.next_row() {
         imp.counts.read += 1;
         if n <= base.rows_done {
@@ -542,16 +543,30 @@ fn import_file(
             continue;
         }
         match row.and_then(|r| mapper.event(&r)) {
-            Ok(e) => building.rows.push((n, e)),
+            Ok(e) => {
+                let len = e.as_ref().encoded_len() + 4;
+                if len > super::MAX_REQUEST_BYTES {
+                    building.rejected.push((
+                        n,
+                        format!("event: encodes to {len} bytes, more than one request carries"),
+                    ));
+                } else {
+                    // A request must stay under the server's frame limit.
+                    if !building.rows.is_empty() && building_bytes + len > super::MAX_REQUEST_BYTES
+                    {
+                        send_bounded(&mut imp, &mut building, &mut queue, a.in_flight)?;
+                        building_bytes = 0;
+                    }
+                    building_bytes += len;
+                    building.rows.push((n, e));
+                }
+            }
             Err(why) => building.rejected.push((n, why)),
         }
         building.end_row = n;
         if building.rows.len() + building.rejected.len() >= batch {
-            send(&mut imp, &mut building, &mut queue)?;
-            while queue.len() >= a.in_flight.max(1) {
-                let p = queue.pop_front().expect("non-empty");
-                imp.settle(p)?;
-            }
+            send_bounded(&mut imp, &mut building, &mut queue, a.in_flight)?;
+            building_bytes = 0;
         }
         if let Some(pb) = &progress {
             if last_draw.elapsed() > Duration::from_millis(100) {
@@ -579,6 +594,22 @@ fn import_file(
         ..imp.checkpoint.clone()
     };
     Ok((c, imp.counts))
+}
+
+/// Sends the batch being built, then settles the oldest batches until at
+/// most `in_flight` are outstanding.
+fn send_bounded(
+    imp: &mut FileImport<'_>,
+    building: &mut Pending,
+    queue: &mut VecDeque<Pending>,
+    in_flight: usize,
+) -> Result<(), Failure> {
+    send(imp, building, queue)?;
+    while queue.len() >= in_flight.max(1) {
+        let p = queue.pop_front().expect("non-empty");
+        imp.settle(p)?;
+    }
+    Ok(())
 }
 
 fn send(

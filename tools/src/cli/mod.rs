@@ -15,6 +15,10 @@ pub mod event_json;
 pub mod import;
 pub mod time;
 
+/// The most event bytes one append request carries: under the server's
+/// default frame limit (1 MiB of events plus their length prefixes).
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
 /// Exit code: done.
 pub const EXIT_OK: i32 = 0;
 /// Exit code: failed (connection, server error, bad input); an import can
