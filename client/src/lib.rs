@@ -3,8 +3,11 @@
 //! A [`Client`] is one TCP connection: connect, authenticate, then append
 //! (one event, a batch, or many batches in flight with
 //! [`Client::submit_append`] / [`Client::wait_receipts`]), query with
-//! automatic paging, read seq ranges, tail as an iterator. Errors are typed:
-//! the server's error code arrives as [`ClientError::Server`].
+//! automatic paging, read seq ranges, tail as an iterator; with an admin
+//! key, manage the log's keys ([`Client::list_keys`], [`Client::create_key`],
+//! [`Client::revoke_key`]) and schema ([`Client::schema`],
+//! [`Client::set_schema`]). Errors are typed: the server's error code
+//! arrives as [`ClientError::Server`].
 //!
 //! ```no_run
 //! use client::{Client, Event};
@@ -30,7 +33,8 @@ pub use proto::event::{Event, EventRef, StoredEvent};
 use proto::frame::{self, FrameError, PROTOCOL_VERSION};
 use proto::msg::{self, Request, Response};
 pub use proto::msg::{
-    rights, AppendReceipt, ErrorCode, ErrorReply, EventPage, LogStats, Query, TimeField,
+    rights, AppendReceipt, ErrorCode, ErrorReply, EventPage, KeyInfo, LogStats, Origin, Query,
+    SchemaInfo, SchemaMode, SchemaSpec, TimeField,
 };
 use proto::DecodeError;
 
@@ -79,6 +83,16 @@ pub struct AuthInfo {
     pub rights: u8,
     /// The tenants it may write and read; empty for all.
     pub tenants: Vec<String>,
+}
+
+/// A key the server created: its text is shown this once (the server keeps
+/// only its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedKey {
+    /// The key's id.
+    pub id: String,
+    /// The key's text, for [`Client::auth`].
+    pub key: String,
 }
 
 /// The id of a request in flight.
@@ -289,6 +303,62 @@ impl Client {
         match self.call(&Request::UnknownActions)? {
             Response::Actions(a) => Ok(a),
             other => Err(unexpected("unknown actions", &other)),
+        }
+    }
+
+    /// The keys in force on the key's log, by id, without their text or
+    /// hash (needs the admin right and no tenant limit).
+    pub fn list_keys(&mut self) -> Result<Vec<KeyInfo>> {
+        match self.call(&Request::ListKeys)? {
+            Response::Keys(k) => Ok(k),
+            other => Err(unexpected("list keys", &other)),
+        }
+    }
+
+    /// Creates a key on the key's log with [`rights`] bits `rights` and
+    /// `tenants` (empty: every tenant); returns its text, which the server
+    /// does not keep (needs the admin right and no tenant limit).
+    pub fn create_key(&mut self, id: &str, rights: u8, tenants: &[String]) -> Result<CreatedKey> {
+        let req = Request::CreateKey {
+            id: id.into(),
+            rights,
+            tenants: tenants.to_vec(),
+        };
+        match self.call(&req)? {
+            Response::KeyCreated { id, key } => Ok(CreatedKey { id, key }),
+            other => Err(unexpected("create key", &other)),
+        }
+    }
+
+    /// Revokes the key `id` of the key's log: no connection can use it from
+    /// the reply on (needs the admin right and no tenant limit).
+    pub fn revoke_key(&mut self, id: &str) -> Result<()> {
+        match self.call(&Request::RevokeKey { id: id.into() })? {
+            Response::Done => Ok(()),
+            other => Err(unexpected("revoke key", &other)),
+        }
+    }
+
+    /// The log's action schema, and whether it comes from the config or
+    /// was set at runtime (needs the admin right and no tenant limit).
+    pub fn schema(&mut self) -> Result<SchemaInfo> {
+        match self.call(&Request::GetSchema)? {
+            Response::Schema(s) => Ok(s),
+            other => Err(unexpected("get schema", &other)),
+        }
+    }
+
+    /// Replaces the log's action schema. It applies to appends at once,
+    /// and the unknown-action counts have been recounted under it when this
+    /// returns (needs the admin right and no tenant limit).
+    pub fn set_schema(&mut self, mode: SchemaMode, actions: &[String]) -> Result<()> {
+        let req = Request::SetSchema(SchemaSpec {
+            mode,
+            actions: actions.to_vec(),
+        });
+        match self.call(&req)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected("set schema", &other)),
         }
     }
 

@@ -22,5 +22,5 @@ pub mod wire;
 
 pub use event::{Event, EventError, Limits, StoredEvent};
 pub use frame::{FrameError, FrameHeader, PROTOCOL_VERSION};
-pub use msg::{ErrorCode, Query, Request, Response, TimeField};
+pub use msg::{ErrorCode, Query, Request, Response, SchemaMode, SchemaSpec, TimeField};
 pub use wire::DecodeError;

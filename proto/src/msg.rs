@@ -26,6 +26,16 @@ pub mod kind {
     pub const PING: u8 = 0x08;
     /// Request: the actions seen that the log's schema does not list.
     pub const UNKNOWN_ACTIONS: u8 = 0x09;
+    /// Request (admin): the keys of the log.
+    pub const LIST_KEYS: u8 = 0x0a;
+    /// Request (admin): create a key; the server generates its text.
+    pub const CREATE_KEY: u8 = 0x0b;
+    /// Request (admin): revoke a key by id.
+    pub const REVOKE_KEY: u8 = 0x0c;
+    /// Request (admin): the log's action schema.
+    pub const GET_SCHEMA: u8 = 0x0d;
+    /// Request (admin): replace the log's action schema.
+    pub const SET_SCHEMA: u8 = 0x0e;
 
     /// Response to AUTH.
     pub const AUTH_OK: u8 = 0x81;
@@ -41,8 +51,15 @@ pub mod kind {
     pub const PONG: u8 = 0x86;
     /// Response to UNKNOWN_ACTIONS.
     pub const ACTIONS: u8 = 0x87;
-    /// Response to CANCEL, and the last frame of a cancelled tail.
+    /// Response to CANCEL, REVOKE_KEY and SET_SCHEMA, and the last frame of
+    /// a cancelled tail.
     pub const DONE: u8 = 0x88;
+    /// Response to LIST_KEYS.
+    pub const KEYS: u8 = 0x89;
+    /// Response to CREATE_KEY: the new key's text, sent once.
+    pub const KEY_CREATED: u8 = 0x8a;
+    /// Response to GET_SCHEMA.
+    pub const SCHEMA: u8 = 0x8b;
     /// Response to anything: a typed error.
     pub const ERROR: u8 = 0xff;
 }
@@ -54,8 +71,11 @@ pub mod rights {
     /// May query, read and tail.
     pub const READ: u8 = 2;
     /// May read the whole log's stats and unknown actions (a key with READ
-    /// and no tenant limit may read stats too).
+    /// and no tenant limit may read stats too); with no tenant limit, may
+    /// also manage the log's keys and schema.
     pub const ADMIN: u8 = 4;
+    /// Every right.
+    pub const ALL: u8 = APPEND | READ | ADMIN;
 }
 
 /// The most events one query or read page returns.
@@ -214,6 +234,57 @@ impl Query {
     }
 }
 
+/// What a log does with an action no pattern allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaMode {
+    /// Store the event and count it as unknown (wire value 0).
+    #[default]
+    Permissive,
+    /// Refuse the event (wire value 1).
+    Strict,
+}
+
+/// A log's action schema: its mode and patterns (empty: every action).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SchemaSpec {
+    /// Strict or permissive.
+    pub mode: SchemaMode,
+    /// Allowed action patterns; `*` is one or more characters.
+    pub actions: Vec<String>,
+}
+
+/// Where a key or a schema comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The config file (wire value 0).
+    Config,
+    /// Set at runtime by an admin, kept in the data directory's
+    /// `managed.json` (wire value 1).
+    Runtime,
+}
+
+/// A key as LIST_KEYS describes it: never its text or hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key's id.
+    pub id: String,
+    /// Config file or runtime.
+    pub origin: Origin,
+    /// [`rights`] bits.
+    pub rights: u8,
+    /// Tenants it may write and read; empty for every tenant.
+    pub tenants: Vec<String>,
+}
+
+/// A log's schema as GET_SCHEMA describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaInfo {
+    /// Config file, or set at runtime (which overrides the config).
+    pub origin: Origin,
+    /// Mode and patterns.
+    pub spec: SchemaSpec,
+}
+
 /// A request, decoded (append events borrow the frame body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request<'a> {
@@ -254,6 +325,26 @@ pub enum Request<'a> {
     Ping(u64),
     /// The unknown actions seen.
     UnknownActions,
+    /// The keys of the log (admin).
+    ListKeys,
+    /// Create a key for the log (admin); the server generates its text.
+    CreateKey {
+        /// Its id: 1-64 bytes, printable, no whitespace, unused.
+        id: String,
+        /// [`rights`] bits, at least one.
+        rights: u8,
+        /// Tenants it may write and read; empty for every tenant.
+        tenants: Vec<String>,
+    },
+    /// Revoke a key of the log (admin).
+    RevokeKey {
+        /// The key's id.
+        id: String,
+    },
+    /// The log's action schema (admin).
+    GetSchema,
+    /// Replace the log's action schema (admin).
+    SetSchema(SchemaSpec),
 }
 
 /// Appends a complete request frame to `out`.
@@ -268,6 +359,11 @@ pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
         Request::Stats => (kind::STATS, 0),
         Request::Ping(_) => (kind::PING, 0),
         Request::UnknownActions => (kind::UNKNOWN_ACTIONS, 0),
+        Request::ListKeys => (kind::LIST_KEYS, 0),
+        Request::CreateKey { .. } => (kind::CREATE_KEY, 0),
+        Request::RevokeKey { .. } => (kind::REVOKE_KEY, 0),
+        Request::GetSchema => (kind::GET_SCHEMA, 0),
+        Request::SetSchema(_) => (kind::SET_SCHEMA, 0),
     };
     let _ = at;
     let at = crate::frame::begin_frame(out, k, request_id);
@@ -310,8 +406,19 @@ pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
         }
         Request::Tail { from } => wire::put_u64(out, *from),
         Request::Cancel { request_id } => wire::put_u32(out, *request_id),
-        Request::Stats | Request::UnknownActions => {}
+        Request::Stats | Request::UnknownActions | Request::ListKeys | Request::GetSchema => {}
         Request::Ping(v) => wire::put_u64(out, *v),
+        Request::CreateKey {
+            id,
+            rights,
+            tenants,
+        } => {
+            wire::put_bytes16(out, id.as_bytes());
+            out.push(*rights);
+            put_strings16(out, tenants);
+        }
+        Request::RevokeKey { id } => wire::put_bytes16(out, id.as_bytes()),
+        Request::SetSchema(spec) => put_schema(out, spec),
     }
     crate::frame::finish_frame(out, at);
 }
@@ -395,6 +502,17 @@ pub fn decode_request(k: u8, body: &[u8]) -> Result<Request<'_>, DecodeError> {
         kind::STATS => Request::Stats,
         kind::PING => Request::Ping(r.u64("ping value")?),
         kind::UNKNOWN_ACTIONS => Request::UnknownActions,
+        kind::LIST_KEYS => Request::ListKeys,
+        kind::CREATE_KEY => Request::CreateKey {
+            id: r.str16("key id")?.to_owned(),
+            rights: r.u8("rights")?,
+            tenants: strings16(&mut r, "tenant")?,
+        },
+        kind::REVOKE_KEY => Request::RevokeKey {
+            id: r.str16("key id")?.to_owned(),
+        },
+        kind::GET_SCHEMA => Request::GetSchema,
+        kind::SET_SCHEMA => Request::SetSchema(schema(&mut r)?),
         k => {
             return Err(DecodeError::Invalid {
                 what: "frame type",
@@ -504,8 +622,21 @@ pub enum Response {
     Pong(u64),
     /// Unknown actions and how many stored events carry each.
     Actions(Vec<(String, u64)>),
-    /// A cancel took effect (sent for the cancel and for the tail).
+    /// A cancel took effect (sent for the cancel and for the tail); a key
+    /// was revoked; a schema was set.
     Done,
+    /// The log's keys, by id.
+    Keys(Vec<KeyInfo>),
+    /// A key was created: its text, sent this once.
+    KeyCreated {
+        /// The key's id.
+        id: String,
+        /// The key's text, to give to its user; the server keeps only its
+        /// hash.
+        key: String,
+    },
+    /// The log's schema.
+    Schema(SchemaInfo),
     /// A typed error.
     Error(ErrorReply),
 }
@@ -541,6 +672,9 @@ pub fn encode_response(out: &mut Vec<u8>, request_id: u32, resp: &Response) {
         Response::Pong(_) => kind::PONG,
         Response::Actions(_) => kind::ACTIONS,
         Response::Done => kind::DONE,
+        Response::Keys(_) => kind::KEYS,
+        Response::KeyCreated { .. } => kind::KEY_CREATED,
+        Response::Schema(_) => kind::SCHEMA,
         Response::Error(_) => kind::ERROR,
     };
     let at = crate::frame::begin_frame(out, k, request_id);
@@ -595,6 +729,23 @@ pub fn encode_response(out: &mut Vec<u8>, request_id: u32, resp: &Response) {
             }
         }
         Response::Done => {}
+        Response::Keys(keys) => {
+            wire::put_u32(out, u32::try_from(keys.len()).expect("keys over 4G"));
+            for k in keys {
+                wire::put_bytes16(out, k.id.as_bytes());
+                out.push(origin_byte(k.origin));
+                out.push(k.rights);
+                put_strings16(out, &k.tenants);
+            }
+        }
+        Response::KeyCreated { id, key } => {
+            wire::put_bytes16(out, id.as_bytes());
+            wire::put_bytes16(out, key.as_bytes());
+        }
+        Response::Schema(info) => {
+            out.push(origin_byte(info.origin));
+            put_schema(out, &info.spec);
+        }
         Response::Error(e) => encode_error_body(out, e),
     }
     crate::frame::finish_frame(out, at);
@@ -666,6 +817,67 @@ fn decode_events(r: &mut Reader<'_>) -> Result<Vec<StoredEvent>, DecodeError> {
         });
     }
     Ok(events)
+}
+
+/// A `u16` count, then that many `str16`.
+fn put_strings16(out: &mut Vec<u8>, list: &[String]) {
+    wire::put_u16(out, u16::try_from(list.len()).expect("list over 65535"));
+    for s in list {
+        wire::put_bytes16(out, s.as_bytes());
+    }
+}
+
+fn strings16(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<String>, DecodeError> {
+    let n = r.u16(what)? as usize;
+    // Each string takes at least its 2-byte length.
+    let mut list = Vec::with_capacity(n.min(r.remaining() / 2));
+    for _ in 0..n {
+        list.push(r.str16(what)?.to_owned());
+    }
+    Ok(list)
+}
+
+fn put_schema(out: &mut Vec<u8>, spec: &SchemaSpec) {
+    out.push(match spec.mode {
+        SchemaMode::Permissive => 0,
+        SchemaMode::Strict => 1,
+    });
+    put_strings16(out, &spec.actions);
+}
+
+fn schema(r: &mut Reader<'_>) -> Result<SchemaSpec, DecodeError> {
+    let mode = match r.u8("schema mode")? {
+        0 => SchemaMode::Permissive,
+        1 => SchemaMode::Strict,
+        n => {
+            return Err(DecodeError::Invalid {
+                what: "schema mode",
+                why: format!("{n} is not 0 (permissive) or 1 (strict)"),
+            })
+        }
+    };
+    Ok(SchemaSpec {
+        mode,
+        actions: strings16(r, "action pattern")?,
+    })
+}
+
+fn origin_byte(o: Origin) -> u8 {
+    match o {
+        Origin::Config => 0,
+        Origin::Runtime => 1,
+    }
+}
+
+fn origin(r: &mut Reader<'_>) -> Result<Origin, DecodeError> {
+    match r.u8("origin")? {
+        0 => Ok(Origin::Config),
+        1 => Ok(Origin::Runtime),
+        n => Err(DecodeError::Invalid {
+            what: "origin",
+            why: format!("{n} is not 0 (config) or 1 (runtime)"),
+        }),
+    }
 }
 
 fn flag(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
@@ -750,6 +962,31 @@ pub fn decode_response(k: u8, body: &[u8]) -> Result<Response, DecodeError> {
             Response::Actions(list)
         }
         kind::DONE => Response::Done,
+        kind::KEYS => {
+            let n = r.u32("key count")? as usize;
+            // An entry is at least 6 bytes: empty id, origin, rights, count.
+            let mut keys = Vec::with_capacity(n.min(r.remaining() / 6));
+            for _ in 0..n {
+                keys.push(KeyInfo {
+                    id: r.str16("key id")?.to_owned(),
+                    origin: origin(&mut r)?,
+                    rights: r.u8("rights")?,
+                    tenants: strings16(&mut r, "tenant")?,
+                });
+            }
+            Response::Keys(keys)
+        }
+        kind::KEY_CREATED => Response::KeyCreated {
+            id: r.str16("key id")?.to_owned(),
+            key: r.str16("key")?.to_owned(),
+        },
+        kind::SCHEMA => {
+            let origin = origin(&mut r)?;
+            Response::Schema(SchemaInfo {
+                origin,
+                spec: schema(&mut r)?,
+            })
+        }
         kind::ERROR => {
             let code = ErrorCode::from_u16(r.u16("code")?);
             let index = r.u32("index")?;

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use proto::event::Event;
 use proto::fuzz;
 use proto::msg::{
-    encode_request, encode_response, AppendReceipt, EventPage, Query, Request, Response, TimeField,
+    encode_request, encode_response, AppendReceipt, EventPage, KeyInfo, Origin, Query, Request,
+    Response, SchemaInfo, SchemaMode, SchemaSpec, TimeField,
 };
 use proto::StoredEvent;
 
@@ -114,6 +115,29 @@ fn write_seed_corpus() {
         ("stats", Request::Stats),
         ("ping", Request::Ping(7)),
         ("unknown", Request::UnknownActions),
+        ("list-keys", Request::ListKeys),
+        (
+            "create-key",
+            Request::CreateKey {
+                id: "billing".into(),
+                rights: 3,
+                tenants: vec!["acme".into(), "globex".into()],
+            },
+        ),
+        (
+            "revoke-key",
+            Request::RevokeKey {
+                id: "billing".into(),
+            },
+        ),
+        ("get-schema", Request::GetSchema),
+        (
+            "set-schema",
+            Request::SetSchema(SchemaSpec {
+                mode: SchemaMode::Strict,
+                actions: vec!["user.*".into(), "*.deleted".into()],
+            }),
+        ),
     ];
     let mut stream = Vec::new();
     for (i, (name, r)) in requests.iter().enumerate() {
@@ -159,6 +183,40 @@ fn write_seed_corpus() {
         ("pong", Response::Pong(7)),
         ("actions", Response::Actions(vec![("x.y".into(), 3)])),
         ("done", Response::Done),
+        (
+            "keys",
+            Response::Keys(vec![
+                KeyInfo {
+                    id: "admin".into(),
+                    origin: Origin::Config,
+                    rights: 7,
+                    tenants: vec![],
+                },
+                KeyInfo {
+                    id: "billing".into(),
+                    origin: Origin::Runtime,
+                    rights: 1,
+                    tenants: vec!["acme".into()],
+                },
+            ]),
+        ),
+        (
+            "key-created",
+            Response::KeyCreated {
+                id: "billing".into(),
+                key: "clk_0123".into(),
+            },
+        ),
+        (
+            "schema",
+            Response::Schema(SchemaInfo {
+                origin: Origin::Runtime,
+                spec: SchemaSpec {
+                    mode: SchemaMode::Permissive,
+                    actions: vec!["user.*".into()],
+                },
+            }),
+        ),
         (
             "error",
             Response::Error(proto::msg::ErrorReply {

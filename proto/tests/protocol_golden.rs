@@ -68,3 +68,40 @@ fn the_worked_example_in_docs_protocol_md_is_what_the_codec_writes() {
         "RECEIPTS frame"
     );
 }
+
+#[test]
+fn the_create_key_example_in_docs_protocol_md_is_what_the_codec_writes() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+        .expect("doc");
+    let request = Request::CreateKey {
+        id: "billing".into(),
+        rights: proto::msg::rights::APPEND | proto::msg::rights::READ,
+        tenants: vec!["acme".into()],
+    };
+    let mut frame = Vec::new();
+    encode_request(&mut frame, 3, &request);
+    assert_eq!(
+        frame,
+        doc_block(&doc, "create-key-frame"),
+        "CREATE_KEY frame"
+    );
+    assert_eq!(
+        decode_request(frame[4], &frame[9..]).expect("decodes"),
+        request
+    );
+    let reply = Response::KeyCreated {
+        id: "billing".into(),
+        key: format!("clk_{}", "0123456789abcdef".repeat(3)),
+    };
+    let mut frame = Vec::new();
+    encode_response(&mut frame, 3, &reply);
+    assert_eq!(
+        frame,
+        doc_block(&doc, "key-created-frame"),
+        "KEY_CREATED frame"
+    );
+    assert_eq!(
+        proto::msg::decode_response(frame[4], &frame[9..]).expect("decodes"),
+        reply
+    );
+}

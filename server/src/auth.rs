@@ -7,10 +7,19 @@
 //! the first match, so the time taken says nothing about which key (or
 //! how much of one) matched. A wrong, truncated or unknown key is refused
 //! with the same answer.
+//!
+//! The keys in force change at runtime (an admin creates or revokes one):
+//! [`KeyStore`] holds the current [`Keyring`] and a generation that moves
+//! with every change, so that a connection checks its key is still in force
+//! with one atomic load per request, and looks it up again only after a
+//! change.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use proto::msg::rights;
+use parking_lot::RwLock;
+use proto::msg::{rights, Origin};
 use sha2::{Digest, Sha256};
 
 use crate::config::KeyConfig;
@@ -28,9 +37,22 @@ pub struct Key {
     pub rights: u8,
     /// The tenants it may write and read; empty for all.
     pub tenants: Vec<String>,
+    /// The config file, or created at runtime.
+    pub origin: Origin,
 }
 
 impl Key {
+    /// Its stored form: `sha256:` and the hex digest.
+    pub fn hash_text(&self) -> String {
+        format!("sha256:{}", engine::error::hex(&self.hash))
+    }
+
+    /// Whether `other` is the same key (same id and hash), whatever its
+    /// rights now.
+    pub fn same_key(&self, other: &Key) -> bool {
+        self.id == other.id && self.hash == other.hash
+    }
+
     /// Whether the key may act for `tenant`.
     pub fn allows_tenant(&self, tenant: &str) -> bool {
         self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
@@ -51,8 +73,16 @@ pub struct Keyring {
 impl Keyring {
     /// Parses the configured keys.
     pub fn new(configs: &[KeyConfig]) -> Result<Keyring, ConfigError> {
+        Keyring::build(configs.iter().map(|k| (k, Origin::Config)))
+    }
+
+    /// Parses keys from the config and from runtime changes: ids and hashes
+    /// must be unique across them all.
+    pub fn build<'a>(
+        entries: impl IntoIterator<Item = (&'a KeyConfig, Origin)>,
+    ) -> Result<Keyring, ConfigError> {
         let mut keys = Vec::new();
-        for k in configs {
+        for (k, origin) in entries {
             let bad = |why: &str| ConfigError::Invalid(format!("key {:?}: {why}", k.id));
             let hex = k
                 .hash
@@ -62,16 +92,8 @@ impl Keyring {
                 .ok_or_else(|| bad("hash must be \"sha256:\" and 64 hex digits"))?;
             let mut r = 0;
             for name in &k.rights {
-                r |= match name.as_str() {
-                    "append" => rights::APPEND,
-                    "read" => rights::READ,
-                    "admin" => rights::ADMIN,
-                    other => {
-                        return Err(bad(&format!(
-                            "unknown right {other:?} (append, read, admin)"
-                        )))
-                    }
-                };
+                r |= right_bit(name)
+                    .ok_or_else(|| bad(&format!("unknown right {name:?} (append, read, admin)")))?;
             }
             if keys.iter().any(|o: &Key| o.id == k.id || o.hash == hash) {
                 return Err(bad("another key has the same id or the same hash"));
@@ -82,9 +104,15 @@ impl Keyring {
                 log: k.log.clone(),
                 rights: r,
                 tenants: k.tenants.clone(),
+                origin,
             });
         }
         Ok(Keyring { keys })
+    }
+
+    /// Keeps only the keys `keep` accepts.
+    pub fn retain(&mut self, keep: impl FnMut(&Key) -> bool) {
+        self.keys.retain(keep);
     }
 
     /// The key whose hash matches `presented`'s, compared in constant time
@@ -104,6 +132,85 @@ impl Keyring {
     pub fn keys(&self) -> &[Key] {
         &self.keys
     }
+}
+
+/// The keys in force, replaced whole when an admin changes them.
+#[derive(Debug)]
+pub struct KeyStore {
+    ring: RwLock<Arc<Keyring>>,
+    /// Moves (under the write lock, after the swap) with every change.
+    generation: AtomicU64,
+}
+
+impl KeyStore {
+    /// Serves `ring`.
+    pub fn new(ring: Keyring) -> KeyStore {
+        KeyStore {
+            ring: RwLock::new(Arc::new(ring)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The key `presented` opens (see [`Keyring::authenticate`]), and the
+    /// generation it was found in.
+    pub fn authenticate(&self, presented: &str) -> Option<(Key, u64)> {
+        let ring = self.ring.read();
+        let g = self.generation.load(Ordering::Acquire);
+        ring.authenticate(presented).map(|k| (k.clone(), g))
+    }
+
+    /// Changes with every [`replace`](Self::replace): while it has not
+    /// moved, a key found earlier is still in force.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// `key` as it now stands, or `None` if it is no longer in force
+    /// (revoked, or revoked and created again under the same id: another
+    /// key).
+    pub fn current(&self, key: &Key) -> Option<Key> {
+        self.ring
+            .read()
+            .keys
+            .iter()
+            .find(|k| k.same_key(key))
+            .cloned()
+    }
+
+    /// The keys in force.
+    pub fn ring(&self) -> Arc<Keyring> {
+        self.ring.read().clone()
+    }
+
+    /// Puts `ring` in force; every connection notices at its next request.
+    pub fn replace(&self, ring: Keyring) {
+        let mut r = self.ring.write();
+        *r = Arc::new(ring);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The bit of a right's name (`append`, `read`, `admin`).
+pub fn right_bit(name: &str) -> Option<u8> {
+    match name {
+        "append" => Some(rights::APPEND),
+        "read" => Some(rights::READ),
+        "admin" => Some(rights::ADMIN),
+        _ => None,
+    }
+}
+
+/// The names of the rights in `bits`, in bit order.
+pub fn right_names(bits: u8) -> Vec<String> {
+    [
+        (rights::APPEND, "append"),
+        (rights::READ, "read"),
+        (rights::ADMIN, "admin"),
+    ]
+    .iter()
+    .filter(|(b, _)| bits & b != 0)
+    .map(|(_, n)| (*n).to_string())
+    .collect()
 }
 
 /// Equality without data-dependent branches.

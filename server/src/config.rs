@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::schema::Mode;
 use crate::ConfigError;
@@ -144,8 +144,9 @@ impl LogConfig {
     }
 }
 
-/// One API key.
-#[derive(Debug, Clone, Deserialize)]
+/// One API key (in the config file, and in `managed.json` for keys created
+/// at runtime).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// A name for logs and metrics.
@@ -213,11 +214,8 @@ impl ServerConfig {
                 ));
             }
             for a in &l.actions {
-                if a.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return bad(format!(
-                        "log {:?}: action pattern {a:?} is empty or has whitespace",
-                        l.name
-                    ));
+                if let Err(why) = crate::schema::check_pattern(a) {
+                    return bad(format!("log {:?}: action pattern {a:?} {why}", l.name));
                 }
             }
         }

@@ -15,6 +15,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use proto::frame::{self, FrameError};
 use proto::msg::{self, kind, rights, ErrorCode, ErrorReply, Request, Response};
 
+use crate::admin;
 use crate::auth::Key;
 use crate::server::Ctx;
 use crate::store::{AppendJob, LogState};
@@ -192,10 +193,20 @@ pub(crate) fn linger(s: &mut TcpStream) {
 
 type Tails = HashMap<u32, (Arc<AtomicBool>, JoinHandle<()>)>;
 
+/// The error for a request made with a key revoked since it authenticated.
+fn revoked() -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::Unauthenticated,
+        "this key has been revoked; authenticate again",
+    )
+}
+
 fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) -> Ending {
     let ctx = &conn.ctx;
     let mut body = Vec::new();
-    let mut key: Option<Key> = None;
+    // The connection's key, and the key store's generation when it was
+    // last found in force.
+    let mut key: Option<(Key, u64)> = None;
     let mut last_activity = Instant::now();
     loop {
         if ctx.stopping.load(Ordering::Acquire) || conn.closed.load(Ordering::Acquire) {
@@ -255,9 +266,27 @@ fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) -> Ending {
             // authentication, good or bad, ends them first (each sends DONE).
             end_tails(conn, tails);
         }
+        // A key revoked since it was found ends here: one atomic load per
+        // request while nothing has changed, a lookup after a change.
+        if let Some((k, seen)) = &key {
+            if !matches!(req, Request::Auth { .. } | Request::Ping(_)) {
+                let now = ctx.keys.generation();
+                if now != *seen {
+                    match ctx.keys.current(k) {
+                        Some(k) => key = Some((k, now)),
+                        None => {
+                            tracing::warn!(peer = %conn.peer, key = %k.id, "request with a revoked key");
+                            key = None;
+                            conn.error(id, revoked());
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
         match (&req, &key) {
-            (Request::Auth { key: text }, _) => match ctx.keyring.authenticate(text) {
-                Some(k) => {
+            (Request::Auth { key: text }, _) => match ctx.keys.authenticate(text) {
+                Some((k, generation)) => {
                     tracing::debug!(peer = %conn.peer, key = %k.id, "authenticated");
                     conn.reply(
                         id,
@@ -267,7 +296,7 @@ fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) -> Ending {
                             tenants: k.tenants.clone(),
                         },
                     );
-                    key = Some(k.clone());
+                    key = Some((k, generation));
                 }
                 None => {
                     // Never log what was presented.
@@ -284,7 +313,7 @@ fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) -> Ending {
                 id,
                 ErrorReply::new(ErrorCode::Unauthenticated, "authenticate first"),
             ),
-            (_, Some(k)) => {
+            (_, Some((k, generation))) => {
                 let Some(state) = ctx.logs.get(&k.log) else {
                     conn.error(
                         id,
@@ -292,7 +321,7 @@ fn read_loop(reader: &mut TcpStream, conn: &Conn, tails: &mut Tails) -> Ending {
                     );
                     continue;
                 };
-                handle(conn, id, req, k, state, tails);
+                handle(conn, id, req, (k, *generation), state, tails);
             }
         }
     }
@@ -317,11 +346,13 @@ fn forbidden(what: &str) -> ErrorReply {
     )
 }
 
+/// Serves a request from an authenticated connection whose key `k` was
+/// found in force at the key store's `generation`.
 fn handle(
     conn: &Conn,
     id: u32,
     req: Request<'_>,
-    k: &Key,
+    (k, generation): (&Key, u64),
     state: &Arc<LogState>,
     tails: &mut Tails,
 ) {
@@ -402,6 +433,9 @@ fn handle(
                 cancel: cancel.clone(),
                 closed: conn.closed.clone(),
                 ctx: ctx.clone(),
+                // What the connection checked: a revocation since then is
+                // seen by the tail's first step.
+                generation,
             };
             match std::thread::Builder::new()
                 .name("chainlog-tail".into())
@@ -440,9 +474,38 @@ fn handle(
             if !k.has(rights::ADMIN) {
                 return conn.error(id, forbidden("admin"));
             }
-            conn.reply(id, &Response::Actions(state.schema.unknown()));
+            conn.reply(id, &Response::Actions(state.unknown.list()));
         }
+        Request::ListKeys => admin_op(conn, id, k, || {
+            Ok(Response::Keys(admin::list_keys(ctx, &k.log)))
+        }),
+        Request::CreateKey {
+            id: key_id,
+            rights,
+            tenants,
+        } => admin_op(conn, id, k, || {
+            let key = admin::create_key(ctx, k, state, key_id.clone(), rights, tenants)?;
+            Ok(Response::KeyCreated { id: key_id, key })
+        }),
+        Request::RevokeKey { id: key_id } => admin_op(conn, id, k, || {
+            admin::revoke_key(ctx, k, &key_id).map(|()| Response::Done)
+        }),
+        Request::GetSchema => admin_op(conn, id, k, || Ok(Response::Schema(admin::schema(state)))),
+        Request::SetSchema(spec) => admin_op(conn, id, k, || {
+            admin::set_schema(ctx, k, state, spec).map(|()| Response::Done)
+        }),
         Request::Auth { .. } | Request::Ping(_) => unreachable!("handled before authentication"),
+    }
+}
+
+/// Runs an admin operation for a key allowed to, and answers it.
+fn admin_op(conn: &Conn, id: u32, k: &Key, op: impl FnOnce() -> Result<Response, ErrorReply>) {
+    if !admin::allowed(k) {
+        return conn.error(id, forbidden("admin (on every tenant)"));
+    }
+    match op() {
+        Ok(r) => conn.reply(id, &r),
+        Err(e) => conn.error(id, e),
     }
 }
 
@@ -455,11 +518,13 @@ struct TailTask {
     cancel: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
     ctx: Arc<Ctx>,
+    /// The key store's generation when the key was last found in force.
+    generation: u64,
 }
 
 impl TailTask {
-    fn run(self) {
-        let s = &self.state;
+    fn run(mut self) {
+        let s = self.state.clone();
         let mut next = if self.from == u64::MAX {
             s.log.head().map_or(0, |h| h.seq + 1)
         } else {
@@ -474,6 +539,19 @@ impl TailTask {
             }
             if self.closed.load(Ordering::Acquire) || self.ctx.stopping.load(Ordering::Acquire) {
                 return;
+            }
+            // A tail runs with the key that started it, while it is in force.
+            let now = self.ctx.keys.generation();
+            if now != self.generation {
+                if self.ctx.keys.current(&self.key).is_none() {
+                    let e = revoked();
+                    self.ctx.metrics.error(e.code);
+                    let mut out = Vec::new();
+                    msg::encode_response(&mut out, self.id, &Response::Error(e));
+                    let _ = self.tx.send(Out::Frame(out));
+                    return;
+                }
+                self.generation = now;
             }
             let seen = s.signal.generation();
             match s.tail_step(&self.key, next) {

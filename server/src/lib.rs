@@ -4,6 +4,9 @@
 //! - [`config`]: the TOML configuration and its defaults.
 //! - [`auth`]: API keys, stored as hashes, compared in constant time.
 //! - [`schema`]: a log's allowed action patterns, strict or permissive.
+//! - [`managed`]: keys and schemas changed at runtime, kept in the data
+//!   directory's `managed.json`.
+//! - [`admin`]: the operations that change them.
 //! - [`dedup`]: the idempotency window, rebuilt from the log on start.
 //! - [`index`]: block summaries that let queries skip what cannot match.
 //! - [`store`]: one served log and the operations on it.
@@ -13,11 +16,13 @@
 
 use std::path::PathBuf;
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 mod conn;
 pub mod dedup;
 pub mod index;
+pub mod managed;
 pub mod metrics;
 pub mod schema;
 pub mod server;

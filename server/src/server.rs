@@ -11,8 +11,9 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 use proto::msg::{self, ErrorCode, ErrorReply, Response};
 
-use crate::auth::Keyring;
+use crate::auth::KeyStore;
 use crate::config::ServerConfig;
+use crate::managed::Managed;
 use crate::metrics::{self, Metrics};
 use crate::store::LogState;
 use crate::ServerError;
@@ -21,7 +22,11 @@ use crate::ServerError;
 #[derive(Debug)]
 pub(crate) struct Ctx {
     pub config: ServerConfig,
-    pub keyring: Keyring,
+    /// The keys in force: the config's and the runtime changes.
+    pub keys: KeyStore,
+    /// The runtime changes, as written to `managed.json`; its lock
+    /// serialises admin changes.
+    pub managed: Mutex<Managed>,
     pub logs: HashMap<String, Arc<LogState>>,
     pub metrics: Metrics,
     pub stopping: AtomicBool,
@@ -40,16 +45,29 @@ pub struct Server {
 impl Server {
     /// Opens every configured log (running recovery, rebuilding the dedup
     /// window and query index) and starts listening. `data_dir` in
-    /// `config` is used as given.
+    /// `config` is used as given; the runtime changes kept in its
+    /// `managed.json` apply over the config's keys and schemas.
     pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
         config.validate()?;
-        let keyring = Keyring::new(&config.keys)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ServerError::Io(format!("create {}", config.data_dir.display()), e))?;
+        let managed = Managed::load(&config.data_dir)?;
+        let keyring = managed.keyring(&config)?;
+        let served = |log: &str| config.logs.iter().any(|l| l.name == log);
+        for k in managed.keys.iter().filter(|k| !served(&k.log)) {
+            tracing::warn!(key = %k.id, log = %k.log, "a key created at runtime names a log that is not configured: it opens nothing");
+        }
+        for log in managed.schemas.keys().filter(|l| !served(l)) {
+            tracing::warn!(%log, "a schema set at runtime is for a log that is not configured");
+        }
         let mut logs = HashMap::new();
         for l in &config.logs {
             let started = std::time::Instant::now();
-            let state = LogState::open(&config.data_dir, l.clone())
+            let runtime_schema = managed.schema(&l.name);
+            if runtime_schema.is_some() {
+                tracing::info!(log = %l.name, "using the schema set at runtime (managed.json), not the config's");
+            }
+            let state = LogState::open(&config.data_dir, l.clone(), runtime_schema)
                 .map_err(|e| ServerError::Log(l.name.clone(), e))?;
             let stats = state.stats();
             tracing::info!(
@@ -78,7 +96,8 @@ impl Server {
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let ctx = Arc::new(Ctx {
             config,
-            keyring,
+            keys: KeyStore::new(keyring),
+            managed: Mutex::new(managed),
             logs,
             metrics: Metrics::default(),
             stopping: AtomicBool::new(false),

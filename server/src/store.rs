@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use engine::format::record::KIND_DATA;
 use engine::{Config as EngineConfig, Durability, Log, PendingAppend, Record, WriteObserver};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use proto::event::EventRef;
 use proto::msg::{self, AppendReceipt, ErrorCode, ErrorReply, LogStats, Query, TimeField};
 use proto::wire;
@@ -22,7 +22,7 @@ use crate::config::LogConfig;
 use crate::dedup::{self, Claim, Dedup, KeyKind};
 use crate::index::{EventIndex, Skip, TenantProbe};
 use crate::metrics::{LogGauges, LogMetrics};
-use crate::schema::Schema;
+use crate::schema::{Mode, Schema, Tally, UnknownActions};
 
 /// Events scanned for one page before it is returned short, with a
 /// cursor: bounds the time a page request holds a connection. (A query
@@ -79,11 +79,17 @@ impl WriteObserver for Observer {
 /// A served log.
 #[derive(Debug)]
 pub struct LogState {
-    /// The log's configuration.
+    /// The log's configuration (its `schema_mode` and `actions` are the
+    /// config file's; [`schema`](Self::schema) is the one in force).
     pub config: LogConfig,
     limits: proto::Limits,
-    /// Its action schema and unknown-action counts.
-    pub schema: Schema,
+    /// Its action schema (swapped whole when an admin sets it) and whether
+    /// it was set at runtime.
+    schema: RwLock<(Arc<Schema>, bool)>,
+    /// Stored events whose action the schema does not allow.
+    pub unknown: UnknownActions,
+    /// Serialises schema changes (and their recounts).
+    recount: Mutex<()>,
     /// Its idempotency window.
     pub dedup: Dedup,
     /// Its query index.
@@ -243,10 +249,83 @@ enum Stop {
     At(u64),
 }
 
+/// A schema change in progress: the schema is in force, the counts are
+/// not yet recomputed. See [`LogState::begin_schema_change`]; dropping it
+/// recounts too.
+#[derive(Debug)]
+#[must_use = "the counts are the previous schema's until recount() runs"]
+pub struct SchemaChange<'a> {
+    state: &'a LogState,
+    _one_change: MutexGuard<'a, ()>,
+    schema: Arc<Schema>,
+    /// Events before this seq were counted under the previous schema.
+    upto: u64,
+    /// The catch-up before the swap; `None` once recounted.
+    caught_up: Option<Result<(), engine::Error>>,
+}
+
+impl SchemaChange<'_> {
+    /// Counts the events before the change again, under the new schema,
+    /// without holding the indexer back (it counts newer events apart
+    /// meanwhile), then replaces the counts with the two together.
+    ///
+    /// A record that cannot be read ends the recount early with the error;
+    /// the counts then cover the events read, until the next start counts
+    /// everything again.
+    pub fn recount(mut self) -> Result<(), engine::Error> {
+        self.run()
+    }
+
+    /// Events before this seq are recounted; later ones are counted by
+    /// the indexer.
+    pub fn upto(&self) -> u64 {
+        self.upto
+    }
+
+    fn run(&mut self) -> Result<(), engine::Error> {
+        let Some(mut result) = self.caught_up.take() else {
+            return Ok(());
+        };
+        let mut tally = Tally::default();
+        for rec in self.state.log.scan(0..self.upto) {
+            match rec {
+                Ok(r) => {
+                    if let Ok(e) = EventRef::decode(&r.payload) {
+                        if !self.schema.allows(e.action) {
+                            tally.add(e.action, 1);
+                        }
+                    }
+                }
+                Err(e) => {
+                    result = result.and(Err(e));
+                    break;
+                }
+            }
+        }
+        self.state.unknown.finish_recount(tally);
+        result
+    }
+}
+
+impl Drop for SchemaChange<'_> {
+    fn drop(&mut self) {
+        // The counts must not stay split between two schemas.
+        if let Err(e) = self.run() {
+            tracing::warn!(log = %self.state.config.name, error = %e, "recounting unknown actions failed");
+        }
+    }
+}
+
 impl LogState {
     /// Opens (or creates) the log under `data_dir` and rebuilds the dedup
     /// window, query index and unknown-action counts from its events.
-    pub fn open(data_dir: &Path, config: LogConfig) -> Result<Arc<LogState>, engine::Error> {
+    /// `runtime_schema`, if given, replaces the config's schema (one an
+    /// admin set at runtime).
+    pub fn open(
+        data_dir: &Path,
+        config: LogConfig,
+        runtime_schema: Option<Schema>,
+    ) -> Result<Arc<LogState>, engine::Error> {
         let metrics = Arc::new(LogMetrics::new(&config.name));
         let signal = Arc::new(HeadSignal::default());
         let engine_config = EngineConfig {
@@ -265,9 +344,14 @@ impl LogState {
             ..EngineConfig::default()
         };
         let log = Log::open(data_dir.join(&config.name), engine_config)?;
+        let runtime = runtime_schema.is_some();
+        let schema = runtime_schema
+            .unwrap_or_else(|| Schema::new(config.schema_mode, config.actions.clone()));
         let state = Arc::new(LogState {
             limits: config.limits(),
-            schema: Schema::new(config.schema_mode, config.actions.clone()),
+            schema: RwLock::new((Arc::new(schema), runtime)),
+            unknown: UnknownActions::default(),
+            recount: Mutex::new(()),
             dedup: Dedup::new(Duration::from_secs(config.dedup_window_secs)),
             index: EventIndex::new(),
             metrics,
@@ -292,6 +376,52 @@ impl LogState {
         Ok(state)
     }
 
+    /// The action schema in force.
+    pub fn schema(&self) -> Arc<Schema> {
+        self.schema.read().0.clone()
+    }
+
+    /// The action schema in force, and whether it was set at runtime
+    /// (rather than coming from the config).
+    pub fn schema_info(&self) -> (Arc<Schema>, bool) {
+        let s = self.schema.read();
+        (s.0.clone(), s.1)
+    }
+
+    /// Replaces the action schema: appends validated from now on use it,
+    /// and the unknown-action counts are recomputed under it before this
+    /// returns. [`begin_schema_change`](Self::begin_schema_change), then
+    /// [`SchemaChange::recount`].
+    pub fn set_schema(&self, schema: Schema) -> Result<(), engine::Error> {
+        self.begin_schema_change(schema).recount()
+    }
+
+    /// Puts `schema` in force; the counts follow once the returned change
+    /// is [recounted](SchemaChange::recount) (until then, the previous
+    /// schema's counts are reported). Changes are serialised: the next one
+    /// begins once this one is dropped.
+    ///
+    /// Under the catch-up lock (the indexer's), so that every event is
+    /// counted either before the swap (and recounted) or after it (and
+    /// kept): index every durable event, so that the recount covers every
+    /// event acknowledged before this call; swap the schema; start counting
+    /// newly indexed events apart; note how far the index has got.
+    pub fn begin_schema_change(&self, schema: Schema) -> SchemaChange<'_> {
+        let one_change = self.recount.lock();
+        let schema = Arc::new(schema);
+        let held = self.catch_up.lock();
+        let caught_up = self.catch_up_locked(&held, false);
+        *self.schema.write() = (schema.clone(), true);
+        self.unknown.begin_recount();
+        SchemaChange {
+            state: self,
+            _one_change: one_change,
+            schema,
+            upto: self.index.indexed(),
+            caught_up: Some(caught_up),
+        }
+    }
+
     /// Wakes tailers and the indexer (to see a cancellation promptly).
     pub fn signal_wake(&self) {
         self.signal.bump();
@@ -309,7 +439,17 @@ impl LogState {
     /// Indexes every durable event not yet indexed; at start, also refills
     /// the dedup window.
     fn catch_up(&self, starting: bool) -> Result<(), engine::Error> {
-        let _one = self.catch_up.lock();
+        let held = self.catch_up.lock();
+        self.catch_up_locked(&held, starting)
+    }
+
+    /// [`catch_up`](Self::catch_up), for a caller holding the catch-up
+    /// lock (`_held`).
+    fn catch_up_locked(
+        &self,
+        _held: &MutexGuard<'_, ()>,
+        starting: bool,
+    ) -> Result<(), engine::Error> {
         let now = now_nanos();
         loop {
             let from = self.index.indexed();
@@ -322,12 +462,15 @@ impl LogState {
                 .log
                 .scan(from..to)
                 .collect::<Result<Vec<Record>, _>>()?;
+            // Under the catch-up lock, which a schema change takes too: the
+            // whole chunk is counted under one schema.
+            let schema = self.schema();
             let mut entries = Vec::with_capacity(records.len());
             for r in &records {
                 match EventRef::decode(&r.payload) {
                     Ok(e) => {
-                        if !self.schema.allows(e.action) {
-                            self.schema.count_unknown(e.action);
+                        if !schema.allows(e.action) {
+                            self.unknown.count(e.action);
                         }
                         if starting {
                             for (kind, v) in [
@@ -361,6 +504,7 @@ impl LogState {
         bodies: &[&[u8]],
     ) -> Result<AppendJob, ErrorReply> {
         let now = now_nanos();
+        let schema = self.schema();
         let mut payloads: Vec<Vec<u8>> = Vec::with_capacity(bodies.len());
         let mut plan = Vec::with_capacity(bodies.len());
         // Keys of this batch: (digest, event index).
@@ -400,7 +544,7 @@ impl LogState {
             }
             e.validate(&self.limits, now)
                 .map_err(|err| invalid(i, &err.field, err.reason))?;
-            if !self.schema.allows(e.action) && self.schema.mode == crate::schema::Mode::Strict {
+            if schema.mode == Mode::Strict && !schema.allows(e.action) {
                 return Err(invalid(
                     i,
                     "action",
@@ -691,7 +835,7 @@ impl LogState {
             appends: s.appends,
             syncs: s.syncs,
             segments: self.log.segment_count() as u64,
-            unknown_actions: self.schema.unknown_total(),
+            unknown_actions: self.unknown.total(),
         }
     }
 
@@ -700,7 +844,7 @@ impl LogState {
         LogGauges {
             queue_depth: self.log.queue_len(),
             events: self.head_next(),
-            unknown_actions: self.schema.unknown_total(),
+            unknown_actions: self.unknown.total(),
             dedup_keys: self.dedup.len(),
         }
     }
