@@ -1,4 +1,5 @@
-//! The `chainlog` command-line client: append, query, tail, import.
+//! The `chainlog` command-line client: append, query, tail, import,
+//! schema, keys.
 //!
 //! The binary (`src/bin/chainlog.rs`) parses [`Cli`] and calls [`run`];
 //! each command is a module here, over the Rust client.
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 use client::{Client, ClientError, Query, StoredEvent, TimeField};
 use engine::error::hex;
 
+pub mod admin;
 pub mod append;
 pub mod event_json;
 pub mod import;
@@ -64,6 +66,12 @@ pub enum Command {
     Tail(TailArgs),
     /// Import JSON lines or CSV from another system: mapped, backfilled, deduplicated, resumable.
     Import(import::Args),
+    /// Show or set the log's action schema; list unknown actions (admin key).
+    #[command(subcommand)]
+    Schema(admin::SchemaCmd),
+    /// List, create and revoke the log's API keys (admin key).
+    #[command(subcommand)]
+    Keys(admin::KeysCmd),
 }
 
 /// `chainlog query`.
@@ -209,6 +217,8 @@ pub fn run(cli: &Cli) -> i32 {
         Command::Query(q) => query(cli, q),
         Command::Tail(t) => tail(cli, t),
         Command::Import(i) => import::run(cli, i),
+        Command::Schema(s) => admin::schema(cli, s),
+        Command::Keys(k) => admin::keys(cli, k),
     };
     match result {
         Ok(code) => code,
