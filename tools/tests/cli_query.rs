@@ -154,7 +154,8 @@ fn tail_sees_events_appended_after_it_started() {
             }
         }
     });
-    // Give the tail time to subscribe at the (empty) head, then append.
+    // From seq 0 of the empty log: whenever the tail subscribes, it sees
+    // every event appended after it started.
     std::thread::sleep(Duration::from_millis(300));
     for i in 0..3 {
         let out = s.run(
