@@ -139,7 +139,7 @@ fn tail_sees_events_appended_after_it_started() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path());
     let mut tail = s
-        .cmd(&["tail", "--json"])
+        .cmd(&["tail", "--json", "--from", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
