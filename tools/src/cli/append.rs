@@ -58,9 +58,24 @@ pub struct Args {
 
 impl Args {
     fn event_from_flags(&self) -> Option<Result<Event, Failure>> {
-        let any = [&self.actor, &self.action, &self.resource, &self.tenant]
-            .iter()
-            .any(|f| f.is_some());
+        // Any event flag means one event from flags (then standard input
+        // is not read, and no flag is silently ignored).
+        let any = [
+            &self.tenant,
+            &self.actor,
+            &self.actor_name,
+            &self.action,
+            &self.resource,
+            &self.resource_id,
+            &self.metadata,
+            &self.occurred_at,
+            &self.idempotency_key,
+            &self.source_event_id,
+            &self.correlation_id,
+        ]
+        .iter()
+        .any(|f| f.is_some())
+            || self.backfilled;
         if !any {
             return None;
         }
@@ -106,47 +121,74 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
         return Ok(EXIT_OK);
     }
     // JSON lines: pipelined batches, at most 8 in flight, each with the
-    // input line numbers of its events.
+    // input line numbers of its events. On any failure, reading stops,
+    // every batch already sent is still waited for and its receipts
+    // printed, and then the failure is reported.
     let mut in_flight: VecDeque<(RequestId, Vec<u64>)> = VecDeque::new();
+    let mut failure: Option<Failure> = None;
     let mut batch = Vec::new();
     let mut lines = Vec::new();
     let mut bytes = 0usize;
-    for (i, line) in io::stdin().lock().lines().enumerate() {
-        let line = line?;
+    'input: for (i, line) in io::stdin().lock().lines().enumerate() {
         let n = i as u64 + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value =
-            serde_json::from_str(&line).map_err(|e| Failure::new(format!("line {n}: {e}")))?;
-        let e = event_json::from_json(&v).map_err(|e| Failure::new(format!("line {n}: {e}")))?;
+        let parsed = line.map_err(Failure::from).and_then(|l| {
+            if l.trim().is_empty() {
+                return Ok(None);
+            }
+            let v: Value =
+                serde_json::from_str(&l).map_err(|e| Failure::new(format!("line {n}: {e}")))?;
+            event_json::from_json(&v)
+                .map(Some)
+                .map_err(|e| Failure::new(format!("line {n}: {e}")))
+        });
+        let e = match parsed {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(f) => {
+                failure = Some(f);
+                break;
+            }
+        };
         let len = e.as_ref().encoded_len() + 4;
         // A request must stay under the server's frame limit.
-        if !batch.is_empty() && bytes + len > super::MAX_REQUEST_BYTES {
-            in_flight.push_back((c.submit_append(&batch)?, std::mem::take(&mut lines)));
+        let full = !batch.is_empty() && bytes + len > super::MAX_REQUEST_BYTES;
+        if full || batch.len() == usize::from(a.batch) {
+            match c.submit_append(&batch) {
+                Ok(id) => in_flight.push_back((id, std::mem::take(&mut lines))),
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
             batch.clear();
             bytes = 0;
+            while in_flight.len() >= 8 {
+                if let Err(f) = collect(&mut c, &mut in_flight, &mut out, a.json) {
+                    failure = Some(f);
+                    break 'input;
+                }
+            }
         }
         bytes += len;
         batch.push(e);
         lines.push(n);
-        if batch.len() == usize::from(a.batch) {
-            bytes = 0;
-            in_flight.push_back((c.submit_append(&batch)?, std::mem::take(&mut lines)));
-            batch.clear();
-            while in_flight.len() >= 8 {
-                collect(&mut c, &mut in_flight, &mut out, a.json)?;
-            }
+    }
+    if failure.is_none() && !batch.is_empty() {
+        match c.submit_append(&batch) {
+            Ok(id) => in_flight.push_back((id, lines)),
+            Err(e) => failure = Some(e.into()),
         }
     }
-    if !batch.is_empty() {
-        in_flight.push_back((c.submit_append(&batch)?, lines));
-    }
     while !in_flight.is_empty() {
-        collect(&mut c, &mut in_flight, &mut out, a.json)?;
+        if let Err(f) = collect(&mut c, &mut in_flight, &mut out, a.json) {
+            failure.get_or_insert(f);
+        }
     }
     out.flush()?;
-    Ok(EXIT_OK)
+    match failure {
+        Some(f) => Err(f),
+        None => Ok(EXIT_OK),
+    }
 }
 
 fn collect(
@@ -170,7 +212,9 @@ fn failure_at(e: ClientError, lines: &[u64]) -> Failure {
     match &e {
         ClientError::Server(r) => match r.index.and_then(|i| lines.get(i as usize)) {
             Some(line) => Failure::new(format!(
-                "line {line}: {e} (nothing from that batch was stored; earlier batches were)"
+                "line {line}: {e} (nothing from its batch of lines {}..={} was stored; every receipt printed is for a stored event)",
+                lines.first().unwrap_or(&0),
+                lines.last().unwrap_or(&0)
             )),
             None => Failure::from(e),
         },

@@ -9,11 +9,13 @@
 //! in file order, so a re-run resumes where the last one stopped; the
 //! rejects file (`FILE.rejects.jsonl`, one JSON object per rejected row
 //! with its row number and reason) is cut back to the checkpoint's length
-//! on resume, so every rejected row is reported exactly once.
+//! on resume, so every rejected row is reported exactly once. A checkpoint
+//! records what it belongs to (server, log, the file's first bytes, the
+//! mapping): a resume against anything else is refused.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,7 @@ use client::{Client, ClientError, ErrorCode, Event, RequestId};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{event_json, Cli, Failure, EXIT_OK, EXIT_REJECTED};
+use super::{event_json, Cli, Failure, EXIT_OK, EXIT_REJECTED, MAX_REQUEST_BYTES};
 
 /// `chainlog import`.
 #[derive(Debug, clap::Args)]
@@ -73,6 +75,9 @@ pub enum Format {
 /// Where an import of one file stands: saved after every settled batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
+    /// What the checkpoint belongs to: a digest of the server address, the
+    /// log, the file's first 64 KiB and the mapping options.
+    pub identity: String,
     /// Data rows settled (stored, duplicate or rejected), from the start.
     pub rows_done: u64,
     /// Bytes of the rejects file that belong to those rows.
@@ -101,12 +106,19 @@ fn suffixed(file: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// One data row: its number (from 1) and its fields.
-type Row = (u64, Result<Map<String, Value>, String>);
+/// One data row: its number (from 1), the line it starts on, and its
+/// fields or why they could not be read.
+struct Row {
+    n: u64,
+    line: u64,
+    fields: Result<Map<String, Value>, String>,
+}
 
-/// Reads rows and reports how far into the file it is.
+/// Reads rows and reports how far into the file it is. An error stops the
+/// import (the file cannot be read); a row that cannot be parsed is a
+/// [`Row`] with an error, and the import goes on.
 trait Rows {
-    fn next_row(&mut self) -> Option<Row>;
+    fn next_row(&mut self) -> Result<Option<Row>, Failure>;
     fn bytes_read(&self) -> u64;
 }
 
@@ -117,33 +129,51 @@ struct CsvRows {
 }
 
 impl Rows for CsvRows {
-    fn next_row(&mut self) -> Option<Row> {
+    fn next_row(&mut self) -> Result<Option<Row>, Failure> {
         let mut rec = csv::StringRecord::new();
-        match self.reader.read_record(&mut rec) {
-            Ok(false) => None,
+        let read = self.reader.read_record(&mut rec);
+        let line = rec
+            .position()
+            .or(self.reader.position().into())
+            .map_or(0, csv::Position::line);
+        match read {
+            Ok(false) => Ok(None),
             Ok(true) => {
                 self.n += 1;
+                if rec.len() != self.headers.len() {
+                    let why = format!(
+                        "{} fields, the header has {}",
+                        rec.len(),
+                        self.headers.len()
+                    );
+                    return Ok(Some(Row {
+                        n: self.n,
+                        line,
+                        fields: Err(why),
+                    }));
+                }
                 let mut m = Map::new();
                 for (h, v) in self.headers.iter().zip(rec.iter()) {
                     m.insert(h.clone(), Value::String(v.to_string()));
                 }
-                if rec.len() != self.headers.len() {
-                    return Some((
-                        self.n,
-                        Err(format!(
-                            "{} fields, the header has {}",
-                            rec.len(),
-                            self.headers.len()
-                        )),
-                    ));
-                }
-                Some((self.n, Ok(m)))
+                Ok(Some(Row {
+                    n: self.n,
+                    line,
+                    fields: Ok(m),
+                }))
+            }
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                Err(Failure::new(format!("reading: {e}")))
             }
             Err(e) => {
+                // Bad UTF-8 and the like: a rejected row; the reader goes
+                // on at the next record.
                 self.n += 1;
-                // A record that cannot be parsed is a rejected row; the
-                // reader resynchronises at the next line.
-                Some((self.n, Err(format!("unreadable CSV: {e}"))))
+                Ok(Some(Row {
+                    n: self.n,
+                    line,
+                    fields: Err(format!("unreadable CSV record: {e}")),
+                }))
             }
         }
     }
@@ -155,35 +185,59 @@ impl Rows for CsvRows {
 
 struct JsonRows {
     reader: BufReader<File>,
-    line: String,
+    buf: Vec<u8>,
     n: u64,
+    line: u64,
     bytes: u64,
 }
 
 impl Rows for JsonRows {
-    fn next_row(&mut self) -> Option<Row> {
+    fn next_row(&mut self) -> Result<Option<Row>, Failure> {
         loop {
-            self.line.clear();
-            match self.reader.read_line(&mut self.line) {
-                Ok(0) => return None,
-                Ok(k) => self.bytes += k as u64,
-                Err(e) => {
-                    self.n += 1;
-                    return Some((self.n, Err(format!("unreadable line: {e}"))));
-                }
+            self.buf.clear();
+            let k = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| Failure::new(format!("reading: {e}")))?;
+            if k == 0 {
+                return Ok(None);
             }
-            if self.line.trim().is_empty() {
+            self.bytes += k as u64;
+            self.line += 1;
+            let mut bytes = &self.buf[..];
+            if self.line == 1 {
+                bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+            }
+            let text = match std::str::from_utf8(bytes) {
+                Ok(t) => t.trim(),
+                Err(_) => {
+                    self.n += 1;
+                    return Ok(Some(Row {
+                        n: self.n,
+                        line: self.line,
+                        fields: Err("not UTF-8".into()),
+                    }));
+                }
+            };
+            if text.is_empty() {
                 continue;
             }
+            if self.n == 0 && text.starts_with('[') {
+                return Err(Failure::new(
+                    "this is a JSON array, not JSON lines: write one object per line (e.g. jq -c '.[]')",
+                ));
+            }
             self.n += 1;
-            return Some((
-                self.n,
-                match serde_json::from_str::<Value>(&self.line) {
-                    Ok(Value::Object(m)) => Ok(m),
-                    Ok(_) => Err("not a JSON object".into()),
-                    Err(e) => Err(format!("not JSON: {e}")),
-                },
-            ));
+            let fields = match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => Ok(m),
+                Ok(_) => Err("not a JSON object".into()),
+                Err(e) => Err(format!("not JSON: {e}")),
+            };
+            return Ok(Some(Row {
+                n: self.n,
+                line: self.line,
+                fields,
+            }));
         }
     }
 
@@ -192,17 +246,22 @@ impl Rows for JsonRows {
     }
 }
 
-fn open_rows(path: &Path, format: Format) -> Result<Box<dyn Rows>, Failure> {
-    let f = File::open(path).map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
+fn open_rows(path: &Path, format: Format, mapper: &Mapper) -> Result<Box<dyn Rows>, Failure> {
+    let at = |e: &dyn std::fmt::Display| Failure::new(format!("{}: {e}", path.display()));
+    let f = File::open(path).map_err(|e| at(&e))?;
+    if !f.metadata().map_err(|e| at(&e))?.is_file() {
+        return Err(at(&"not a regular file"));
+    }
     Ok(match format {
         Format::Csv => {
             let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(f);
-            let headers = reader
+            let headers: Vec<String> = reader
                 .headers()
-                .map_err(|e| Failure::new(format!("{}: no CSV header row: {e}", path.display())))?
+                .map_err(|e| at(&format!("no CSV header row: {e}")))?
                 .iter()
                 .map(str::to_string)
                 .collect();
+            mapper.check_header(&headers).map_err(|e| at(&e))?;
             Box::new(CsvRows {
                 reader,
                 headers,
@@ -211,8 +270,9 @@ fn open_rows(path: &Path, format: Format) -> Result<Box<dyn Rows>, Failure> {
         }
         Format::Jsonl => Box::new(JsonRows {
             reader: BufReader::new(f),
-            line: String::new(),
+            buf: Vec::new(),
             n: 0,
+            line: 0,
             bytes: 0,
         }),
     })
@@ -229,9 +289,10 @@ pub struct Mapper {
 }
 
 impl Mapper {
-    /// Parses `--map` pairs; every target must be an event field.
+    /// Parses `--map` pairs; every target must be an event field, and no
+    /// two sources may feed one field.
     pub fn new(a: &Args) -> Result<Mapper, Failure> {
-        let mut map = HashMap::new();
+        let mut map: HashMap<String, String> = HashMap::new();
         for pair in &a.map {
             let (old, new) = pair
                 .split_once('=')
@@ -242,7 +303,14 @@ impl Mapper {
                     "--map {pair:?}: {new:?} is not an event field"
                 )));
             }
-            map.insert(old.to_string(), new.to_string());
+            if let Some((other, _)) = map.iter().find(|(_, t)| *t == new) {
+                return Err(Failure::new(format!(
+                    "--map: both {other:?} and {old:?} map to {new:?}"
+                )));
+            }
+            if map.insert(old.to_string(), new.to_string()).is_some() {
+                return Err(Failure::new(format!("--map: {old:?} is mapped twice")));
+            }
         }
         Ok(Mapper {
             map,
@@ -253,17 +321,42 @@ impl Mapper {
         })
     }
 
+    /// The CSV header must have each mapped column and the id column once.
+    fn check_header(&self, headers: &[String]) -> Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for h in headers {
+            if !seen.insert(h.as_str()) {
+                return Err(format!("the header names column {h:?} twice"));
+            }
+        }
+        for old in self.map.keys().chain(self.id_column.iter()) {
+            if !seen.contains(old.as_str()) {
+                return Err(format!(
+                    "no column {old:?} in the header (columns: {})",
+                    headers.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The field a column feeds, if any.
+    fn target<'a>(&'a self, col: &'a str) -> Option<&'a str> {
+        match self.map.get(col) {
+            Some(t) => Some(t),
+            // A column named like a field feeds it, unless something is
+            // mapped onto that field (then it is just another column).
+            None if event_json::is_field(col) && !self.map.values().any(|t| t == col) => Some(col),
+            None => None,
+        }
+    }
+
     /// The event for a row, or why the row cannot be imported.
     pub fn event(&self, row: &Map<String, Value>) -> Result<Event, String> {
         let mut e = Event::default();
         let mut extra = Map::new();
         for (col, v) in row {
-            let target = self
-                .map
-                .get(col)
-                .map(String::as_str)
-                .or_else(|| event_json::is_field(col).then_some(col.as_str()));
-            match target {
+            match self.target(col) {
                 Some(t) => event_json::set_field(&mut e, t, v)
                     .map_err(|why| format!("column {col}: {why}"))?,
                 None if self.keep_unmapped => {
@@ -282,7 +375,12 @@ impl Mapper {
                 _ => Map::new(),
             };
             for (k, v) in extra {
-                meta.entry(k).or_insert(v);
+                // Never lose a column to a key already in the metadata.
+                let mut key = k.clone();
+                while meta.contains_key(&key) {
+                    key.push_str("_column");
+                }
+                meta.insert(key, v);
             }
             e.metadata = Value::Object(meta).to_string();
         }
@@ -300,7 +398,12 @@ impl Mapper {
             e.idempotency_key = match &self.id_column {
                 Some(col) => match row.get(col) {
                     Some(Value::String(s)) if !s.is_empty() => format!("{}{s}", self.key_prefix),
-                    Some(v @ Value::Number(_)) => format!("{}{v}", self.key_prefix),
+                    Some(Value::Number(n)) if n.is_u64() || n.is_i64() => {
+                        format!("{}{n}", self.key_prefix)
+                    }
+                    Some(Value::Number(n)) => {
+                        return Err(format!("id {n} in column {col} is not an integer"))
+                    }
                     _ => return Err(format!("no id in column {col}")),
                 },
                 None => {
@@ -313,6 +416,18 @@ impl Mapper {
         }
         e.backfilled = true;
         Ok(e)
+    }
+
+    /// Mapped columns never seen in `seen` (a typo in --map, for JSON).
+    fn unseen(&self, seen: &BTreeSet<String>) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .map
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        v.sort();
+        v
     }
 }
 
@@ -335,91 +450,145 @@ struct Pending {
     end_row: u64,
 }
 
+/// How many times a batch answered `busy` is retried before giving up.
+const BUSY_RETRIES: u32 = 100;
+
 /// State of one file's import.
 struct FileImport<'a> {
     client: &'a mut Client,
+    base: Checkpoint,
     checkpoint: Checkpoint,
     checkpoint_path: PathBuf,
     rejects: File,
     counts: RunCounts,
+    /// Line numbers of rows, for the rejects file.
+    lines: HashMap<u64, u64>,
 }
 
 impl FileImport<'_> {
     /// Waits for the oldest batch, deals with refused rows, writes the
     /// rejects and the checkpoint.
     fn settle(&mut self, p: Pending) -> Result<(), Failure> {
-        let mut rows = p.rows;
         let mut rejected = p.rejected;
-        let mut id = p.id;
-        while let Some(req) = id.take() {
-            match self.client.wait_receipts(req) {
-                Ok(rs) => {
-                    let dups = rs.iter().filter(|r| r.duplicate).count() as u64;
-                    self.counts.duplicates += dups;
-                    self.counts.imported += rs.len() as u64 - dups;
-                }
-                Err(ClientError::Server(e))
-                    if matches!(e.code, ErrorCode::InvalidEvent | ErrorCode::Forbidden)
-                        && e.index.is_some() =>
-                {
-                    // All or nothing: drop the refused row, resend the rest.
-                    let i = e.index.unwrap_or(0) as usize;
-                    if i >= rows.len() {
-                        return Err(Failure::new(format!(
-                            "the server refused event {i} of a batch of {}",
-                            rows.len()
-                        )));
-                    }
-                    let (row, _) = rows.remove(i);
-                    let why = if e.field.is_empty() {
-                        e.message.clone()
-                    } else {
-                        format!("{}: {}", e.field, e.message)
-                    };
-                    rejected.push((row, why));
-                    if !rows.is_empty() {
-                        id = Some(self.resend(&rows)?);
-                    }
-                }
-                Err(ClientError::Server(e)) if e.code == ErrorCode::Busy => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    id = Some(self.resend(&rows)?);
-                }
-                Err(e) => return Err(Failure::new(format!("{e} (re-run to resume)"))),
-            }
+        if let Some(id) = p.id {
+            let answer = self.client.wait_receipts(id);
+            self.handle(answer, p.rows, &mut rejected, 0)?;
         }
         rejected.sort();
         for (row, why) in &rejected {
-            writeln!(self.rejects, "{}", json!({ "row": row, "reason": why }))?;
+            let line = self.lines.get(row).copied().unwrap_or(0);
+            writeln!(
+                self.rejects,
+                "{}",
+                json!({ "row": row, "line": line, "reason": why })
+            )?;
         }
-        self.rejects.flush()?;
+        if !rejected.is_empty() {
+            // The reasons are durable before the checkpoint passes them.
+            self.rejects.flush()?;
+            self.rejects.sync_data()?;
+        }
+        for n in self.checkpoint.rows_done..=p.end_row {
+            self.lines.remove(&n);
+        }
         self.counts.rejected += rejected.len() as u64;
-        let c = &mut self.checkpoint;
-        c.rows_done = p.end_row;
-        c.rejects_len = self.rejects.stream_position()?;
-        save_checkpoint(&self.checkpoint_path, &self.checkpoint, &self.counts)?;
-        Ok(())
+        self.checkpoint.rows_done = p.end_row;
+        self.checkpoint.rejects_len = self.rejects.stream_position()?;
+        self.checkpoint.imported = self.base.imported + self.counts.imported;
+        self.checkpoint.duplicates = self.base.duplicates + self.counts.duplicates;
+        self.checkpoint.rejected = self.base.rejected + self.counts.rejected;
+        save_checkpoint(&self.checkpoint_path, &self.checkpoint)
     }
 
-    fn resend(&mut self, rows: &[(u64, Event)]) -> Result<RequestId, Failure> {
+    /// Accounts for the answer to `rows`; on a refusal that names a row,
+    /// rejects it and resends the rest; on `too_large`, halves the batch;
+    /// on `busy`, retries after a pause.
+    fn handle(
+        &mut self,
+        answer: Result<Vec<client::AppendReceipt>, ClientError>,
+        mut rows: Vec<(u64, Event)>,
+        rejected: &mut Vec<(u64, String)>,
+        busy_tries: u32,
+    ) -> Result<(), Failure> {
+        let e = match answer {
+            Ok(rs) if rs.len() == rows.len() => {
+                let dups = rs.iter().filter(|r| r.duplicate).count() as u64;
+                self.counts.duplicates += dups;
+                self.counts.imported += rs.len() as u64 - dups;
+                return Ok(());
+            }
+            Ok(rs) => {
+                return Err(Failure::new(format!(
+                    "the server sent {} receipts for {} events (re-run to resume)",
+                    rs.len(),
+                    rows.len()
+                )))
+            }
+            Err(ClientError::Server(e)) => e,
+            Err(e) => return Err(Failure::new(format!("{e} (re-run to resume)"))),
+        };
+        match (e.code, e.index) {
+            (ErrorCode::InvalidEvent | ErrorCode::Forbidden, Some(i))
+                if (i as usize) < rows.len() =>
+            {
+                // All or nothing: drop the refused row, resend the rest.
+                let (row, _) = rows.remove(i as usize);
+                let why = if e.field.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("{}: {}", e.field, e.message)
+                };
+                rejected.push((row, why));
+                self.resend(rows, rejected, 0)
+            }
+            (ErrorCode::TooLarge, _) if rows.len() > 1 => {
+                let second = rows.split_off(rows.len() / 2);
+                self.resend(rows, rejected, 0)?;
+                self.resend(second, rejected, 0)
+            }
+            (ErrorCode::TooLarge, _) => {
+                let (row, _) = rows.remove(0);
+                rejected.push((row, format!("event: {}", e.message)));
+                Ok(())
+            }
+            (ErrorCode::Busy, _) if busy_tries < BUSY_RETRIES => {
+                std::thread::sleep(Duration::from_millis(10 << busy_tries.min(6)));
+                self.resend(rows, rejected, busy_tries + 1)
+            }
+            _ => Err(Failure::new(format!("server error {e} (re-run to resume)"))),
+        }
+    }
+
+    /// Sends `rows` and waits for their answer (nothing to send: done).
+    fn resend(
+        &mut self,
+        rows: Vec<(u64, Event)>,
+        rejected: &mut Vec<(u64, String)>,
+        busy_tries: u32,
+    ) -> Result<(), Failure> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let id = self.submit(&rows)?;
+        let answer = self.client.wait_receipts(id);
+        self.handle(answer, rows, rejected, busy_tries)
+    }
+
+    fn submit(&mut self, rows: &[(u64, Event)]) -> Result<RequestId, Failure> {
         let events: Vec<Event> = rows.iter().map(|(_, e)| e.clone()).collect();
-        Ok(self.client.submit_append(&events)?)
+        self.client
+            .submit_append(&events)
+            .map_err(|e| Failure::new(format!("{e} (re-run to resume)")))
     }
 }
 
-/// The checkpoint as saved: the base (previous runs) plus this run.
-fn save_checkpoint(path: &Path, base: &Checkpoint, run: &RunCounts) -> Result<(), Failure> {
-    let c = Checkpoint {
-        imported: base.imported + run.imported,
-        duplicates: base.duplicates + run.duplicates,
-        rejected: base.rejected + run.rejected,
-        ..base.clone()
-    };
+/// Writes the checkpoint durably: a temporary file, fsynced, renamed over
+/// the old one.
+fn save_checkpoint(path: &Path, c: &Checkpoint) -> Result<(), Failure> {
     let tmp = suffixed(path, ".tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(&c).map_err(|e| Failure::new(e.to_string()))?,
-    )?;
+    let mut f = File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(c).map_err(|e| Failure::new(e.to_string()))?)?;
+    f.sync_data()?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
@@ -443,6 +612,34 @@ fn format_of(path: &Path, forced: Option<Format>) -> Result<Format, Failure> {
     }
 }
 
+/// What a checkpoint belongs to.
+fn identity(
+    addr: &str,
+    log: &str,
+    path: &Path,
+    a: &Args,
+    format: Format,
+) -> Result<String, Failure> {
+    let mut first = Vec::with_capacity(64 << 10);
+    File::open(path)?.take(64 << 10).read_to_end(&mut first)?;
+    let mut map: Vec<&String> = a.map.iter().collect();
+    map.sort();
+    let opts = json!({
+        "addr": addr,
+        "log": log,
+        "format": format!("{format:?}"),
+        "map": map,
+        "id_column": a.id_column,
+        "key_prefix": a.key_prefix,
+        "tenant": a.tenant,
+        "drop_unmapped": a.drop_unmapped,
+    });
+    let mut h = Sha256::new();
+    h.update(opts.to_string().as_bytes());
+    h.update(&first);
+    Ok(engine::error::hex(&h.finalize()[..16]))
+}
+
 /// Runs `chainlog import`.
 pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
     let mapper = Mapper::new(a)?;
@@ -451,10 +648,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
         .iter()
         .map(|f| format_of(f, a.format))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut client = cli.connect()?;
+    let (mut client, addr, log) = cli.connect_with_info()?;
     let mut any_rejected = false;
     for (path, format) in a.files.iter().zip(formats) {
-        let (c, run) = import_file(&mut client, a, &mapper, path, format)?;
+        let id = identity(&addr, &log, path, a, format)
+            .map_err(|e| Failure::new(format!("{}: {}", path.display(), e.message)))?;
+        let (c, run, fresh) = import_file(&mut client, a, &mapper, path, format, id)?;
         any_rejected |= c.rejected > 0;
         eprintln!(
             "{}: read {} rows{}; stored {}, already stored {}, rejected {} (this run); over every run: stored {}, duplicates {}, rejected {}{}",
@@ -469,6 +668,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
             c.rejected,
             if c.rejected > 0 { format!("; reasons in {}", rejects_path(path).display()) } else { String::new() },
         );
+        if fresh && run.duplicates > 0 {
+            eprintln!(
+                "{}: warning: {} rows matched events already stored under the same keys on this file's first run; \
+                 if it was not imported before, its ids collide with another import's: give each source its own --key-prefix",
+                path.display(),
+                run.duplicates
+            );
+        }
     }
     Ok(if any_rejected { EXIT_REJECTED } else { EXIT_OK })
 }
@@ -479,33 +686,52 @@ fn import_file(
     mapper: &Mapper,
     path: &Path,
     format: Format,
-) -> Result<(Checkpoint, RunCounts), Failure> {
+    identity: String,
+) -> Result<(Checkpoint, RunCounts, bool), Failure> {
     let cp_path = checkpoint_path(path);
-    let base = if a.restart {
-        Checkpoint::default()
+    let at = |m: String| Failure::new(format!("{}: {m}", path.display()));
+    let existing = if a.restart {
+        None
     } else {
         match std::fs::read(&cp_path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                Failure::new(format!(
+            Ok(b) => Some(serde_json::from_slice::<Checkpoint>(&b).map_err(|e| {
+                at(format!(
                     "{}: {e} (use --restart to start over)",
                     cp_path.display()
                 ))
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Checkpoint::default(),
-            Err(e) => return Err(Failure::new(format!("{}: {e}", cp_path.display()))),
+            })?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(at(format!("{}: {e}", cp_path.display()))),
         }
     };
+    let fresh = existing.is_none() && !a.restart;
+    let base = existing.unwrap_or_default();
+    if base.rows_done > 0 && base.identity != identity {
+        return Err(at(format!(
+            "{} belongs to another import (a different server, log, file content or mapping); \
+             use --restart to import this file from its first row (stored rows come back as duplicates)",
+            cp_path.display()
+        )));
+    }
     let rejects = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(rejects_path(path))?;
+    let len = rejects.metadata()?.len();
+    if len < base.rejects_len {
+        return Err(at(format!(
+            "{} is shorter than its checkpoint says (moved or truncated?): use --restart",
+            rejects_path(path).display()
+        )));
+    }
     // Rows past the checkpoint will be settled (and their rejects written)
     // again: cut what a stopped run wrote after it.
     rejects.set_len(base.rejects_len)?;
     let mut rejects = rejects;
     rejects.seek(io::SeekFrom::End(0))?;
-    let mut rows = open_rows(path, format)?;
+    let mut rows = open_rows(path, format, mapper)?;
     let total_bytes = std::fs::metadata(path)?.len();
     let progress = (super::stderr_is_terminal() && !a.no_progress).then(|| {
         let pb = indicatif::ProgressBar::new(total_bytes);
@@ -520,40 +746,50 @@ fn import_file(
     });
     let mut imp = FileImport {
         client,
-        checkpoint: base.clone(),
+        checkpoint: Checkpoint {
+            identity,
+            ..base.clone()
+        },
+        base: base.clone(),
         checkpoint_path: cp_path,
         rejects,
         counts: RunCounts::default(),
+        lines: HashMap::new(),
     };
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut building = Pending {
         id: None,
         rows: Vec::new(),
         rejected: Vec::new(),
-        end_row: 0,
+        end_row: base.rows_done,
     };
     let started = Instant::now();
     let mut last_draw = Instant::now();
     let batch = usize::from(a.batch);
     let mut building_bytes = 0usize;
-    while let Some((n, row)) = rows.next_row() {
+    let mut seen_columns = BTreeSet::new();
+    while let Some(Row { n, line, fields }) = rows.next_row()? {
         imp.counts.read += 1;
         if n <= base.rows_done {
             imp.counts.skipped += 1;
             continue;
         }
-        match row.and_then(|r| mapper.event(&r)) {
+        if let Ok(m) = &fields {
+            if format == Format::Jsonl && seen_columns.len() < 10_000 {
+                seen_columns.extend(m.keys().cloned());
+            }
+        }
+        match fields.and_then(|r| mapper.event(&r)) {
             Ok(e) => {
                 let len = e.as_ref().encoded_len() + 4;
-                if len > super::MAX_REQUEST_BYTES {
+                if len > MAX_REQUEST_BYTES {
                     building.rejected.push((
                         n,
                         format!("event: encodes to {len} bytes, more than one request carries"),
                     ));
                 } else {
                     // A request must stay under the server's frame limit.
-                    if !building.rows.is_empty() && building_bytes + len > super::MAX_REQUEST_BYTES
-                    {
+                    if !building.rows.is_empty() && building_bytes + len > MAX_REQUEST_BYTES {
                         send_bounded(&mut imp, &mut building, &mut queue, a.in_flight)?;
                         building_bytes = 0;
                     }
@@ -563,6 +799,7 @@ fn import_file(
             }
             Err(why) => building.rejected.push((n, why)),
         }
+        imp.lines.insert(n, line);
         building.end_row = n;
         if building.rows.len() + building.rejected.len() >= batch {
             send_bounded(&mut imp, &mut building, &mut queue, a.in_flight)?;
@@ -578,7 +815,7 @@ fn import_file(
             }
         }
     }
-    if building.end_row > 0 {
+    if !building.rows.is_empty() || !building.rejected.is_empty() {
         send(&mut imp, &mut building, &mut queue)?;
     }
     while let Some(p) = queue.pop_front() {
@@ -587,13 +824,17 @@ fn import_file(
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    let c = Checkpoint {
-        imported: base.imported + imp.counts.imported,
-        duplicates: base.duplicates + imp.counts.duplicates,
-        rejected: base.rejected + imp.counts.rejected,
-        ..imp.checkpoint.clone()
-    };
-    Ok((c, imp.counts))
+    if format == Format::Jsonl && imp.counts.read > imp.counts.skipped {
+        let unseen = mapper.unseen(&seen_columns);
+        if !unseen.is_empty() {
+            eprintln!(
+                "{}: warning: --map names columns no row had: {}",
+                path.display(),
+                unseen.join(", ")
+            );
+        }
+    }
+    Ok((imp.checkpoint.clone(), imp.counts, fresh))
 }
 
 /// Sends the batch being built, then settles the oldest batches until at
@@ -627,7 +868,7 @@ fn send(
         },
     );
     if !p.rows.is_empty() {
-        p.id = Some(imp.resend(&p.rows)?);
+        p.id = Some(imp.submit(&p.rows)?);
     }
     queue.push_back(p);
     Ok(())

@@ -149,6 +149,9 @@ pub struct Failure {
     pub message: String,
     /// The exit code.
     pub code: i32,
+    /// Standard output was closed (`chainlog query | head`): not an error.
+    /// Set only for local I/O errors, never for the connection's.
+    pub output_closed: bool,
 }
 
 impl Failure {
@@ -157,6 +160,7 @@ impl Failure {
         Failure {
             message: message.into(),
             code: EXIT_FAILED,
+            output_closed: false,
         }
     }
 }
@@ -169,13 +173,23 @@ impl From<ClientError> for Failure {
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
-        Failure::new(e.to_string())
+        Failure {
+            output_closed: e.kind() == io::ErrorKind::BrokenPipe,
+            ..Failure::new(e.to_string())
+        }
     }
 }
 
 impl Cli {
     /// The address and key: flags, then environment (clap), then the file.
     fn connection(&self) -> Result<(String, String), Failure> {
+        // An empty value (`CHAINLOG_KEY=`) counts as unset.
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let (addr, key) = (given(&self.addr), given(&self.key));
+        if let (Some(addr), Some(key)) = (&addr, &key) {
+            return Ok((addr.clone(), key.clone()));
+        }
+        // The file is read only for what flags and environment left out.
         let path = self.config.clone().or_else(|| {
             let p = PathBuf::from(std::env::var_os("HOME")?).join(".config/chainlog/cli.toml");
             p.exists().then_some(p)
@@ -189,12 +203,10 @@ impl Cli {
             }
             None => FileConfig::default(),
         };
-        let addr = self
-            .addr
-            .clone()
+        let addr = addr
             .or(file.addr)
             .unwrap_or_else(|| "127.0.0.1:7400".into());
-        let key = self.key.clone().or(file.key).ok_or_else(|| {
+        let key = key.or(file.key).ok_or_else(|| {
             Failure::new("no API key: pass --key, set CHAINLOG_KEY, or put `key = \"...\"` in the config file")
         })?;
         Ok((addr, key))
@@ -202,11 +214,17 @@ impl Cli {
 
     /// Connects and authenticates.
     pub fn connect(&self) -> Result<Client, Failure> {
+        Ok(self.connect_with_info()?.0)
+    }
+
+    /// Connects and authenticates; also returns the address and the log
+    /// the key opens.
+    pub fn connect_with_info(&self) -> Result<(Client, String, String), Failure> {
         let (addr, key) = self.connection()?;
         let mut c = Client::connect(&addr)
             .map_err(|e| Failure::new(format!("cannot connect to {addr}: {e}")))?;
-        c.auth(&key)?;
-        Ok(c)
+        let info = c.auth(&key)?;
+        Ok((c, addr, info.log))
     }
 }
 
@@ -222,16 +240,12 @@ pub fn run(cli: &Cli) -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(f) if is_broken_pipe(&f) => EXIT_OK,
+        Err(f) if f.output_closed => EXIT_OK,
         Err(f) => {
             eprintln!("chainlog: {}", f.message);
             f.code
         }
     }
-}
-
-fn is_broken_pipe(f: &Failure) -> bool {
-    f.message.contains("Broken pipe")
 }
 
 /// Builds the server query from the flags.
@@ -275,8 +289,14 @@ fn query(cli: &Cli, a: &QueryArgs) -> Result<i32, Failure> {
     let max = if a.all { u64::MAX } else { a.limit };
     q.limit = max.clamp(1, 1000) as u16;
     let mut printer = Printer::new(a.json);
-    for e in c.query(q).take(usize::try_from(max).unwrap_or(usize::MAX)) {
-        printer.print(&mut out, &e?)?;
+    for (printed, e) in c.query(q).enumerate() {
+        let e = e?;
+        if printed as u64 == max {
+            out.flush()?;
+            eprintln!("chainlog: more events match; showing the first {max} (--limit N or --all)");
+            break;
+        }
+        printer.print(&mut out, &e)?;
     }
     out.flush()?;
     Ok(EXIT_OK)

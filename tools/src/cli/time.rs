@@ -38,6 +38,24 @@ const NS: i128 = 1_000_000_000;
 pub fn parse(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let bad = || format!("{s:?} is not a time (RFC 3339, YYYY-MM-DD, or Unix seconds/ms/us/ns)");
+    if (s.len() == 8 || s.len() == 14) && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{s:?} looks like a compact date (YYYYMMDD[HHMMSS]), not Unix time: write 2024-03-01 or 2024-03-01T12:00:00Z"
+        ));
+    }
+    if let Some((whole, frac)) = s.split_once('.') {
+        // Unix seconds with a fraction: 1709294400.5
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if digits(whole) && digits(frac) && frac.len() <= 9 && whole.len() <= 11 {
+            let secs: u64 = whole.parse().map_err(|_| bad())?;
+            let ns: u64 =
+                frac.parse::<u64>().map_err(|_| bad())? * 10u64.pow(9 - frac.len() as u32);
+            return secs
+                .checked_mul(1_000_000_000)
+                .and_then(|v| v.checked_add(ns))
+                .ok_or_else(bad);
+        }
+    }
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         let n: u128 = s.parse().map_err(|_| bad())?;
         let ns = if n < 100_000_000_000 {
@@ -104,7 +122,11 @@ pub fn parse(s: &str) -> Result<u64, String> {
         secs -= offset_secs(rest).ok_or_else(bad)?;
     }
     let ns = secs * NS + frac;
-    u64::try_from(ns).map_err(|_| format!("{s:?} is before 1970"))
+    if ns < 0 {
+        return Err(format!("{s:?} is before 1970"));
+    }
+    u64::try_from(ns)
+        .map_err(|_| format!("{s:?} is after 2554-07-21, the latest time chainlog stores"))
 }
 
 /// `Z`, `+HH`, `+HHMM`, `+HH:MM` (or `-`), or nothing (UTC).
@@ -117,8 +139,14 @@ fn offset_secs(s: &str) -> Option<i128> {
         b'-' => -1,
         _ => return None,
     };
-    let digits: String = s[1..].chars().filter(|c| *c != ':').collect();
-    if !digits.bytes().all(|c| c.is_ascii_digit()) || !(digits.len() == 2 || digits.len() == 4) {
+    // Exactly +HH, +HHMM or +HH:MM.
+    let rest = &s[1..];
+    let digits: String = match rest.len() {
+        2 | 4 => rest.to_string(),
+        5 if rest.as_bytes()[2] == b':' => format!("{}{}", &rest[..2], &rest[3..]),
+        _ => return None,
+    };
+    if !digits.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
     let h: i128 = digits[..2].parse().ok()?;
@@ -187,6 +215,20 @@ mod tests {
         assert_eq!(parse("2024-03-01T12:00:00.5Z"), Ok(t + 500_000_000));
         assert_eq!(parse("2024-03-01T12:00:00.000000001Z"), Ok(t + 1));
         assert_eq!(parse("2024-03-01"), Ok(t - 12 * 3600 * 1_000_000_000));
+        assert_eq!(parse("1709294400.5"), Ok(t + 500_000_000));
+        assert_eq!(parse("2024-02-29"), Ok(1_709_164_800_000_000_000));
+        assert_eq!(parse("2000-02-29"), Ok(951_782_400_000_000_000));
+        for bad in [
+            "2023-02-29",
+            "1900-02-29",
+            "20240301",
+            "20240301120000",
+            "2024-03-01T12:00:00+0:230",
+            "2024-03-01T12:00:00+1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(parse("2600-01-01").is_err_and(|e| e.contains("after 2554")));
         for bad in [
             "",
             "yesterday",
