@@ -14,6 +14,11 @@ pub struct Running {
 }
 
 pub fn start(dir: &Path) -> Running {
+    start_with(dir, |_| {})
+}
+
+/// A server with `adjust` applied to its config first.
+pub fn start_with(dir: &Path, adjust: impl FnOnce(&mut ServerConfig)) -> Running {
     let key = generate_key().unwrap();
     let config = ServerConfig {
         listen: "127.0.0.1:0".into(),
@@ -29,6 +34,8 @@ pub fn start(dir: &Path) -> Running {
         }],
         ..ServerConfig::default()
     };
+    let mut config = config;
+    adjust(&mut config);
     Running {
         server: Server::start(config).unwrap(),
         key,
