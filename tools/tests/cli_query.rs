@@ -192,3 +192,49 @@ fn tail_sees_events_appended_after_it_started() {
         vec![(0, "a0".into()), (1, "a1".into()), (2, "a2".into())]
     );
 }
+
+#[test]
+fn bench_reports_its_load_and_the_ceiling_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&dir.path().join("data"));
+    let ceiling_dir = dir.path().join("data");
+    let out = s.run(
+        &[
+            "bench",
+            "--clients",
+            "2",
+            "--batch",
+            "10",
+            "--payload",
+            "256",
+            "--events",
+            "200",
+            "--ceiling",
+            ceiling_dir.to_str().unwrap(),
+            "--ceiling-seconds",
+            "1",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(
+        (v["events"].as_u64(), v["requests"].as_u64()),
+        (Some(200), Some(20))
+    );
+    assert_eq!(
+        (v["event_bytes"].as_u64(), v["record_bytes"].as_u64()),
+        (Some(256), Some(320))
+    );
+    assert!(v["events_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["ceiling"]["events_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["ceiling"]["group_records"].as_u64(), Some(20));
+    let mut c = client::Client::connect(s.server.addr()).unwrap();
+    c.auth(&s.key).unwrap();
+    assert_eq!(c.stats().unwrap().next_seq, 200);
+    assert!(
+        !ceiling_dir.join("ceiling-growing").exists(),
+        "the ceiling's file is removed"
+    );
+}

@@ -13,6 +13,7 @@ use engine::error::hex;
 
 pub mod admin;
 pub mod append;
+pub mod bench;
 pub mod event_json;
 pub mod import;
 pub mod time;
@@ -72,6 +73,8 @@ pub enum Command {
     /// List, create and revoke the log's API keys (admin key).
     #[command(subcommand)]
     Keys(admin::KeysCmd),
+    /// Closed-loop append load with latency percentiles, beside the disk's raw ceiling.
+    Bench(bench::Args),
 }
 
 /// `chainlog query`.
@@ -182,7 +185,7 @@ impl From<io::Error> for Failure {
 
 impl Cli {
     /// The address and key: flags, then environment (clap), then the file.
-    fn connection(&self) -> Result<(String, String), Failure> {
+    pub fn connection(&self) -> Result<(String, String), Failure> {
         // An empty value (`CHAINLOG_KEY=`) counts as unset.
         let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         let (addr, key) = (given(&self.addr), given(&self.key));
@@ -237,6 +240,7 @@ pub fn run(cli: &Cli) -> i32 {
         Command::Import(i) => import::run(cli, i),
         Command::Schema(s) => admin::schema(cli, s),
         Command::Keys(k) => admin::keys(cli, k),
+        Command::Bench(b) => bench::run(cli, b),
     };
     match result {
         Ok(code) => code,
