@@ -110,7 +110,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
     let record_len = event_len + engine::format::record::RECORD_OVERHEAD;
     let secs = a.duration.max(1) as f64;
     let ceiling_rate = match &a.ceiling {
-        Some(dir) => Some(ceiling(dir, record_len, a.clients * batch, a.ceiling_seconds.max(0.1))?),
+        Some(dir) => Some(ceiling(
+            dir,
+            record_len,
+            a.clients * batch,
+            a.ceiling_seconds.max(0.1),
+        )?),
         None => None,
     };
     let (addr, key) = cli.connection()?;
