@@ -862,9 +862,15 @@ fn indexer(state: &Weak<LogState>) {
         }
         let signal = s.signal.clone();
         drop(s);
+        // Batch the work: wake at most every INDEX_PERIOD, not on every
+        // sync (queries catch the index up themselves when they need it).
+        std::thread::sleep(INDEX_PERIOD);
         signal.wait_past(seen, Duration::from_millis(500));
     }
 }
+
+/// How often the indexer follows the log under load.
+const INDEX_PERIOD: Duration = Duration::from_millis(50);
 
 fn page_limit(limit: u16) -> Result<u16, ErrorReply> {
     match limit {
