@@ -92,8 +92,8 @@ pub struct EventRef<'a> {
     pub backfilled: bool,
 }
 
-/// The text fields in encoding order, with their names.
-const TEXT_FIELDS: [&str; 9] = [
+/// The text fields' names, in encoding order.
+pub const TEXT_FIELDS: [&str; 9] = [
     "tenant_id",
     "actor_id",
     "actor_name",

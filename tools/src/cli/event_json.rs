@@ -8,18 +8,8 @@ use serde_json::{json, Map, Value};
 
 use super::time;
 
-/// Text fields by their JSON names.
-const TEXT: [&str; 9] = [
-    "tenant_id",
-    "actor_id",
-    "actor_name",
-    "action",
-    "resource",
-    "resource_id",
-    "idempotency_key",
-    "source_event_id",
-    "correlation_id",
-];
+/// Text fields by their JSON names (the encoding's names).
+const TEXT: [&str; 9] = proto::event::TEXT_FIELDS;
 
 fn text_field<'a>(e: &'a mut Event, name: &str) -> Option<&'a mut String> {
     Some(match name {
