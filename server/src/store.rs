@@ -505,7 +505,12 @@ impl LogState {
     ) -> Result<AppendJob, ErrorReply> {
         let now = now_nanos();
         let schema = self.schema();
-        let mut payloads: Vec<Vec<u8>> = Vec::with_capacity(bodies.len());
+        // An event the server did not change is stored as the client's
+        // bytes: the decoder accepts only the canonical encoding (decode
+        // then encode gives back the same bytes; fuzzed), so this is what
+        // re-encoding would produce, without the copy.
+        let mut payloads: Vec<std::borrow::Cow<'_, [u8]>> = Vec::with_capacity(bodies.len());
+        let mut changed = vec![false; bodies.len()];
         let mut plan = Vec::with_capacity(bodies.len());
         // Keys of this batch: (digest, event index).
         let mut batch_keys: Vec<(dedup::Key, usize)> = Vec::new();
@@ -522,6 +527,7 @@ impl LogState {
             })?;
             if e.tenant_id.is_empty() && key.tenants.len() == 1 {
                 e.tenant_id = &key.tenants[0];
+                changed[i] = true;
             } else if e.tenant_id.is_empty() && !key.tenants.is_empty() {
                 // Even on a single-tenant log: a tenant-limited key writes
                 // only events it can read back.
@@ -541,6 +547,7 @@ impl LogState {
             }
             if e.occurred_at == 0 {
                 e.occurred_at = now;
+                changed[i] = true;
             }
             e.validate(&self.limits, now)
                 .map_err(|err| invalid(i, &err.field, err.reason))?;
@@ -600,8 +607,18 @@ impl LogState {
                 plan.push(Plan::Stored(seq));
             } else {
                 let n = payloads.len();
-                let mut p = Vec::with_capacity(e.encoded_len());
-                e.encode(&mut p);
+                let p = if changed[i] {
+                    let mut p = Vec::with_capacity(e.encoded_len());
+                    e.encode(&mut p);
+                    std::borrow::Cow::Owned(p)
+                } else {
+                    debug_assert_eq!(
+                        e.encoded_len(),
+                        bodies[i].len(),
+                        "the decoder accepted a non-canonical event"
+                    );
+                    std::borrow::Cow::Borrowed(bodies[i])
+                };
                 bytes += p.len() as u64;
                 payloads.push(p);
                 plan.push(Plan::New(n));
