@@ -115,8 +115,7 @@ pub fn server_preamble(version: u16) -> [u8; PREAMBLE_LEN] {
 
 /// Parses a client's preamble and chooses the version to speak.
 pub fn accept_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<u16, FrameError> {
-    let (magic, min, max) = split_preamble(p)?;
-    let _ = magic;
+    let (min, max) = split_preamble(p)?;
     if min <= PROTOCOL_VERSION && PROTOCOL_VERSION <= max {
         Ok(PROTOCOL_VERSION)
     } else {
@@ -126,7 +125,7 @@ pub fn accept_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<u16, FrameError> {
 
 /// Parses the server's answer: the version it chose.
 pub fn parse_server_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<u16, FrameError> {
-    let (_, version, _) = split_preamble(p)?;
+    let (version, _) = split_preamble(p)?;
     if version != PROTOCOL_VERSION {
         return Err(FrameError::UnsupportedVersion {
             min: version,
@@ -136,13 +135,13 @@ pub fn parse_server_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<u16, FrameError> 
     Ok(version)
 }
 
-fn split_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<([u8; 4], u16, u16), FrameError> {
+/// The two version fields of a preamble, once its magic is checked.
+fn split_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<(u16, u16), FrameError> {
     let magic = [p[0], p[1], p[2], p[3]];
     if magic != MAGIC {
         return Err(FrameError::BadMagic(magic));
     }
     Ok((
-        magic,
         u16::from_le_bytes([p[4], p[5]]),
         u16::from_le_bytes([p[6], p[7]]),
     ))

@@ -349,23 +349,22 @@ pub enum Request<'a> {
 
 /// Appends a complete request frame to `out`.
 pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
-    let (k, at) = match req {
-        Request::Auth { .. } => (kind::AUTH, 0),
-        Request::Append { .. } => (kind::APPEND, 0),
-        Request::Query(_) => (kind::QUERY, 0),
-        Request::Read { .. } => (kind::READ, 0),
-        Request::Tail { .. } => (kind::TAIL, 0),
-        Request::Cancel { .. } => (kind::CANCEL, 0),
-        Request::Stats => (kind::STATS, 0),
-        Request::Ping(_) => (kind::PING, 0),
-        Request::UnknownActions => (kind::UNKNOWN_ACTIONS, 0),
-        Request::ListKeys => (kind::LIST_KEYS, 0),
-        Request::CreateKey { .. } => (kind::CREATE_KEY, 0),
-        Request::RevokeKey { .. } => (kind::REVOKE_KEY, 0),
-        Request::GetSchema => (kind::GET_SCHEMA, 0),
-        Request::SetSchema(_) => (kind::SET_SCHEMA, 0),
+    let k = match req {
+        Request::Auth { .. } => kind::AUTH,
+        Request::Append { .. } => kind::APPEND,
+        Request::Query(_) => kind::QUERY,
+        Request::Read { .. } => kind::READ,
+        Request::Tail { .. } => kind::TAIL,
+        Request::Cancel { .. } => kind::CANCEL,
+        Request::Stats => kind::STATS,
+        Request::Ping(_) => kind::PING,
+        Request::UnknownActions => kind::UNKNOWN_ACTIONS,
+        Request::ListKeys => kind::LIST_KEYS,
+        Request::CreateKey { .. } => kind::CREATE_KEY,
+        Request::RevokeKey { .. } => kind::REVOKE_KEY,
+        Request::GetSchema => kind::GET_SCHEMA,
+        Request::SetSchema(_) => kind::SET_SCHEMA,
     };
-    let _ = at;
     let at = crate::frame::begin_frame(out, k, request_id);
     match req {
         Request::Auth { key } => wire::put_bytes16(out, key.as_bytes()),
