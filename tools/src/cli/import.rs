@@ -441,12 +441,15 @@ struct RunCounts {
     rejected: u64,
 }
 
+/// Where a row is: its number (from 1) and the line it starts on.
+type RowAt = (u64, u64);
+
 /// A batch sent and not yet settled: its rows, and rows rejected before
 /// sending (reported when it settles, in file order).
 struct Pending {
     id: Option<RequestId>,
-    rows: Vec<(u64, Event)>,
-    rejected: Vec<(u64, String)>,
+    rows: Vec<(RowAt, Event)>,
+    rejected: Vec<(RowAt, String)>,
     end_row: u64,
 }
 
@@ -461,8 +464,6 @@ struct FileImport<'a> {
     checkpoint_path: PathBuf,
     rejects: File,
     counts: RunCounts,
-    /// Line numbers of rows, for the rejects file.
-    lines: HashMap<u64, u64>,
 }
 
 impl FileImport<'_> {
@@ -475,8 +476,7 @@ impl FileImport<'_> {
             self.handle(answer, p.rows, &mut rejected, 0)?;
         }
         rejected.sort();
-        for (row, why) in &rejected {
-            let line = self.lines.get(row).copied().unwrap_or(0);
+        for ((row, line), why) in &rejected {
             writeln!(
                 self.rejects,
                 "{}",
@@ -487,9 +487,6 @@ impl FileImport<'_> {
             // The reasons are durable before the checkpoint passes them.
             self.rejects.flush()?;
             self.rejects.sync_data()?;
-        }
-        for n in self.checkpoint.rows_done..=p.end_row {
-            self.lines.remove(&n);
         }
         self.counts.rejected += rejected.len() as u64;
         self.checkpoint.rows_done = p.end_row;
@@ -506,8 +503,8 @@ impl FileImport<'_> {
     fn handle(
         &mut self,
         answer: Result<Vec<client::AppendReceipt>, ClientError>,
-        mut rows: Vec<(u64, Event)>,
-        rejected: &mut Vec<(u64, String)>,
+        mut rows: Vec<(RowAt, Event)>,
+        rejected: &mut Vec<(RowAt, String)>,
         busy_tries: u32,
     ) -> Result<(), Failure> {
         let e = match answer {
@@ -562,8 +559,8 @@ impl FileImport<'_> {
     /// Sends `rows` and waits for their answer (nothing to send: done).
     fn resend(
         &mut self,
-        rows: Vec<(u64, Event)>,
-        rejected: &mut Vec<(u64, String)>,
+        rows: Vec<(RowAt, Event)>,
+        rejected: &mut Vec<(RowAt, String)>,
         busy_tries: u32,
     ) -> Result<(), Failure> {
         if rows.is_empty() {
@@ -574,7 +571,7 @@ impl FileImport<'_> {
         self.handle(answer, rows, rejected, busy_tries)
     }
 
-    fn submit(&mut self, rows: &[(u64, Event)]) -> Result<RequestId, Failure> {
+    fn submit(&mut self, rows: &[(RowAt, Event)]) -> Result<RequestId, Failure> {
         let events: Vec<Event> = rows.iter().map(|(_, e)| e.clone()).collect();
         self.client
             .submit_append(&events)
@@ -754,7 +751,6 @@ fn import_file(
         checkpoint_path: cp_path,
         rejects,
         counts: RunCounts::default(),
-        lines: HashMap::new(),
     };
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut building = Pending {
@@ -784,7 +780,7 @@ fn import_file(
                 let len = e.as_ref().encoded_len() + 4;
                 if len > MAX_REQUEST_BYTES {
                     building.rejected.push((
-                        n,
+                        (n, line),
                         format!("event: encodes to {len} bytes, more than one request carries"),
                     ));
                 } else {
@@ -794,12 +790,11 @@ fn import_file(
                         building_bytes = 0;
                     }
                     building_bytes += len;
-                    building.rows.push((n, e));
+                    building.rows.push(((n, line), e));
                 }
             }
-            Err(why) => building.rejected.push((n, why)),
+            Err(why) => building.rejected.push(((n, line), why)),
         }
-        imp.lines.insert(n, line);
         building.end_row = n;
         if building.rows.len() + building.rejected.len() >= batch {
             send_bounded(&mut imp, &mut building, &mut queue, a.in_flight)?;
