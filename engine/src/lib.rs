@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod fuzz;
+pub mod handoff;
 mod log;
 mod recovery;
 mod segment;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
@@ -14,6 +13,7 @@ use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::header::HEADER_LEN;
 use crate::format::record::{Record, KIND_DATA};
 use crate::format::{Hash, LogId, Structure};
+use crate::handoff::{bounded, Sender, TrySendError};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{Cursor, Segment};
 use crate::storage::{FsStorage, Storage};
@@ -236,6 +236,29 @@ impl Log {
     /// the log is poisoned or closed, or the queue is full
     /// ([`Error::Busy`]).
     pub fn submit_kind<P: AsRef<[u8]>>(&self, kind: u8, payloads: &[P]) -> Result<PendingAppend> {
+        let (reply, rx) = bounded(1);
+        self.submit_then(kind, payloads, move |r| {
+            let _ = reply.send(r);
+        })?;
+        Ok(PendingAppend { rx })
+    }
+
+    /// Queues payloads as [`submit_kind`](Log::submit_kind) does, and calls
+    /// `done` exactly once with the outcome: the receipts once the records
+    /// are durable, or the error that failed them. `done` runs on the
+    /// log's writer or syncer thread, right after the covering
+    /// `fdatasync`, so it must be quick and must not block: hand the
+    /// result on (a server queues the response for its connection). This
+    /// saves the waiting thread that a [`PendingAppend`] needs, and its
+    /// wake-up, on every append.
+    ///
+    /// Fails at once, without calling `done`, for the reasons
+    /// [`submit_kind`](Log::submit_kind) does.
+    pub fn submit_then<P, F>(&self, kind: u8, payloads: &[P], done: F) -> Result<()>
+    where
+        P: AsRef<[u8]>,
+        F: FnOnce(Result<Vec<Receipt>>) + Send + 'static,
+    {
         let config = &self.shared.config;
         if payloads.is_empty() {
             return Err(Error::InvalidArgument("empty batch".into()));
@@ -267,33 +290,31 @@ impl Log {
         if let Some(cause) = self.shared.poison_cause() {
             return Err(Error::Poisoned { cause });
         }
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let mut data = Vec::with_capacity(total);
         let mut lens = Vec::with_capacity(payloads.len());
         for p in payloads {
             data.extend_from_slice(p.as_ref());
             lens.push(p.as_ref().len() as u32);
         }
-        let (reply, rx) = bounded(1);
-        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
-        // Counted from here until the caller collects the answer: the write
-        // path's estimate of how many appends a sync could cover.
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        let pending = PendingAppend {
-            rx,
-            shared: self.shared.clone(),
-            counted: true,
-        };
-        match tx.try_send(Request {
+        let request = Request {
             kind,
             data,
             lens,
-            reply,
-        }) {
-            Ok(()) => Ok(pending),
-            Err(TrySendError::Full(_)) => Err(Error::Busy {
-                depth: config.queue_depth,
-            }),
-            Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
+            reply: Completion::new(&self.shared, Box::new(done)),
+        };
+        match tx.try_send(request) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(r)) => {
+                r.reply.defuse();
+                Err(Error::Busy {
+                    depth: config.queue_depth,
+                })
+            }
+            Err(TrySendError::Disconnected(r)) => {
+                r.reply.defuse();
+                Err(Error::Closed)
+            }
         }
     }
 
@@ -542,30 +563,62 @@ fn find_in_segment(
 #[derive(Debug)]
 #[must_use = "an append is acknowledged only through its PendingAppend"]
 pub struct PendingAppend {
-    rx: crossbeam_channel::Receiver<Result<Vec<Receipt>>>,
-    shared: Arc<Shared>,
-    counted: bool,
+    rx: crate::handoff::Receiver<Result<Vec<Receipt>>>,
 }
 
 impl PendingAppend {
     /// Blocks until the records are durable (one receipt each, in order)
     /// or have failed.
-    pub fn wait(mut self) -> Result<Vec<Receipt>> {
-        let r = self.rx.recv().map_err(|_| Error::Closed).and_then(|r| r);
-        self.uncount();
-        r
+    pub fn wait(self) -> Result<Vec<Receipt>> {
+        self.rx.recv().map_err(|_| Error::Closed).and_then(|r| r)
+    }
+}
+
+/// What an append's submitter gets called with, exactly once.
+type OnDone = Box<dyn FnOnce(Result<Vec<Receipt>>) + Send>;
+
+/// An append's callback, counted in [`Shared::in_flight`] from submission
+/// until it is called. Dropped uncalled (the writer is gone), it is called
+/// with [`Error::Closed`], so that no submitter waits forever.
+pub(crate) struct Completion {
+    done: Option<OnDone>,
+    shared: Arc<Shared>,
+}
+
+impl Completion {
+    fn new(shared: &Arc<Shared>, done: OnDone) -> Completion {
+        // Counted from here until the submitter is called: the write
+        // path's estimate of how many appends a sync could cover.
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        Completion {
+            done: Some(done),
+            shared: shared.clone(),
+        }
     }
 
-    fn uncount(&mut self) {
-        if std::mem::take(&mut self.counted) {
+    /// Calls the submitter with `result`.
+    pub(crate) fn call(mut self, result: Result<Vec<Receipt>>) {
+        self.finish(result);
+    }
+
+    /// Takes the callback back uncalled: the append was never queued.
+    fn defuse(mut self) {
+        if self.done.take().is_some() {
             self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn finish(&mut self, result: Result<Vec<Receipt>>) {
+        if let Some(done) = self.done.take() {
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            done(result);
         }
     }
 }
 
-impl Drop for PendingAppend {
+impl Drop for Completion {
     fn drop(&mut self) {
-        self.uncount();
+        self.finish(Err(Error::Closed));
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crate::handoff::{bounded, Receiver, RecvTimeoutError, SendError, Sender};
 use parking_lot::RwLock;
 
 use crate::chain;
@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::record::{self, RECORD_OVERHEAD};
-use crate::log::{HeadState, Receipt, Shared};
+use crate::log::{Completion, HeadState, Receipt, Shared};
 use crate::recovery::{ActiveState, ChainState};
 use crate::segment::{self, LiveIndex, Segment, SegmentIndex};
 use crate::storage::{write_all_at, StorageFile};
@@ -42,12 +42,12 @@ const MAX_GROUP_WAIT: Duration = Duration::from_micros(250);
 const AGE_POLL: Duration = Duration::from_secs(1);
 
 /// An append waiting for the writer: its payloads back to back, their
-/// lengths, and where to send the receipts.
+/// lengths, and whom to call with the receipts.
 pub(crate) struct Request {
     pub kind: u8,
     pub data: Vec<u8>,
     pub lens: Vec<u32>,
-    pub reply: Sender<Result<Vec<Receipt>>>,
+    pub reply: Completion,
 }
 
 impl Request {
@@ -58,7 +58,7 @@ impl Request {
 }
 
 struct Waiter {
-    reply: Sender<Result<Vec<Receipt>>>,
+    reply: Completion,
     receipts: Vec<Receipt>,
 }
 
@@ -321,7 +321,7 @@ impl Writer {
         }
         let job = SyncJob::Group(group);
         self.shared.sync_jobs.fetch_add(1, Ordering::AcqRel);
-        if let Err(crossbeam_channel::SendError(SyncJob::Group(g))) = self.sync_tx.send(job) {
+        if let Err(SendError(SyncJob::Group(g))) = self.sync_tx.send(job) {
             fail_all(g.waiters.into_iter().map(|w| w.reply), || Error::Closed);
         }
     }
@@ -489,8 +489,13 @@ fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
 /// acknowledgements were sent.
 fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
     let waiters = || groups.iter().flat_map(|g| g.waiters.iter());
+    let replies = |groups: Vec<Group>| {
+        groups
+            .into_iter()
+            .flat_map(|g| g.waiters.into_iter().map(|w| w.reply))
+    };
     if let Some(cause) = shared.poison_cause() {
-        fail_all(waiters().map(|w| w.reply.clone()), || Error::Poisoned {
+        fail_all(replies(groups), || Error::Poisoned {
             cause: cause.clone(),
         });
         return 0;
@@ -506,7 +511,7 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
             // dropped the dirty pages, so a later success proves nothing.
             let e = Error::io("fdatasync", &last.path, e);
             shared.poison(&e);
-            fail_all(waiters().map(|w| w.reply.clone()), || replicate(&e));
+            fail_all(replies(groups), || replicate(&e));
             return 0;
         }
         shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
@@ -534,15 +539,15 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
             Ordering::Relaxed,
         );
         for w in g.waiters {
-            let _ = w.reply.send(Ok(w.receipts));
+            w.reply.call(Ok(w.receipts));
         }
     }
     in_flight
 }
 
-fn fail_all(replies: impl Iterator<Item = Sender<Result<Vec<Receipt>>>>, err: impl Fn() -> Error) {
+fn fail_all(replies: impl Iterator<Item = Completion>, err: impl Fn() -> Error) {
     for r in replies {
-        let _ = r.send(Err(err()));
+        r.call(Err(err()));
     }
 }
 

@@ -78,3 +78,42 @@ fn sixteen_threads_of_ten_thousand_appends_share_syncs() {
     }
     assert_eq!(n, total);
 }
+
+#[test]
+fn submit_then_calls_back_once_per_append_in_submission_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), small_config(1 << 20)).expect("open");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..200u64 {
+        let tx = tx.clone();
+        let payloads = [format!("a{i}"), format!("b{i}")];
+        log.submit_then(1, &payloads, move |r| {
+            tx.send((i, r)).expect("the test is listening");
+        })
+        .expect("submit");
+    }
+    drop(tx);
+    let got: Vec<_> = rx.iter().collect();
+    assert_eq!(got.len(), 200);
+    for (n, (i, r)) in got.into_iter().enumerate() {
+        assert_eq!(i, n as u64, "callbacks out of submission order");
+        let seqs: Vec<u64> = r.expect("durable").iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [2 * i, 2 * i + 1]);
+    }
+    // A refused submission is not called back.
+    let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c = called.clone();
+    let err = log
+        .submit_then(1, &[vec![0u8; 2 << 20]], move |_| {
+            c.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .expect_err("a record over max_record_len");
+    assert!(
+        matches!(err, engine::Error::RecordTooLarge { .. }),
+        "{err:?}"
+    );
+    drop(log);
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+    let log = Log::open(dir.path(), small_config(1 << 20)).expect("reopen");
+    assert_eq!(log.head().map(|h| h.seq), Some(399));
+}

@@ -1,7 +1,8 @@
 //! One client connection: a reader thread that parses frames and runs
-//! requests, and a writer thread that sends replies in order, completing
-//! appends (waiting for their durability) as it goes. Pipelining falls out
-//! of the split: the reader keeps reading while earlier appends sync.
+//! requests, and a writer thread that sends replies in request order
+//! through an [`Outbox`]. An append's reply is made when the engine calls
+//! back after the covering `fdatasync`. Pipelining falls out of the split:
+//! the reader keeps reading while earlier appends sync.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
@@ -11,12 +12,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
 use proto::frame::{self, FrameError};
 use proto::msg::{self, kind, rights, ErrorCode, ErrorReply, Request, Response};
 
 use crate::admin;
 use crate::auth::Key;
+use crate::outbox::Outbox;
 use crate::server::Ctx;
 use crate::store::{AppendJob, LogState};
 
@@ -30,15 +31,19 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 enum Out {
     /// A complete frame.
     Frame(Vec<u8>),
-    /// An append: complete it (wait for durability), then reply.
-    Append { id: u32, job: AppendJob },
+    /// An append the engine is done with: settle it, then reply.
+    Append {
+        id: u32,
+        job: AppendJob,
+        durable: engine::Result<Vec<engine::Receipt>>,
+    },
 }
 
 /// What the reader shares with the writer and the tails.
 struct Conn {
     ctx: Arc<Ctx>,
     peer: SocketAddr,
-    tx: Sender<Out>,
+    out: Arc<Outbox<Out>>,
     /// Appends sent to the writer and not yet answered.
     in_flight: Arc<AtomicUsize>,
     /// Set when the connection is going away.
@@ -47,7 +52,7 @@ struct Conn {
 
 impl Conn {
     fn send(&self, frame: Vec<u8>) {
-        let _ = self.tx.send(Out::Frame(frame));
+        self.out.push(Out::Frame(frame));
     }
 
     fn reply(&self, id: u32, r: &Response) {
@@ -121,22 +126,23 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
             return;
         }
     }
-    let (tx, rx) = bounded(OUT_DEPTH);
+    let out = Arc::new(Outbox::new(OUT_DEPTH));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let closed = Arc::new(AtomicBool::new(false));
     let writer = {
         let in_flight = in_flight.clone();
         let closed = closed.clone();
         let ctx = ctx.clone();
+        let out = out.clone();
         std::thread::Builder::new()
             .name("chainlog-conn-w".into())
-            .spawn(move || write_loop(w, &rx, &in_flight, &closed, &ctx))
+            .spawn(move || write_loop(w, &out, &in_flight, &closed, &ctx))
     };
     let Ok(writer) = writer else { return };
     let conn = Conn {
         ctx,
         peer,
-        tx,
+        out,
         in_flight,
         closed,
     };
@@ -146,8 +152,7 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     for (_, (_, h)) in tails.drain() {
         let _ = h.join();
     }
-    let Conn { tx, .. } = conn;
-    drop(tx);
+    conn.out.close();
     // The writer finishes every append already submitted (their receipts
     // go out if the socket still takes them) before the socket closes.
     let _ = writer.join();
@@ -384,12 +389,18 @@ fn handle(
                     ),
                 );
             }
-            match state.submit_append(k, &events) {
-                Ok(job) => {
-                    conn.in_flight.fetch_add(1, Ordering::AcqRel);
-                    let _ = conn.tx.send(Out::Append { id, job });
-                }
-                Err(e) => conn.error(id, e),
+            let place = conn.out.reserve();
+            conn.in_flight.fetch_add(1, Ordering::AcqRel);
+            let out = conn.out.clone();
+            let submitted = state.submit_append(k, &events, move |job, durable| {
+                out.fill(place, Out::Append { id, job, durable });
+            });
+            if let Err(e) = submitted {
+                conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+                ctx.metrics.error(e.code);
+                let mut frame = Vec::new();
+                msg::encode_response(&mut frame, id, &Response::Error(e));
+                conn.out.fill(place, Out::Frame(frame));
             }
         }
         Request::Query(q) => {
@@ -429,7 +440,7 @@ fn handle(
                 from,
                 key: k.clone(),
                 state: state.clone(),
-                tx: conn.tx.clone(),
+                out: conn.out.clone(),
                 cancel: cancel.clone(),
                 closed: conn.closed.clone(),
                 ctx: ctx.clone(),
@@ -514,7 +525,7 @@ struct TailTask {
     from: u64,
     key: Key,
     state: Arc<LogState>,
-    tx: Sender<Out>,
+    out: Arc<Outbox<Out>>,
     cancel: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
     ctx: Arc<Ctx>,
@@ -534,7 +545,7 @@ impl TailTask {
             if self.cancel.load(Ordering::Acquire) {
                 let mut out = Vec::new();
                 msg::encode_response(&mut out, self.id, &Response::Done);
-                let _ = self.tx.send(Out::Frame(out));
+                self.out.push(Out::Frame(out));
                 return;
             }
             if self.closed.load(Ordering::Acquire) || self.ctx.stopping.load(Ordering::Acquire) {
@@ -548,7 +559,7 @@ impl TailTask {
                     self.ctx.metrics.error(e.code);
                     let mut out = Vec::new();
                     msg::encode_response(&mut out, self.id, &Response::Error(e));
-                    let _ = self.tx.send(Out::Frame(out));
+                    self.out.push(Out::Frame(out));
                     return;
                 }
                 self.generation = now;
@@ -559,13 +570,8 @@ impl TailTask {
                     let moved = n > next;
                     next = n;
                     if let Some(body) = body {
-                        if self
-                            .tx
-                            .send(Out::Frame(frame_of(kind::TAIL_EVENTS, self.id, &body)))
-                            .is_err()
-                        {
-                            return;
-                        }
+                        self.out
+                            .push(Out::Frame(frame_of(kind::TAIL_EVENTS, self.id, &body)));
                     }
                     if !moved {
                         s.signal.wait_past(seen, Duration::from_millis(200));
@@ -575,7 +581,7 @@ impl TailTask {
                     self.ctx.metrics.error(e.code);
                     let mut out = Vec::new();
                     msg::encode_response(&mut out, self.id, &Response::Error(e));
-                    let _ = self.tx.send(Out::Frame(out));
+                    self.out.push(Out::Frame(out));
                     return;
                 }
             }
@@ -585,46 +591,45 @@ impl TailTask {
 
 fn write_loop(
     stream: TcpStream,
-    rx: &Receiver<Out>,
+    outbox: &Outbox<Out>,
     in_flight: &AtomicUsize,
     closed: &AtomicBool,
     ctx: &Ctx,
 ) {
     let mut w = BufWriter::with_capacity(64 << 10, stream);
     let mut broken = false;
-    for out in rx {
-        let frame = match out {
-            Out::Frame(f) => f,
-            Out::Append { id, job } => {
-                // Completed even if the client is gone: the dedup window
-                // and metrics must learn the outcome.
-                let r = match job.complete() {
-                    Ok(receipts) => {
-                        let mut out = Vec::new();
-                        msg::encode_response(&mut out, id, &Response::Receipts(receipts));
-                        out
-                    }
-                    Err(e) => {
-                        ctx.metrics.error(e.code);
-                        let mut out = Vec::new();
-                        msg::encode_response(&mut out, id, &Response::Error(e));
-                        out
-                    }
-                };
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                r
+    let mut ready = Vec::new();
+    while outbox.drain_ready(&mut ready) {
+        for out in ready.drain(..) {
+            let frame = match out {
+                Out::Frame(f) => f,
+                Out::Append { id, job, durable } => {
+                    // Settled even if the client is gone: the dedup window
+                    // and metrics must learn the outcome.
+                    let response = match job.finish(durable) {
+                        Ok(receipts) => Response::Receipts(receipts),
+                        Err(e) => {
+                            ctx.metrics.error(e.code);
+                            Response::Error(e)
+                        }
+                    };
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                    let mut frame = Vec::new();
+                    msg::encode_response(&mut frame, id, &response);
+                    frame
+                }
+            };
+            if !broken && w.write_all(&frame).is_err() {
+                broken = true;
+                closed.store(true, Ordering::Release);
+                let _ = w.get_ref().shutdown(Shutdown::Both);
             }
-        };
-        if broken {
-            continue;
         }
-        if w.write_all(&frame).is_err() || (rx.is_empty() && w.flush().is_err()) {
+        // One flush for everything that was ready.
+        if !broken && w.flush().is_err() {
             broken = true;
             closed.store(true, Ordering::Release);
             let _ = w.get_ref().shutdown(Shutdown::Both);
         }
-    }
-    if !broken {
-        let _ = w.flush();
     }
 }

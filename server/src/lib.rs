@@ -24,6 +24,7 @@ pub mod dedup;
 pub mod index;
 pub mod managed;
 pub mod metrics;
+mod outbox;
 pub mod schema;
 pub mod server;
 pub mod store;

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use engine::format::record::KIND_DATA;
-use engine::{Config as EngineConfig, Durability, Log, PendingAppend, Record, WriteObserver};
+use engine::{Config as EngineConfig, Durability, Log, Receipt, Record, WriteObserver};
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use proto::event::EventRef;
 use proto::msg::{self, AppendReceipt, ErrorCode, ErrorReply, LogStats, Query, TimeField};
@@ -144,12 +144,12 @@ enum Plan {
     SameAs(usize),
 }
 
-/// An append on its way to the disk; [`complete`](AppendJob::complete) it.
+/// What an append needs, once its records are durable (or have failed),
+/// to settle its keys and answer; [`finish`](AppendJob::finish) it.
 #[derive(Debug)]
 #[must_use]
 pub struct AppendJob {
     state: Arc<LogState>,
-    pending: Option<PendingAppend>,
     plan: Vec<Plan>,
     /// Keys to resolve, by the new record that carries them.
     keys: Vec<(usize, dedup::Key)>,
@@ -157,26 +157,27 @@ pub struct AppendJob {
 }
 
 impl AppendJob {
-    /// Waits for durability; settles the keys; the receipts, one per event.
-    pub fn complete(self) -> Result<Vec<AppendReceipt>, ErrorReply> {
+    /// Settles the keys with the engine's outcome for the new records;
+    /// the receipts, one per event.
+    pub fn finish(
+        self,
+        durable: engine::Result<Vec<Receipt>>,
+    ) -> Result<Vec<AppendReceipt>, ErrorReply> {
         let s = &self.state;
-        let receipts = match self.pending {
-            None => Vec::new(),
-            Some(p) => match p.wait() {
-                Ok(r) => r,
-                Err(e) => {
-                    for (_, k) in &self.keys {
-                        s.dedup.resolve(*k, None);
-                    }
-                    let mut reply = engine_error(&e);
-                    // The write or sync that failed poisoned the log: say
-                    // so from the first failure on, not only the next.
-                    if s.log.is_poisoned() {
-                        reply.code = ErrorCode::Poisoned;
-                    }
-                    return Err(reply);
+        let receipts = match durable {
+            Ok(r) => r,
+            Err(e) => {
+                for (_, k) in &self.keys {
+                    s.dedup.resolve(*k, None);
                 }
-            },
+                let mut reply = engine_error(&e);
+                // The write or sync that failed poisoned the log: say
+                // so from the first failure on, not only the next.
+                if s.log.is_poisoned() {
+                    reply.code = ErrorCode::Poisoned;
+                }
+                return Err(reply);
+            }
         };
         for (i, k) in &self.keys {
             let r = &receipts[*i];
@@ -496,13 +497,19 @@ impl LogState {
     }
 
     /// Validates, deduplicates and submits an append from `key`. Errors
-    /// come back at once (nothing is written); otherwise the job completes
-    /// when the events are durable.
-    pub fn submit_append(
+    /// come back at once (nothing is written, `done` is not called);
+    /// otherwise `done` is called once with the job and the engine's
+    /// outcome, on the engine's writer or syncer thread (so it must not
+    /// block), or at once on this thread when every event is a duplicate.
+    pub fn submit_append<F>(
         self: &Arc<Self>,
         key: &Key,
         bodies: &[&[u8]],
-    ) -> Result<AppendJob, ErrorReply> {
+        done: F,
+    ) -> Result<(), ErrorReply>
+    where
+        F: FnOnce(AppendJob, engine::Result<Vec<Receipt>>) + Send + 'static,
+    {
         let now = now_nanos();
         let schema = self.schema();
         // An event the server did not change is stored as the client's
@@ -633,26 +640,28 @@ impl LogState {
                 _ => {}
             }
         }
-        let pending = if payloads.is_empty() {
-            None
-        } else {
-            match self.log.submit_kind(KIND_DATA, &payloads) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    for (_, k) in &keys {
-                        self.dedup.resolve(*k, None);
-                    }
-                    return Err(engine_error(&e));
-                }
-            }
-        };
-        Ok(AppendJob {
+        let job = AppendJob {
             state: self.clone(),
-            pending,
             plan,
             keys,
             bytes,
-        })
+        };
+        if payloads.is_empty() {
+            done(job, Ok(Vec::new()));
+            return Ok(());
+        }
+        // The keys stay claimed until the job settles them; if the engine
+        // refuses the append, `done` is dropped uncalled with the job, so
+        // release them here.
+        let claimed: Vec<dedup::Key> = job.keys.iter().map(|(_, k)| *k).collect();
+        self.log
+            .submit_then(KIND_DATA, &payloads, move |r| done(job, r))
+            .map_err(|e| {
+                for k in claimed {
+                    self.dedup.resolve(k, None);
+                }
+                engine_error(&e)
+            })
     }
 
     fn head_next(&self) -> u64 {
