@@ -79,6 +79,15 @@ pub struct Config {
     pub clock: Arc<dyn Clock>,
     /// Told about every acknowledged group (metrics, waking tailers).
     pub observer: Option<Arc<dyn WriteObserver>>,
+    /// Start each new segment in a file already filled with zeros to
+    /// `segment_size` and synced, prepared by a background thread while the
+    /// previous segment fills. Overwriting allocated, written blocks needs
+    /// no block allocation or size change in the covering `fdatasync`,
+    /// which on ext4 makes each sync 25-50% cheaper (docs/benchmarks.md).
+    /// Recovery and verification read zeros after the last record of the
+    /// active segment as its end; sealing cuts them off. Costs one
+    /// segment's worth of disk space ahead of use.
+    pub prewrite_segments: bool,
 }
 
 /// Told, on the write path, each time appends become durable: after the
@@ -104,6 +113,7 @@ impl Default for Config {
             log_id: None,
             clock: Arc::new(SystemClock),
             observer: None,
+            prewrite_segments: false,
         }
     }
 }

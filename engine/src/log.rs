@@ -55,6 +55,8 @@ pub struct Stats {
     pub bytes: u64,
     /// Segments sealed.
     pub segments_sealed: u64,
+    /// Segments started in a pre-written file (`prewrite_segments`).
+    pub segments_prewritten: u64,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +66,7 @@ pub(crate) struct StatCounters {
     pub syncs: AtomicU64,
     pub bytes: AtomicU64,
     pub segments_sealed: AtomicU64,
+    pub segments_prewritten: AtomicU64,
 }
 
 /// Where durable data ends: the seq after the last durable record.
@@ -337,6 +340,7 @@ impl Log {
             syncs: s.syncs.load(Ordering::Relaxed),
             bytes: s.bytes.load(Ordering::Relaxed),
             segments_sealed: s.segments_sealed.load(Ordering::Relaxed),
+            segments_prewritten: s.segments_prewritten.load(Ordering::Relaxed),
         }
     }
 

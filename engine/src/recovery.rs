@@ -70,6 +70,19 @@ pub(crate) enum WalkEnd {
     Undecodable { pos: u64, cause: CorruptionKind },
 }
 
+/// Whether every byte from `pos` on is zero: the unused space of a
+/// pre-written segment (see [`Config::prewrite_segments`]), where the log
+/// simply ends. A torn write leaves some of its bytes there, and a record
+/// never encodes as zeros (its kind is never 0), so zeros to the end of
+/// the file are never part of a record.
+///
+/// [`Config::prewrite_segments`]: crate::Config::prewrite_segments
+pub(crate) fn zero_from(bytes: &[u8], pos: u64) -> bool {
+    bytes
+        .get(pos as usize..)
+        .is_some_and(|rest| rest.iter().all(|&b| b == 0))
+}
+
 /// Walks the records in `bytes[HEADER_LEN..end]`, checking each one's CRC,
 /// seq, `created_at` order and chain hash, and calling `f` for each. Stops
 /// at the first bytes that do not decode as a record. A record that decodes
@@ -656,6 +669,9 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 })?;
                 let (end_pos, tail) = match end {
                     WalkEnd::Clean => (bytes.len() as u64, None),
+                    // Pre-written space: the log ends here, and the writer
+                    // goes on overwriting the zeros.
+                    WalkEnd::Undecodable { pos, .. } if zero_from(&bytes, pos) => (pos, None),
                     WalkEnd::Undecodable { pos, cause } => {
                         check_torn_tail(&path, &bytes, pos, &cause, st.next_seq)?;
                         (pos, Some((pos, cause)))

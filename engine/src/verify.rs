@@ -27,7 +27,7 @@ use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::index::{self, IndexKind, OffsetEntry, TimeEntry, INDEX_HEADER_LEN};
 use crate::format::{Hash, LogId, Structure};
-use crate::recovery::{check_torn_tail, walk_records, ChainState, WalkEnd};
+use crate::recovery::{check_torn_tail, walk_records, zero_from, ChainState, WalkEnd};
 use crate::segment::{index_file_name, parse_segment_name, segment_file_name};
 use crate::storage::{read_exact_at, Storage};
 
@@ -573,6 +573,8 @@ fn check_segment(
     match walked {
         Err(Error::Corruption(c)) => return fail(verdict, *c, Some(header), None),
         Err(e) => return Err(e),
+        // The unused, zeroed space of a pre-written active segment.
+        Ok(WalkEnd::Undecodable { pos, .. }) if footer.is_none() && zero_from(bytes, pos) => {}
         Ok(WalkEnd::Undecodable { pos, cause }) if footer.is_none() => {
             // The last, unsealed segment: the same rule as recovery. Bytes
             // that were never durable are a torn (or in-flight) tail;

@@ -12,7 +12,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -77,6 +77,73 @@ enum SyncJob {
     Barrier(Sender<()>),
 }
 
+/// A file of zeros ready to become the next segment.
+type Spare = (PathBuf, Arc<dyn StorageFile>);
+
+/// The background thread that keeps one [`Spare`] ready when
+/// `prewrite_segments` is on. Asked for one after every roll; the writer
+/// takes it at the next roll, or creates a plain segment if it is not
+/// ready yet (the thread is still writing zeros, or failed: a failure
+/// here costs speed, not data, so it is not a reason to poison the log).
+struct Prewriter {
+    ask: Sender<()>,
+    ready: Arc<parking_lot::Mutex<Option<Spare>>>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Prewriter {
+    fn start(shared: &Arc<Shared>) -> Result<Prewriter> {
+        let (ask, asked) = bounded::<()>(1);
+        let ready = Arc::new(parking_lot::Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (s, ready, stop) = (shared.clone(), ready.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("chainlog-prewrite".into())
+                .spawn(move || {
+                    for () in &asked {
+                        if ready.lock().is_some() {
+                            continue;
+                        }
+                        let cancelled = || stop.load(Ordering::Acquire);
+                        let len = s.config.segment_size;
+                        if let Ok(Some(spare)) =
+                            segment::prepare_spare(&*s.storage, &s.dir, len, &cancelled)
+                        {
+                            *ready.lock() = Some(spare);
+                        }
+                    }
+                })
+                .map_err(|e| Error::io("spawn pre-write thread", &shared.dir, e))?
+        };
+        let _ = ask.try_send(());
+        Ok(Prewriter {
+            ask,
+            ready,
+            stop,
+            thread,
+        })
+    }
+
+    fn take(&self) -> Option<Spare> {
+        self.ready.lock().take()
+    }
+
+    /// Asks for the next spare. Only once the last one taken has its
+    /// segment's name: the spare's file name is reused.
+    fn ask(&self) {
+        // One request pending is enough; a full queue already holds it.
+        let _ = self.ask.try_send(());
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        drop(self.ask);
+        let _ = self.thread.join();
+    }
+}
+
 /// The active segment, as the writer holds it.
 struct Active {
     first_seq: u64,
@@ -119,7 +186,13 @@ pub(crate) fn start(
             .spawn(move || syncer_loop(&s, &sync_rx))
             .map_err(|e| Error::io("spawn syncer thread", &shared.dir, e))?
     };
+    let prewriter = if shared.config.prewrite_segments {
+        Some(Prewriter::start(&shared)?)
+    } else {
+        None
+    };
     let mut writer = Writer {
+        prewriter,
         shared: shared.clone(),
         rx,
         active: Active {
@@ -144,6 +217,7 @@ pub(crate) fn start(
 }
 
 struct Writer {
+    prewriter: Option<Prewriter>,
     shared: Arc<Shared>,
     rx: Receiver<Request>,
     active: Active,
@@ -174,6 +248,9 @@ impl Writer {
         drop(std::mem::replace(&mut self.sync_tx, tx));
         if let Some(s) = self.syncer.take() {
             let _ = s.join();
+        }
+        if let Some(p) = self.prewriter.take() {
+            p.stop();
         }
     }
 
@@ -377,7 +454,20 @@ impl Writer {
             created_at: shared.config.clock.now_nanos(),
             prev_hash: self.chain.prev_hash,
         };
-        let (path, _) = segment::create_segment(storage, &shared.dir, &header)?;
+        let spare = self.prewriter.as_ref().and_then(Prewriter::take);
+        let (path, _) = match spare {
+            Some(spare) => {
+                shared
+                    .stats
+                    .segments_prewritten
+                    .fetch_add(1, Ordering::Relaxed);
+                segment::adopt_spare(storage, &shared.dir, &header, spare)?
+            }
+            None => segment::create_segment(storage, &shared.dir, &header)?,
+        };
+        if let Some(p) = &self.prewriter {
+            p.ask();
+        }
         let file = storage
             .open_write(&path)
             .map_err(|e| Error::io("open", &path, e))?;

@@ -104,6 +104,9 @@ pub struct LogConfig {
     pub max_future_skew_secs: u64,
     /// Bytes after which a segment is sealed.
     pub segment_size: u64,
+    /// Prepare each next segment as a file of zeros, synced, in the
+    /// background (see the engine's `Config::prewrite_segments`).
+    pub prewrite_segments: bool,
     /// Appends that may wait for the writer before `busy`.
     pub queue_depth: usize,
     /// `"sync"` (the default: acknowledged means fdatasynced) or
@@ -125,6 +128,7 @@ impl Default for LogConfig {
             max_event_bytes: limits.max_event_bytes,
             max_future_skew_secs: limits.max_future_skew.as_secs(),
             segment_size: 64 << 20,
+            prewrite_segments: true,
             queue_depth: 4096,
             durability: "sync".into(),
         }

@@ -331,6 +331,7 @@ impl LogState {
         let signal = Arc::new(HeadSignal::default());
         let engine_config = EngineConfig {
             segment_size: config.segment_size,
+            prewrite_segments: config.prewrite_segments,
             queue_depth: config.queue_depth,
             durability: if config.durability == "unsafe-no-sync" {
                 Durability::UnsafeNoSync

@@ -134,6 +134,9 @@ fn run_inner(args: &Args, out: &mut dyn Write) -> Result<i32, String> {
             .as_ref()
             .map_or(bytes.len(), |f| f.records_end as usize);
         let mut pos = HEADER_LEN;
+        // An unsealed segment may be pre-written: zeros to the end of the
+        // file are where its records end, not an error.
+        let zeros_from = |pos: usize| footer.is_none() && bytes[pos..].iter().all(|&b| b == 0);
         while pos < end {
             match record::decode(&bytes[pos..end], MAX_PAYLOAD_LEN) {
                 Ok(Decoded::Record(r)) => {
@@ -145,6 +148,7 @@ fn run_inner(args: &Args, out: &mut dyn Write) -> Result<i32, String> {
                     }
                     pos += r.encoded_len();
                 }
+                Ok(Decoded::Incomplete { .. }) | Err(_) if zeros_from(pos) => break,
                 Ok(Decoded::Incomplete { needed }) => {
                     emit(json!({
                         "segment": name, "offset": pos,

@@ -115,3 +115,39 @@ fn damaged_records_get_an_error_line_and_exit_1() {
     );
     assert_eq!(dump(&["/nonexistent/x.seg"]).0, 2);
 }
+
+#[test]
+fn zeros_after_the_last_record_of_the_active_segment_end_it_quietly() {
+    // What a pre-written segment looks like (Config::prewrite_segments).
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_log(dir.path(), 60);
+    let mut segs: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let active = segs.last().expect("a segment");
+    let len = std::fs::metadata(active).expect("stat").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(active)
+        .expect("open");
+    f.set_len(len + 4096).expect("extend with zeros");
+    let (code, lines) = dump(&[dir.path().to_str().expect("path")]);
+    assert_eq!(code, 0);
+    assert_eq!(lines.len(), 60);
+    assert_eq!(lines[59]["seq"], 59);
+    // Anything else after the records is still reported.
+    f.set_len(len).expect("truncate");
+    std::fs::write(active, {
+        let mut b = std::fs::read(active).expect("read");
+        b.extend_from_slice(&[0u8, 0, 7, 0]);
+        b
+    })
+    .expect("write");
+    let (code, lines) = dump(&[dir.path().to_str().expect("path")]);
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 61);
+    assert!(lines[60]["error"].is_string(), "{}", lines[60]);
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::footer::Footer;
+use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::SegmentHeader;
 use crate::format::index::IndexKind;
 use crate::storage::{write_all_at, Storage, StorageFile};
@@ -107,6 +107,78 @@ pub(crate) fn create_segment(
     Ok((path, file))
 }
 
+/// The file a log's pre-writer fills with zeros for the next segment.
+/// It is a temporary file: recovery removes it like any other.
+pub(crate) const SPARE_NAME: &str = "next-segment.seg.tmp";
+
+/// Fills `SPARE_NAME` in `dir` with `len` zero bytes and syncs it. Gives
+/// up, removing the file, as soon as `cancelled` says so (`Ok(None)`).
+pub(crate) fn prepare_spare(
+    storage: &dyn Storage,
+    dir: &Path,
+    len: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Option<(PathBuf, Arc<dyn StorageFile>)>> {
+    let path = dir.join(SPARE_NAME);
+    match storage.remove(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove stale", &path, e)),
+    }
+    let file = storage
+        .create_new(&path)
+        .map_err(|e| Error::io("create", &path, e))?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        if cancelled() {
+            drop(file);
+            let _ = storage.remove(&path);
+            return Ok(None);
+        }
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        write_all_at(&*file, &zeros[..n], at).map_err(|e| Error::io("pre-write", &path, e))?;
+        at += n as u64;
+    }
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync pre-written", &path, e))?;
+    Ok(Some((path, file)))
+}
+
+/// Like [`create_segment`], in a file [`prepare_spare`] made: the header
+/// is written over its first zeros and synced before the rename.
+pub(crate) fn adopt_spare(
+    storage: &dyn Storage,
+    dir: &Path,
+    header: &SegmentHeader,
+    spare: (PathBuf, Arc<dyn StorageFile>),
+) -> Result<(PathBuf, Arc<dyn StorageFile>)> {
+    let (tmp, file) = spare;
+    let name = segment_file_name(header.first_seq);
+    let path = dir.join(&name);
+    let exists = storage
+        .list(dir)
+        .map_err(|e| Error::io("list", dir, e))?
+        .contains(&name);
+    if exists {
+        return Err(Error::io(
+            "create segment",
+            &path,
+            std::io::ErrorKind::AlreadyExists.into(),
+        ));
+    }
+    write_all_at(&*file, &header.encode(), 0).map_err(|e| Error::io("write header", &tmp, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync header", &tmp, e))?;
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    Ok((path, file))
+}
+
 /// Writes an index file beside its segment: to a temporary name, synced,
 /// then renamed over any old one. The caller syncs the directory.
 pub(crate) fn write_index_file(
@@ -179,6 +251,15 @@ pub(crate) fn seal_segment(
     live: &LiveIndex,
 ) -> Result<()> {
     assert!(footer.record_count > 0, "an empty segment is never sealed");
+    // A pre-written segment: cut the unused zeros first, keeping room for
+    // the footer. A crash before the footer's sync leaves zeros or a torn
+    // footer after the records; either way recovery finds the segment
+    // active.
+    let sealed_len = footer.records_end + FOOTER_LEN as u64;
+    if file.len().map_err(|e| Error::io("stat", path, e))? > sealed_len {
+        file.set_len(sealed_len)
+            .map_err(|e| Error::io("truncate pre-written space", path, e))?;
+    }
     write_all_at(file, &footer.encode(), footer.records_end)
         .map_err(|e| Error::io("write footer", path, e))?;
     file.sync_data()
