@@ -492,7 +492,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             created_at: config.clock.now_nanos(),
             prev_hash: chain::genesis(&log_id),
         };
-        let (path, _) = segment::create_segment(storage, dir, &header)?;
+        let (path, _) = segment::create_segment(storage, dir, &header, None)?;
         let file = storage
             .open_write(&path)
             .map_err(|e| Error::io("open", &path, e))?;
@@ -814,7 +814,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 created_at: config.clock.now_nanos(),
                 prev_hash: chain_state.prev_hash,
             };
-            let (path, _) = segment::create_segment(storage, dir, &header)?;
+            let (path, _) = segment::create_segment(storage, dir, &header, None)?;
             let file = storage
                 .open_write(&path)
                 .map_err(|e| Error::io("open", &path, e))?;

@@ -455,16 +455,13 @@ impl Writer {
             prev_hash: self.chain.prev_hash,
         };
         let spare = self.prewriter.as_ref().and_then(Prewriter::take);
-        let (path, _) = match spare {
-            Some(spare) => {
-                shared
-                    .stats
-                    .segments_prewritten
-                    .fetch_add(1, Ordering::Relaxed);
-                segment::adopt_spare(storage, &shared.dir, &header, spare)?
-            }
-            None => segment::create_segment(storage, &shared.dir, &header)?,
-        };
+        if spare.is_some() {
+            shared
+                .stats
+                .segments_prewritten
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let (path, _) = segment::create_segment(storage, &shared.dir, &header, spare)?;
         if let Some(p) = &self.prewriter {
             p.ask();
         }

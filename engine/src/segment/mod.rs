@@ -61,8 +61,9 @@ pub(crate) struct Segment {
 /// Creates a segment file and makes it durable under its final name, in an
 /// order that leaves no half-made segment behind:
 ///
-/// 1. create `NAME.seg.tmp` and write the header: a crash now leaves only a
-///    temporary file, which recovery removes;
+/// 1. create `NAME.seg.tmp` (or take the pre-written `spare`) and write the
+///    header: a crash now leaves only a temporary file, which recovery
+///    removes;
 /// 2. `fdatasync` it: the header is durable before the file has its name;
 /// 3. rename it to `NAME.seg`;
 /// 4. `fsync` the directory: the name is durable before any record in the
@@ -71,15 +72,10 @@ pub(crate) fn create_segment(
     storage: &dyn Storage,
     dir: &Path,
     header: &SegmentHeader,
+    spare: Option<(PathBuf, Arc<dyn StorageFile>)>,
 ) -> Result<(PathBuf, Arc<dyn StorageFile>)> {
     let name = segment_file_name(header.first_seq);
     let path = dir.join(&name);
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-    match storage.remove(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove stale", &tmp, e)),
-    }
     // Never replace a segment: the rename below would.
     let exists = storage
         .list(dir)
@@ -92,9 +88,19 @@ pub(crate) fn create_segment(
             std::io::ErrorKind::AlreadyExists.into(),
         ));
     }
-    let file = storage
-        .create_new(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
+    // A pre-written spare (see `prepare_spare`) is used as it is: its
+    // header is written over its first zeros.
+    let (tmp, file) = match spare {
+        Some(spare) => spare,
+        None => {
+            let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+            remove_stale(storage, &tmp)?;
+            let file = storage
+                .create_new(&tmp)
+                .map_err(|e| Error::io("create", &tmp, e))?;
+            (tmp, file)
+        }
+    };
     write_all_at(&*file, &header.encode(), 0).map_err(|e| Error::io("write header", &tmp, e))?;
     file.sync_data()
         .map_err(|e| Error::io("fdatasync header", &tmp, e))?;
@@ -105,6 +111,15 @@ pub(crate) fn create_segment(
         .sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))?;
     Ok((path, file))
+}
+
+/// Removes a temporary file left by an earlier attempt, if there is one.
+fn remove_stale(storage: &dyn Storage, path: &Path) -> Result<()> {
+    match storage.remove(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove stale", path, e)),
+    }
 }
 
 /// The file a log's pre-writer fills with zeros for the next segment.
@@ -120,11 +135,7 @@ pub(crate) fn prepare_spare(
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Option<(PathBuf, Arc<dyn StorageFile>)>> {
     let path = dir.join(SPARE_NAME);
-    match storage.remove(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove stale", &path, e)),
-    }
+    remove_stale(storage, &path)?;
     let file = storage
         .create_new(&path)
         .map_err(|e| Error::io("create", &path, e))?;
@@ -145,40 +156,6 @@ pub(crate) fn prepare_spare(
     Ok(Some((path, file)))
 }
 
-/// Like [`create_segment`], in a file [`prepare_spare`] made: the header
-/// is written over its first zeros and synced before the rename.
-pub(crate) fn adopt_spare(
-    storage: &dyn Storage,
-    dir: &Path,
-    header: &SegmentHeader,
-    spare: (PathBuf, Arc<dyn StorageFile>),
-) -> Result<(PathBuf, Arc<dyn StorageFile>)> {
-    let (tmp, file) = spare;
-    let name = segment_file_name(header.first_seq);
-    let path = dir.join(&name);
-    let exists = storage
-        .list(dir)
-        .map_err(|e| Error::io("list", dir, e))?
-        .contains(&name);
-    if exists {
-        return Err(Error::io(
-            "create segment",
-            &path,
-            std::io::ErrorKind::AlreadyExists.into(),
-        ));
-    }
-    write_all_at(&*file, &header.encode(), 0).map_err(|e| Error::io("write header", &tmp, e))?;
-    file.sync_data()
-        .map_err(|e| Error::io("fdatasync header", &tmp, e))?;
-    storage
-        .rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
-    storage
-        .sync_dir(dir)
-        .map_err(|e| Error::io("fsync directory", dir, e))?;
-    Ok((path, file))
-}
-
 /// Writes an index file beside its segment: to a temporary name, synced,
 /// then renamed over any old one. The caller syncs the directory.
 pub(crate) fn write_index_file(
@@ -190,11 +167,7 @@ pub(crate) fn write_index_file(
 ) -> Result<PathBuf> {
     let path = dir.join(index_file_name(first_seq, kind));
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", index_file_name(first_seq, kind)));
-    match storage.remove(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove stale", &tmp, e)),
-    }
+    remove_stale(storage, &tmp)?;
     write_new_file(storage, &tmp, bytes)?;
     storage
         .rename(&tmp, &path)
