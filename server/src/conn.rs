@@ -66,8 +66,15 @@ impl Conn {
     }
 
     fn error(&self, id: u32, e: ErrorReply) {
+        self.send(self.error_frame(id, e));
+    }
+
+    /// An error reply, counted in the metrics.
+    fn error_frame(&self, id: u32, e: ErrorReply) -> Vec<u8> {
         self.ctx.metrics.error(e.code);
-        self.reply(id, &Response::Error(e));
+        let mut out = Vec::new();
+        msg::encode_response(&mut out, id, &Response::Error(e));
+        out
     }
 }
 
@@ -397,10 +404,7 @@ fn handle(
             });
             if let Err(e) = submitted {
                 conn.in_flight.fetch_sub(1, Ordering::AcqRel);
-                ctx.metrics.error(e.code);
-                let mut frame = Vec::new();
-                msg::encode_response(&mut frame, id, &Response::Error(e));
-                conn.out.fill(place, Out::Frame(frame));
+                conn.out.fill(place, Out::Frame(conn.error_frame(id, e)));
             }
         }
         Request::Query(q) => {
