@@ -147,12 +147,11 @@ fn split_preamble(p: &[u8; PREAMBLE_LEN]) -> Result<(u16, u16), FrameError> {
     ))
 }
 
-/// Parses a frame header, refusing a declared length over `max_body`.
-pub fn parse_header(
-    h: &[u8; FRAME_HEADER_LEN],
-    max_body: usize,
-) -> Result<FrameHeader, FrameError> {
-    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+/// Checks a frame's declared length (its first four bytes) against the
+/// minimum and `max_body`; returns the body's length. A reader can refuse
+/// a bad frame as soon as these four bytes are in.
+pub fn check_length(len: [u8; 4], max_body: usize) -> Result<usize, FrameError> {
+    let len = u32::from_le_bytes(len);
     if len < LEN_OVERHEAD {
         return Err(FrameError::TooShort(len));
     }
@@ -163,6 +162,15 @@ pub fn parse_header(
             max: max_body + LEN_OVERHEAD as usize,
         });
     }
+    Ok(body_len)
+}
+
+/// Parses a frame header, refusing a declared length over `max_body`.
+pub fn parse_header(
+    h: &[u8; FRAME_HEADER_LEN],
+    max_body: usize,
+) -> Result<FrameHeader, FrameError> {
+    let body_len = check_length([h[0], h[1], h[2], h[3]], max_body)?;
     Ok(FrameHeader {
         kind: h[4],
         request_id: u32::from_le_bytes([h[5], h[6], h[7], h[8]]),

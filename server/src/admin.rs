@@ -14,9 +14,9 @@ use proto::msg::{
 
 use crate::auth::{generate_key, hash_key, right_names, Key};
 use crate::config::KeyConfig;
+use crate::ctx::Ctx;
 use crate::managed::{Managed, ManagedSchema, RevokedKey};
 use crate::schema::{check_pattern, Mode, Schema};
-use crate::server::Ctx;
 use crate::store::LogState;
 
 /// The longest key id, in bytes.

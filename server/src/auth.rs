@@ -20,10 +20,28 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use proto::msg::{rights, Origin};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::KeyConfig;
 use crate::ConfigError;
+
+/// One API key (in the config file, and in `managed.json` for keys created
+/// at runtime).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// A name for logs and metrics.
+    pub id: String,
+    /// `sha256:` and the hex SHA-256 of the key text.
+    pub hash: String,
+    /// The log the key opens.
+    pub log: String,
+    /// Any of `append`, `read`, `admin`.
+    pub rights: Vec<String>,
+    /// Tenants it may write and read; empty for every tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
 
 /// A configured key, ready to compare.
 #[derive(Debug, Clone)]

@@ -10,6 +10,8 @@
 //! frame_timeout_secs = 10            # a started frame must complete
 //! max_frame_bytes = 1056768          # 1 MiB of events + length prefixes
 //! max_batch_events = 1000
+//! io_threads = 0                     # event-loop threads; 0 = one per core (at most 8)
+//! blocking_threads = 4               # queries, reads, tail steps, admin operations
 //!
 //! [[logs]]
 //! name = "default"
@@ -32,6 +34,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::KeyConfig;
 use crate::schema::Mode;
 use crate::ConfigError;
 
@@ -57,6 +60,12 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// The most events in one append.
     pub max_batch_events: usize,
+    /// Event-loop threads serving every connection; 0: one per core, at
+    /// most 8.
+    pub io_threads: usize,
+    /// Threads for queries, reads, tail steps and admin operations, shared
+    /// by every connection (requests beyond wait their turn).
+    pub blocking_threads: usize,
     /// The logs served.
     pub logs: Vec<LogConfig>,
     /// The API keys.
@@ -74,8 +83,32 @@ impl Default for ServerConfig {
             frame_timeout_secs: 10,
             max_frame_bytes: proto::frame::DEFAULT_MAX_BODY,
             max_batch_events: 1000,
+            io_threads: 0,
+            blocking_threads: 4,
             logs: vec![LogConfig::default()],
             keys: Vec::new(),
+        }
+    }
+}
+
+/// What an acknowledgement promises, parsed where the config is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Acknowledged means fdatasynced: survives a crash or power loss.
+    #[default]
+    Sync,
+    /// Acknowledged means written to the page cache only: lost on a power
+    /// failure. For benchmarks of everything but the disk.
+    UnsafeNoSync,
+}
+
+impl Durability {
+    /// The engine's level.
+    pub fn engine(self) -> engine::Durability {
+        match self {
+            Durability::Sync => engine::Durability::SyncEveryGroup,
+            Durability::UnsafeNoSync => engine::Durability::UnsafeNoSync,
         }
     }
 }
@@ -109,9 +142,8 @@ pub struct LogConfig {
     pub prewrite_segments: bool,
     /// Appends that may wait for the writer before `busy`.
     pub queue_depth: usize,
-    /// `"sync"` (the default: acknowledged means fdatasynced) or
-    /// `"unsafe-no-sync"` (benchmarks of everything but the disk only).
-    pub durability: String,
+    /// `"sync"` (the default) or `"unsafe-no-sync"`.
+    pub durability: Durability,
 }
 
 impl Default for LogConfig {
@@ -130,7 +162,7 @@ impl Default for LogConfig {
             segment_size: 64 << 20,
             prewrite_segments: true,
             queue_depth: 4096,
-            durability: "sync".into(),
+            durability: Durability::Sync,
         }
     }
 }
@@ -146,24 +178,6 @@ impl LogConfig {
             max_future_skew: Duration::from_secs(self.max_future_skew_secs),
         }
     }
-}
-
-/// One API key (in the config file, and in `managed.json` for keys created
-/// at runtime).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyConfig {
-    /// A name for logs and metrics.
-    pub id: String,
-    /// `sha256:` and the hex SHA-256 of the key text.
-    pub hash: String,
-    /// The log the key opens.
-    pub log: String,
-    /// Any of `append`, `read`, `admin`.
-    pub rights: Vec<String>,
-    /// Tenants it may write and read; empty for every tenant.
-    #[serde(default)]
-    pub tenants: Vec<String>,
 }
 
 impl ServerConfig {
@@ -202,12 +216,6 @@ impl ServerConfig {
             if self.logs[..i].iter().any(|o| o.name == l.name) {
                 return bad(format!("log {:?} is configured twice", l.name));
             }
-            if !matches!(l.durability.as_str(), "sync" | "unsafe-no-sync") {
-                return bad(format!(
-                    "log {:?}: durability must be \"sync\" or \"unsafe-no-sync\"",
-                    l.name
-                ));
-            }
             if l.max_field_bytes > 4096
                 || l.max_event_bytes > 1 << 20
                 || l.max_metadata_bytes >= l.max_event_bytes
@@ -241,6 +249,9 @@ impl ServerConfig {
                 "max_connections must be positive and max_batch_events in 1..=65535".into(),
             );
         }
+        if self.io_threads > 64 || self.blocking_threads == 0 || self.blocking_threads > 64 {
+            return bad("io_threads must be in 0..=64 and blocking_threads in 1..=64".into());
+        }
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > 64 << 20 {
             return bad("max_frame_bytes must be in 1 KiB..=64 MiB".into());
         }
@@ -250,6 +261,14 @@ impl ServerConfig {
     /// The protocol address, parsed.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         parse_addr("listen", &self.listen)
+    }
+
+    /// Event-loop threads to start.
+    pub fn io_threads(&self) -> usize {
+        match self.io_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+            n => n,
+        }
     }
 
     /// The idle timeout.

@@ -66,7 +66,7 @@ pub enum Claim {
 }
 
 /// How long an append waits for another's pending key before `busy`.
-const PENDING_WAIT: Duration = Duration::from_secs(30);
+pub const PENDING_WAIT: Duration = Duration::from_secs(30);
 
 /// The window of one log.
 #[derive(Debug)]
@@ -104,9 +104,22 @@ impl Dedup {
 
     /// Claims `keys` for one append, all at once: for each, whether it was
     /// stored within the window (and as which seq) or is now pending for
-    /// this append. Waits while any of them is pending for another append.
+    /// this append. Waits while any of them is pending for another append,
+    /// at most 30 s.
     pub fn claim(&self, keys: &[Key], now: u64) -> Result<Vec<Claim>, PendingTimeout> {
-        let deadline = Instant::now() + PENDING_WAIT;
+        self.claim_within(keys, now, PENDING_WAIT)
+    }
+
+    /// [`claim`](Self::claim), waiting at most `wait` for pending keys
+    /// (`Duration::ZERO`: not at all, for a caller on the event loop, which
+    /// must not block; it retries with a wait on a blocking thread).
+    pub fn claim_within(
+        &self,
+        keys: &[Key],
+        now: u64,
+        wait: Duration,
+    ) -> Result<Vec<Claim>, PendingTimeout> {
+        let deadline = Instant::now() + wait;
         let mut inner = self.inner.lock();
         self.expire(&mut inner, now);
         loop {

@@ -10,9 +10,15 @@
 //! - [`dedup`]: the idempotency window, rebuilt from the log on start.
 //! - [`index`]: block summaries that let queries skip what cannot match.
 //! - [`store`]: one served log and the operations on it.
-//! - `conn`: a connection's reader and writer threads.
-//! - [`server`]: listening, accepting, metrics, shutdown.
-//! - [`metrics`]: counters, histograms, the Prometheus endpoint.
+//! - `ctx`: what every connection shares.
+//! - `conn`: a connection's task on the event loop: frames in, replies out.
+//! - `route`: what each request needs and where it runs.
+//! - `outbox`: a connection's replies in request order.
+//! - `reply`: reply frames.
+//! - [`tail`]: tail subscriptions, a task each, bounded per connection.
+//! - [`server`]: the event loop, listening, accepting, shutdown.
+//! - [`metrics`]: counters, histograms, process figures, the Prometheus
+//!   endpoint.
 
 use std::path::PathBuf;
 
@@ -20,14 +26,18 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 mod conn;
+mod ctx;
 pub mod dedup;
 pub mod index;
 pub mod managed;
 pub mod metrics;
 mod outbox;
+mod reply;
+mod route;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod tail;
 
 pub use config::{KeyConfig, LogConfig, ServerConfig};
 pub use server::Server;

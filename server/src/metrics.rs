@@ -1,11 +1,11 @@
 //! Counters and histograms, and the Prometheus text endpoint that serves
 //! them on a separate (loopback by default) port.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use proto::msg::ErrorCode;
 
@@ -262,36 +262,170 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
         l.group_size
             .render(&mut o, "chainlog_group_size", &format!("log=\"{}\"", l.log));
     }
+    ProcessFigures::read().render(&mut o);
     o
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` says so (and a
-/// connection wakes the loop); `body` renders the page. One request per
-/// connection, bounded and timed out.
-pub fn serve(
-    listener: TcpListener,
-    stop: impl Fn() -> bool,
-    body: impl Fn() -> String + Send + Sync + 'static,
-) {
-    let body = Arc::new(body);
-    for stream in listener.incoming() {
-        if stop() {
-            return;
+/// The process's own figures, under the names Prometheus clients export
+/// (`process_cpu_seconds_total` and the rest), read from `/proc/self`.
+/// Missing figures (another OS, a restricted `/proc`) are left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessFigures {
+    /// User and system CPU time, in seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Resident set size, in bytes.
+    pub resident_bytes: Option<u64>,
+    /// Virtual memory size, in bytes.
+    pub virtual_bytes: Option<u64>,
+    /// Threads in the process.
+    pub threads: Option<u64>,
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+    /// The soft limit on file descriptors.
+    pub max_fds: Option<u64>,
+    /// When the process started, in seconds since the epoch.
+    pub start_time_seconds: Option<f64>,
+}
+
+/// `/proc`'s clock ticks per second: `USER_HZ`, which Linux fixes at 100
+/// for every user-space interface on every architecture it runs on.
+const USER_HZ: f64 = 100.0;
+
+impl ProcessFigures {
+    /// Reads this process's figures.
+    pub fn read() -> ProcessFigures {
+        let mut f = ProcessFigures::default();
+        // /proc/self/stat: the fields after the command's closing paren
+        // are space-separated; utime and stime are the 12th and 13th of
+        // them, starttime the 20th (counting `state` as the 1st).
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            if let Some((_, rest)) = stat.rsplit_once(')') {
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let num = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+                if let (Some(u), Some(s)) = (num(11), num(12)) {
+                    f.cpu_seconds = Some((u + s) as f64 / USER_HZ);
+                }
+                let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("btime "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                });
+                if let (Some(start), Some(boot)) = (num(19), boot) {
+                    f.start_time_seconds = Some(boot as f64 + start as f64 / USER_HZ);
+                }
+            }
         }
-        let Ok(stream) = stream else { continue };
-        let body = body.clone();
-        let _ = std::thread::Builder::new()
-            .name("chainlog-metrics".into())
-            .spawn(move || answer(stream, &*body));
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let kib = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            };
+            f.resident_bytes = kib("VmRSS:").map(|k| k * 1024);
+            f.virtual_bytes = kib("VmSize:").map(|k| k * 1024);
+            f.threads = kib("Threads:");
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            // Less the descriptor of the directory being read.
+            f.open_fds = Some(dir.count().saturating_sub(1) as u64);
+        }
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+            f.max_fds = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok());
+        }
+        f
+    }
+
+    /// Appends the figures in the Prometheus text format.
+    pub fn render(&self, o: &mut String) {
+        let series: [(&str, &str, &str, Option<f64>); 7] = [
+            (
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                self.cpu_seconds,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                self.resident_bytes.map(|v| v as f64),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes.",
+                self.virtual_bytes.map(|v| v as f64),
+            ),
+            (
+                "process_threads",
+                "gauge",
+                "Number of OS threads in the process.",
+                self.threads.map(|v| v as f64),
+            ),
+            (
+                "process_open_fds",
+                "gauge",
+                "Number of open file descriptors.",
+                self.open_fds.map(|v| v as f64),
+            ),
+            (
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                self.max_fds.map(|v| v as f64),
+            ),
+            (
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since unix epoch in seconds.",
+                self.start_time_seconds,
+            ),
+        ];
+        for (name, kind, help, v) in series {
+            if let Some(v) = v {
+                o.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+                ));
+            }
+        }
     }
 }
 
-fn answer(mut s: TcpStream, body: &dyn Fn() -> String) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+/// Serves `GET /metrics` on `listener` until `stop` turns true; `body`
+/// renders the page. One request per connection, bounded and timed out,
+/// each a task on the event loop.
+pub async fn serve(
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    body: impl Fn() -> String + Send + Sync + 'static,
+) {
+    let body = Arc::new(body);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let body = body.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), answer(stream, &*body)).await;
+        });
+    }
+}
+
+async fn answer(mut s: TcpStream, body: &(dyn Fn() -> String + Send + Sync)) {
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-        match s.read(&mut buf) {
+        match s.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => req.extend_from_slice(&buf[..n]),
         }
@@ -306,9 +440,11 @@ fn answer(mut s: TcpStream, body: &dyn Fn() -> String) {
             "try GET /metrics\n".to_string(),
         )
     };
-    let _ = write!(
-        s,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         text.len()
     );
+    let _ = s.write_all(head.as_bytes()).await;
+    let _ = s.write_all(text.as_bytes()).await;
+    let _ = s.shutdown().await;
 }

@@ -1,228 +1,254 @@
 //! A connection's replies, in request order, some still being made.
 //!
-//! The reader takes a place for every reply as it reads the request: a
-//! reply it has at once (an error, a query page) fills its place right
-//! away; an append's place is filled later, by the engine's callback once
-//! the records are durable. The connection's writer sleeps until the
-//! first place is filled and takes every filled place from the front at
-//! once. So an append costs the writer one wake-up, by the thread that
-//! made it durable, instead of one to learn of the append and another to
-//! learn it is durable.
+//! The connection takes a place for every request as it reads it: a reply
+//! it has at once (an error, a pong) fills its place right away; an
+//! append's place is filled by the engine's callback once the records are
+//! durable, a query's by the blocking thread that ran it. The connection's
+//! task is woken when the first place is filled and writes every filled
+//! place from the front with one write. Tails push their frames at the
+//! back, waiting for room.
 //!
-//! At most `cap` places are taken at once; the reader (or a tail) waits
-//! for room, which bounds what a client that stops reading can hold.
+//! At most `cap` places are taken by requests: the connection stops reading
+//! requests while the outbox is full, which bounds what a client that stops
+//! reading can hold (TCP backpressure does the rest). A tail's push waits
+//! for room too; only a tail's last frame (its DONE or error) may go over,
+//! so that ending a tail never waits on the client.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard};
 
-/// A place's number, counted from 0 by [`Outbox::reserve`] and
-/// [`Outbox::push`] together.
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// A place's number, counted from 0 by [`Outbox::reserve`] and the pushes
+/// together.
 pub(crate) type Ticket = u64;
 
-pub(crate) struct Outbox<T> {
-    state: Mutex<State<T>>,
-    /// The writer waits here for the first place to be filled.
-    filled: Condvar,
-    /// Senders wait here for room.
-    room: Condvar,
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    /// The connection's task waits here for the first place to be filled.
+    filled: Notify,
+    /// Tails wait here for room.
+    room: Notify,
     cap: usize,
 }
 
-struct State<T> {
+#[derive(Debug)]
+struct State {
     /// `None` while a place waits to be filled.
-    places: VecDeque<Option<T>>,
+    places: VecDeque<Option<Vec<u8>>>,
     /// The ticket of `places[0]`.
     first: Ticket,
+    /// Places taken and not yet filled.
+    unfilled: usize,
     closed: bool,
-    writer_waiting: bool,
-    senders_waiting: usize,
 }
 
-impl<T> Outbox<T> {
-    pub(crate) fn new(cap: usize) -> Outbox<T> {
+impl Outbox {
+    pub(crate) fn new(cap: usize) -> Outbox {
         Outbox {
             state: Mutex::new(State {
                 places: VecDeque::with_capacity(cap.min(64)),
                 first: 0,
+                unfilled: 0,
                 closed: false,
-                writer_waiting: false,
-                senders_waiting: 0,
             }),
-            filled: Condvar::new(),
-            room: Condvar::new(),
+            filled: Notify::new(),
+            room: Notify::new(),
             cap: cap.max(1),
         }
     }
 
-    /// Every change is one push, fill or drain, so a panic elsewhere
-    /// cannot leave the state half-made: a poisoned lock is used as is.
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Whether a request may take a place now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.state.lock().places.len() < self.cap
     }
 
-    /// Takes the next place, filled with `item` when there is one,
-    /// waiting while `cap` places are taken.
-    fn take_place(&self, item: Option<T>) -> Ticket {
-        let mut st = self.lock();
-        while st.places.len() >= self.cap && !st.closed {
-            st.senders_waiting += 1;
-            st = self.room.wait(st).unwrap_or_else(|p| p.into_inner());
-            st.senders_waiting -= 1;
-        }
+    /// Places taken, filled or not.
+    pub(crate) fn len(&self) -> usize {
+        self.state.lock().places.len()
+    }
+
+    /// Places taken and not yet filled (replies being made).
+    pub(crate) fn unfilled(&self) -> usize {
+        self.state.lock().unfilled
+    }
+
+    /// Takes the next place, to be [filled](Self::fill) later. The caller
+    /// checked [`has_room`](Self::has_room); the bound is the reader's.
+    pub(crate) fn reserve(&self) -> Ticket {
+        let mut st = self.state.lock();
         let ticket = st.first + st.places.len() as u64;
-        let wake = item.is_some() && st.places.is_empty() && st.writer_waiting;
-        st.places.push_back(item);
-        drop(st);
-        if wake {
-            self.filled.notify_one();
-        }
+        st.places.push_back(None);
+        st.unfilled += 1;
         ticket
     }
 
-    /// Queues a reply that is ready now.
-    pub(crate) fn push(&self, item: T) {
-        self.take_place(Some(item));
-    }
-
-    /// Takes a place for a reply that [`fill`](Outbox::fill) provides later.
-    pub(crate) fn reserve(&self) -> Ticket {
-        self.take_place(None)
-    }
-
-    /// Provides the reply for a reserved place; wakes the writer if it is
-    /// the first.
-    pub(crate) fn fill(&self, ticket: Ticket, item: T) {
-        let mut st = self.lock();
-        let at = usize::try_from(ticket - st.first).expect("a place within the outbox");
-        debug_assert!(st.places[at].is_none(), "a place filled twice");
-        st.places[at] = Some(item);
-        let wake = at == 0 && st.writer_waiting;
-        drop(st);
+    /// Takes the next place, filled with `frame`.
+    pub(crate) fn push_now(&self, frame: Vec<u8>) {
+        let wake = {
+            let mut st = self.state.lock();
+            st.places.push_back(Some(frame));
+            st.places.len() == 1
+        };
         if wake {
             self.filled.notify_one();
         }
     }
 
-    /// No place is taken after this; the writer stops once the places
-    /// taken are filled and drained.
-    pub(crate) fn close(&self) {
-        let mut st = self.lock();
-        st.closed = true;
-        let (writer, senders) = (st.writer_waiting, st.senders_waiting > 0);
-        drop(st);
-        if writer {
+    /// Fills a reserved place (from any thread).
+    pub(crate) fn fill(&self, ticket: Ticket, frame: Vec<u8>) {
+        let wake = {
+            let mut st = self.state.lock();
+            let i = ticket.checked_sub(st.first).map(|i| i as usize);
+            let place = i.and_then(|i| st.places.get_mut(i));
+            match place {
+                Some(p @ None) => {
+                    *p = Some(frame);
+                    st.unfilled -= 1;
+                    i == Some(0)
+                }
+                // A ticket is filled once, and only a filled place leaves
+                // the front: anything else is a bug in the caller.
+                _ => panic!("outbox ticket {ticket} filled twice or never reserved"),
+            }
+        };
+        if wake {
             self.filled.notify_one();
-        }
-        if senders {
-            self.room.notify_all();
         }
     }
 
-    /// Waits until the first place is filled, then moves every filled
-    /// place from the front into `out`, in order. False once the outbox is
-    /// closed and empty.
-    pub(crate) fn drain_ready(&self, out: &mut Vec<T>) -> bool {
-        let mut st = self.lock();
+    /// Pushes a tail's frame at the back, waiting while the outbox is full.
+    /// False if the outbox closed (the frame is dropped).
+    pub(crate) async fn push(&self, frame: Vec<u8>) -> bool {
         loop {
-            if matches!(st.places.front(), Some(Some(_))) {
-                break;
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut st = self.state.lock();
+                if st.closed {
+                    return false;
+                }
+                if st.places.len() < self.cap {
+                    st.places.push_back(Some(frame));
+                    let wake = st.places.len() == 1;
+                    drop(st);
+                    if wake {
+                        self.filled.notify_one();
+                    }
+                    return true;
+                }
             }
-            if st.closed && st.places.is_empty() {
-                return false;
+            room.await;
+        }
+    }
+
+    /// Waits until the first place may have been filled (or anything else
+    /// worth a look changed). Spurious wake-ups are possible.
+    pub(crate) async fn wait_filled(&self) {
+        self.filled.notified().await;
+    }
+
+    /// Moves every filled place from the front into `out`, back to back:
+    /// what can be written now, in order. Returns how many frames.
+    pub(crate) fn take_ready(&self, out: &mut Vec<u8>) -> usize {
+        let mut n = 0;
+        {
+            let mut st = self.state.lock();
+            while let Some(Some(_)) = st.places.front() {
+                if let Some(Some(frame)) = st.places.pop_front() {
+                    out.extend_from_slice(&frame);
+                }
+                st.first += 1;
+                n += 1;
             }
-            st.writer_waiting = true;
-            st = self.filled.wait(st).unwrap_or_else(|p| p.into_inner());
-            st.writer_waiting = false;
         }
-        while let Some(Some(_)) = st.places.front() {
-            if let Some(Some(item)) = st.places.pop_front() {
-                out.push(item);
-            }
-            st.first += 1;
+        if n > 0 {
+            self.room.notify_waiters();
         }
-        let wake = st.senders_waiting > 0;
-        drop(st);
-        if wake {
-            self.room.notify_all();
-        }
-        true
+        n
+    }
+
+    /// Refuses further tail pushes and wakes the tails that wait for room.
+    pub(crate) fn close(&self) {
+        self.state.lock().closed = true;
+        self.room.notify_waiters();
+        self.filled.notify_one();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use super::*;
 
-    #[test]
-    fn replies_leave_in_request_order_whatever_order_they_are_filled_in() {
-        let ob = Outbox::new(8);
-        let a = ob.reserve();
-        ob.push("frame-1");
-        let b = ob.reserve();
-        ob.push("frame-3");
-        assert_eq!((a, b), (0, 2));
-        ob.fill(b, "append-2");
-        let ob = Arc::new(ob);
-        let writer = {
-            let ob = ob.clone();
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                let mut drains = 0;
-                while ob.drain_ready(&mut got) {
-                    drains += 1;
-                }
-                (got, drains)
-            })
-        };
-        std::thread::sleep(Duration::from_millis(20));
-        ob.fill(a, "append-0");
-        std::thread::sleep(Duration::from_millis(20));
-        ob.close();
-        let (got, drains) = writer.join().expect("the thread panicked");
-        assert_eq!(got, ["append-0", "frame-1", "append-2", "frame-3"]);
-        // Nothing was ready before `a` was filled; then all four at once.
-        assert_eq!(drains, 1);
+    fn frames(o: &Outbox) -> (usize, Vec<u8>) {
+        let mut out = Vec::new();
+        let n = o.take_ready(&mut out);
+        (n, out)
     }
 
     #[test]
-    fn the_writer_waits_for_places_reserved_before_close() {
-        let ob = Arc::new(Outbox::new(4));
-        let t = ob.reserve();
-        ob.close();
-        let filler = {
-            let ob = ob.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(20));
-                ob.fill(t, 7u32);
-            })
-        };
-        let mut got = Vec::new();
-        assert!(ob.drain_ready(&mut got));
-        assert_eq!(got, [7]);
-        assert!(!ob.drain_ready(&mut got));
-        filler.join().expect("the thread panicked");
-    }
-
-    #[test]
-    fn a_sender_waits_for_room_until_the_writer_drains() {
-        let ob = Arc::new(Outbox::new(2));
-        ob.push(1u32);
-        ob.push(2);
-        let sender = {
-            let ob = ob.clone();
-            std::thread::spawn(move || ob.reserve())
-        };
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(
-            !sender.is_finished(),
-            "the third place was taken with no room"
+    fn replies_leave_in_request_order_whatever_the_fill_order() {
+        let o = Outbox::new(8);
+        let a = o.reserve();
+        let b = o.reserve();
+        o.push_now(b"c".to_vec());
+        o.fill(b, b"b".to_vec());
+        assert_eq!(
+            frames(&o),
+            (0, Vec::new()),
+            "nothing before the first place fills"
         );
-        let mut got = Vec::new();
-        assert!(ob.drain_ready(&mut got));
-        assert_eq!(got, [1, 2]);
-        assert_eq!(sender.join().expect("the thread panicked"), 2);
+        assert_eq!(o.unfilled(), 1);
+        o.fill(a, b"a".to_vec());
+        assert_eq!(frames(&o), (3, b"abc".to_vec()));
+        assert_eq!((o.len(), o.unfilled()), (0, 0));
+    }
+
+    #[test]
+    fn room_is_counted_over_filled_and_unfilled_places() {
+        let o = Outbox::new(2);
+        let a = o.reserve();
+        assert!(o.has_room());
+        o.push_now(b"x".to_vec());
+        assert!(!o.has_room());
+        o.fill(a, b"y".to_vec());
+        assert_eq!(frames(&o), (2, b"yx".to_vec()));
+        assert!(o.has_room());
+    }
+
+    #[test]
+    fn a_tail_push_waits_for_room_and_ends_on_close() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let o = std::sync::Arc::new(Outbox::new(1));
+            o.push_now(b"1".to_vec());
+            let o2 = o.clone();
+            let pusher = tokio::spawn(async move { o2.push(b"2".to_vec()).await });
+            tokio::task::yield_now().await;
+            assert!(!pusher.is_finished(), "the push waits while full");
+            assert_eq!(frames(&o), (1, b"1".to_vec()));
+            assert!(pusher.await.expect("join"), "room made: pushed");
+            assert_eq!(frames(&o), (1, b"2".to_vec()));
+            o.push_now(b"3".to_vec());
+            let o3 = o.clone();
+            let blocked = tokio::spawn(async move { o3.push(b"4".to_vec()).await });
+            tokio::task::yield_now().await;
+            o.close();
+            assert!(!blocked.await.expect("join"), "closed: dropped");
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "filled twice")]
+    fn a_ticket_filled_twice_is_a_bug() {
+        let o = Outbox::new(2);
+        let a = o.reserve();
+        o.fill(a, Vec::new());
+        o.fill(a, Vec::new());
     }
 }

@@ -1,36 +1,31 @@
-//! The daemon's core: opens the logs, accepts connections (bounded), serves
-//! metrics, and stops cleanly.
+//! The daemon's core: opens the logs, runs the event loop (a tokio runtime
+//! with a fixed number of threads) that accepts and serves every
+//! connection and the metrics endpoint, and stops cleanly.
+//!
+//! Threads, whatever the number of connections or tails: `io_threads`
+//! event-loop workers, at most `blocking_threads` for queries, admin
+//! operations and tail steps, and per log the engine's writer, syncer and
+//! pre-writer and the query indexer.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::time::Duration;
 
-use parking_lot::Mutex;
-use proto::msg::{self, ErrorCode, ErrorReply, Response};
+use proto::msg::{ErrorCode, ErrorReply};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 use crate::auth::KeyStore;
 use crate::config::ServerConfig;
+use crate::ctx::{self, Ctx};
 use crate::managed::Managed;
-use crate::metrics::{self, Metrics};
+use crate::metrics;
+use crate::reply;
 use crate::store::LogState;
 use crate::ServerError;
-
-/// What every connection shares.
-#[derive(Debug)]
-pub(crate) struct Ctx {
-    pub config: ServerConfig,
-    /// The keys in force: the config's and the runtime changes.
-    pub keys: KeyStore,
-    /// The runtime changes, as written to `managed.json`; its lock
-    /// serialises admin changes.
-    pub managed: Mutex<Managed>,
-    pub logs: HashMap<String, Arc<LogState>>,
-    pub metrics: Metrics,
-    pub stopping: AtomicBool,
-}
 
 /// A running server; [`shutdown`](Self::shutdown) stops it.
 #[derive(Debug)]
@@ -38,8 +33,10 @@ pub struct Server {
     ctx: Arc<Ctx>,
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
-    acceptor: Option<JoinHandle<()>>,
-    conns: Arc<Mutex<HashMap<u64, JoinHandle<()>>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Closed (`recv` gives `None`) once the acceptor and every connection
+    /// task have ended: each holds a sender.
+    tasks_done: mpsc::Receiver<()>,
 }
 
 impl Server {
@@ -80,63 +77,53 @@ impl Server {
             );
             logs.insert(l.name.clone(), state);
         }
-        let listener = TcpListener::bind(config.listen_addr()?)
-            .map_err(|e| ServerError::Io(format!("listen on {}", config.listen), e))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.io_threads())
+            .max_blocking_threads(config.blocking_threads)
+            .thread_name("chainlog-io")
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| ServerError::Io("start the event loop".into(), e))?;
+        let bind = |addr: &str| -> Result<TcpListener, ServerError> {
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|e| ServerError::Io(format!("listen on {addr}"), e))?;
+            l.set_nonblocking(true)
+                .map_err(|e| ServerError::Io(format!("listen on {addr}"), e))?;
+            let _in_runtime = runtime.enter();
+            TcpListener::from_std(l).map_err(|e| ServerError::Io(format!("listen on {addr}"), e))
+        };
+        let listener = bind(&config.listen)?;
         let addr = listener
             .local_addr()
             .map_err(|e| ServerError::Io("local address".into(), e))?;
-        let metrics_listener =
-            if config.metrics_listen.is_empty() {
-                None
-            } else {
-                Some(TcpListener::bind(&config.metrics_listen).map_err(|e| {
-                    ServerError::Io(format!("listen on {}", config.metrics_listen), e)
-                })?)
-            };
+        let metrics_listener = if config.metrics_listen.is_empty() {
+            None
+        } else {
+            Some(bind(&config.metrics_listen)?)
+        };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let ctx = Arc::new(Ctx {
-            config,
-            keys: KeyStore::new(keyring),
-            managed: Mutex::new(managed),
-            logs,
-            metrics: Metrics::default(),
-            stopping: AtomicBool::new(false),
-        });
+        let ctx = Arc::new(Ctx::new(config, KeyStore::new(keyring), managed, logs));
         if let Some(l) = metrics_listener {
             // A weak reference: the endpoint must not keep the logs open
             // after shutdown.
             let weak = Arc::downgrade(&ctx);
-            let _ = std::thread::Builder::new()
-                .name("chainlog-metrics".into())
-                .spawn(move || {
-                    let w2 = weak.clone();
-                    let stop = move || {
-                        w2.upgrade()
-                            .is_none_or(|c| c.stopping.load(Ordering::Acquire))
-                    };
-                    metrics::serve(l, stop, move || {
-                        weak.upgrade()
-                            .map(|c| render_metrics(&c))
-                            .unwrap_or_default()
-                    });
-                });
+            let stop = ctx.stop_signal();
+            runtime.spawn(metrics::serve(l, stop, move || {
+                weak.upgrade()
+                    .map(|c| render_metrics(&c))
+                    .unwrap_or_default()
+            }));
         }
-        let conns = Arc::new(Mutex::new(HashMap::new()));
-        let acceptor = {
-            let ctx = ctx.clone();
-            let conns = conns.clone();
-            std::thread::Builder::new()
-                .name("chainlog-accept".into())
-                .spawn(move || accept_loop(&listener, &ctx, &conns))
-                .map_err(|e| ServerError::Io("spawn acceptor".into(), e))?
-        };
+        let (done_tx, tasks_done) = mpsc::channel(1);
+        runtime.spawn(accept_loop(listener, ctx.clone(), done_tx));
         tracing::info!(%addr, metrics = ?metrics_addr, "chainlogd listening");
         Ok(Server {
             ctx,
             addr,
             metrics_addr,
-            acceptor: Some(acceptor),
-            conns,
+            runtime: Some(runtime),
+            tasks_done,
         })
     }
 
@@ -173,24 +160,22 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        if self.ctx.stopping.swap(true, Ordering::AcqRel) {
+        if !self.ctx.begin_stop() {
             return;
         }
-        // Wake the acceptors with connections of our own.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(m) = self.metrics_addr {
-            let _ = TcpStream::connect(m);
-        }
-        if let Some(h) = self.acceptor.take() {
-            let _ = h.join();
-        }
-        let handles: Vec<_> = self.conns.lock().drain().map(|(_, h)| h).collect();
-        for h in handles {
-            let _ = h.join();
-        }
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        // Every connection ends its tails, answers what it owes and closes;
+        // the acceptor stops. Then nothing can submit to the logs.
+        let tasks_done = &mut self.tasks_done;
+        runtime.block_on(async { while tasks_done.recv().await.is_some() {} });
         for state in self.ctx.logs.values() {
             state.stop();
         }
+        // Whatever is left (a metrics request, a refused connection's
+        // linger) is dropped.
+        runtime.shutdown_timeout(Duration::from_secs(1));
         tracing::info!("chainlogd stopped");
     }
 }
@@ -211,33 +196,38 @@ fn render_metrics(ctx: &Ctx) -> String {
     metrics::render(&ctx.metrics, &logs)
 }
 
-fn accept_loop(
-    listener: &TcpListener,
-    ctx: &Arc<Ctx>,
-    conns: &Arc<Mutex<HashMap<u64, JoinHandle<()>>>>,
-) {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    for stream in listener.incoming() {
-        if ctx.stopping.load(Ordering::Acquire) {
-            return;
-        }
-        let stream = match stream {
+/// Accepts connections until the server stops; each is a task holding a
+/// clone of `done` until it ends.
+async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()>) {
+    let mut stop = ctx.stop_signal();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = ctx::stopped(&mut stop) => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
+                // Out of file descriptors, most likely: wait for some to
+                // close rather than spin.
                 tracing::warn!(error = %e, "accept failed");
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        let Ok(peer) = stream.peer_addr() else {
-            continue;
-        };
-        conns.lock().retain(|_, h| !h.is_finished());
         let open = ctx.metrics.connections.load(Ordering::Acquire);
+        let guard = done.clone();
         if open as usize >= ctx.config.max_connections {
-            ctx.metrics.error(ErrorCode::Busy);
             tracing::warn!(%peer, open, "refusing a connection: at max_connections");
-            refuse(stream, ErrorCode::Busy, "too many connections");
+            let f = reply::error_frame(
+                &ctx.metrics,
+                0,
+                ErrorReply::new(ErrorCode::Busy, "too many connections"),
+            );
+            tokio::spawn(async move {
+                refuse(stream, &f).await;
+                drop(guard);
+            });
             continue;
         }
         ctx.metrics.connections.fetch_add(1, Ordering::AcqRel);
@@ -245,38 +235,24 @@ fn accept_loop(
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
         let c = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("chainlog-conn".into())
-            .spawn(move || {
-                tracing::debug!(%peer, "connection opened");
-                crate::conn::serve(stream, peer, c.clone());
-                c.metrics.connections.fetch_sub(1, Ordering::AcqRel);
-                tracing::debug!(%peer, "connection closed");
-            });
-        match spawned {
-            Ok(h) => {
-                conns.lock().insert(NEXT.fetch_add(1, Ordering::Relaxed), h);
-            }
-            Err(e) => {
-                ctx.metrics.connections.fetch_sub(1, Ordering::AcqRel);
-                tracing::warn!(error = %e, "cannot start a connection thread");
-            }
-        }
+        tokio::spawn(async move {
+            tracing::debug!(%peer, "connection opened");
+            crate::conn::serve(stream, peer, c.clone()).await;
+            c.metrics.connections.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(%peer, "connection closed");
+            drop(guard);
+        });
     }
 }
 
-fn refuse(mut s: TcpStream, code: ErrorCode, why: &str) {
-    use std::io::Write;
-    let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-    let mut out = Vec::new();
-    msg::encode_response(&mut out, 0, &Response::Error(ErrorReply::new(code, why)));
-    let _ = s.write_all(&out);
-    // Discard what the client already sent (its preamble, perhaps): closing
-    // with unread input resets the connection, and the client could lose
-    // the error. Without waiting: the acceptor must not stall.
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    if s.set_nonblocking(true).is_ok() {
-        let mut buf = [0u8; 4096];
-        while matches!(std::io::Read::read(&mut s, &mut buf), Ok(n) if n > 0) {}
+/// Sends a refused connection its error frame and closes it.
+async fn refuse(stream: TcpStream, frame: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let (rd, mut wr) = stream.into_split();
+    if tokio::time::timeout(Duration::from_secs(1), wr.write_all(frame))
+        .await
+        .is_ok_and(|r| r.is_ok())
+    {
+        crate::conn::linger(rd, wr).await;
     }
 }

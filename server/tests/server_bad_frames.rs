@@ -87,6 +87,14 @@ fn frame_bytes(k: u8, id: u32, body: &[u8]) -> Vec<u8> {
 /// frame. Computed with the protocol's own parser.
 fn expected_code_after_handshake(garbage: &[u8]) -> ErrorCode {
     let mut h = [0u8; frame::FRAME_HEADER_LEN];
+    // The declared length is judged as soon as its four bytes are in.
+    if let Some(l) = garbage.get(..4) {
+        match frame::check_length([l[0], l[1], l[2], l[3]], MAX_BODY) {
+            Err(FrameError::TooLarge { .. }) => return ErrorCode::TooLarge,
+            Err(_) => return ErrorCode::BadFrame,
+            Ok(_) => {}
+        }
+    }
     if garbage.len() < h.len() {
         return ErrorCode::BadFrame; // truncated header
     }

@@ -46,8 +46,8 @@ struct Args {
     /// `sync` (acknowledge after fdatasync) or `unsafe-no-sync` (benchmarks
     /// only: acknowledged events can be lost in a power failure), for every
     /// log (overrides the config).
-    #[arg(long)]
-    durability: Option<String>,
+    #[arg(long, value_enum)]
+    durability: Option<server::config::Durability>,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -159,7 +159,7 @@ fn load_config(args: &Args) -> Result<ServerConfig, String> {
     }
     if let Some(d) = &args.durability {
         for l in &mut config.logs {
-            l.durability = d.clone();
+            l.durability = *d;
         }
     }
     config.validate().map_err(|e| e.to_string())?;

@@ -1,0 +1,77 @@
+//! What every connection, tail and admin operation shares: the
+//! configuration, the keys, the served logs, the metrics, and the stop
+//! signal. Its own module so that the connection, the admin operations and
+//! the server all depend on it and not on each other.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::auth::KeyStore;
+use crate::config::ServerConfig;
+use crate::managed::Managed;
+use crate::metrics::Metrics;
+use crate::store::LogState;
+
+/// The shared state.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub config: ServerConfig,
+    /// The keys in force: the config's and the runtime changes.
+    pub keys: KeyStore,
+    /// The runtime changes, as written to `managed.json`; its lock
+    /// serialises admin changes.
+    pub managed: Mutex<Managed>,
+    pub logs: HashMap<String, Arc<LogState>>,
+    pub metrics: Metrics,
+    stopping: AtomicBool,
+    /// Turns true once, when the server begins to stop.
+    stop: watch::Sender<bool>,
+}
+
+impl Ctx {
+    pub fn new(
+        config: ServerConfig,
+        keys: KeyStore,
+        managed: Managed,
+        logs: HashMap<String, Arc<LogState>>,
+    ) -> Ctx {
+        Ctx {
+            config,
+            keys,
+            managed: Mutex::new(managed),
+            logs,
+            metrics: Metrics::default(),
+            stopping: AtomicBool::new(false),
+            stop: watch::Sender::new(false),
+        }
+    }
+
+    /// Whether the server is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Begins the stop; true the first time only.
+    pub fn begin_stop(&self) -> bool {
+        let first = !self.stopping.swap(true, Ordering::AcqRel);
+        if first {
+            self.stop.send_replace(true);
+        }
+        first
+    }
+
+    /// A receiver whose value turns true when the server begins to stop.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+}
+
+/// Waits until `rx` says the server is stopping (at once if it already is).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: the server is gone too.
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,344 @@
+//! Appends: validation, dedup admission, submission, settlement.
+//!
+//! Where each step runs, so that nothing doubles back: validation and dedup
+//! admission on the connection's task (a duplicate's receipt is read there,
+//! from the log, before anything is submitted); hashing and the write on
+//! the engine's writer thread; settlement (the dedup keys resolved, the
+//! receipts built, the metrics counted) in the engine's callback right
+//! after the covering `fdatasync`, which hands the finished receipts to
+//! the connection. The reply path never touches the store or the disk.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::format::record::KIND_DATA;
+use engine::Receipt;
+use proto::event::EventRef;
+use proto::msg::{AppendReceipt, ErrorCode, ErrorReply};
+
+use super::{engine_error, now_nanos, LogState};
+use crate::auth::Key;
+use crate::dedup::{self, Claim, KeyKind};
+use crate::schema::Mode;
+
+/// How long an append may wait for a key that another append holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWait {
+    /// Not at all: the caller is on the event loop, which must not block;
+    /// it gets [`Refused::KeysPending`] and retries on a blocking thread.
+    Never,
+    /// Up to the dedup window's pending limit (30 s), then `busy`.
+    Block,
+}
+
+/// Why an append was not submitted (nothing was written, `done` was not
+/// called).
+#[derive(Debug)]
+pub enum Refused {
+    /// The answer for the client.
+    Reply(ErrorReply),
+    /// A key is pending for another append, and [`KeyWait::Never`] was asked.
+    KeysPending,
+}
+
+impl From<ErrorReply> for Refused {
+    fn from(e: ErrorReply) -> Self {
+        Refused::Reply(e)
+    }
+}
+
+/// The outcome an append's `done` callback receives: one receipt per
+/// event, or the error for the whole append.
+pub type Settled = Result<Vec<AppendReceipt>, ErrorReply>;
+
+fn invalid(index: usize, field: &str, reason: impl Into<String>) -> ErrorReply {
+    ErrorReply {
+        code: ErrorCode::InvalidEvent,
+        index: Some(index as u32),
+        field: field.into(),
+        message: reason.into(),
+    }
+}
+
+fn forbidden_tenant(index: usize, why: &str) -> Refused {
+    Refused::Reply(ErrorReply {
+        code: ErrorCode::Forbidden,
+        index: Some(index as u32),
+        field: "tenant_id".into(),
+        message: why.into(),
+    })
+}
+
+/// How each event of an append is answered.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// Stored as the n-th record of this append.
+    New(usize),
+    /// Already stored: its receipt, read at admission.
+    Stored(AppendReceipt),
+    /// The same key as an earlier event of this batch (its index).
+    SameAs(usize),
+}
+
+/// What an append needs, once its records are durable (or have failed),
+/// to settle its keys and answer; [`finish`](AppendJob::finish) it.
+#[derive(Debug)]
+#[must_use]
+struct AppendJob {
+    state: Arc<LogState>,
+    plan: Vec<Plan>,
+    /// Keys to resolve, by the new record that carries them.
+    keys: Vec<(usize, dedup::Key)>,
+    bytes: u64,
+}
+
+impl AppendJob {
+    /// Settles the keys with the engine's outcome for the new records;
+    /// the receipts, one per event.
+    fn finish(self, durable: engine::Result<Vec<Receipt>>) -> Settled {
+        let s = &self.state;
+        let receipts = match durable {
+            Ok(r) => r,
+            Err(e) => {
+                for (_, k) in &self.keys {
+                    s.dedup.resolve(*k, None);
+                }
+                let mut reply = engine_error(&e);
+                // The write or sync that failed poisoned the log: say
+                // so from the first failure on, not only the next.
+                if s.log.is_poisoned() {
+                    reply.code = ErrorCode::Poisoned;
+                }
+                return Err(reply);
+            }
+        };
+        for (i, k) in &self.keys {
+            let r = &receipts[*i];
+            s.dedup.resolve(*k, Some((r.seq, r.created_at)));
+        }
+        s.metrics
+            .appends
+            .fetch_add(receipts.len() as u64, Ordering::Relaxed);
+        s.metrics.bytes.fetch_add(self.bytes, Ordering::Relaxed);
+        let mut out: Vec<AppendReceipt> = Vec::with_capacity(self.plan.len());
+        for p in &self.plan {
+            let r = match *p {
+                Plan::New(i) => {
+                    let r = &receipts[i];
+                    AppendReceipt {
+                        seq: r.seq,
+                        created_at: r.created_at,
+                        hash: r.hash,
+                        duplicate: false,
+                    }
+                }
+                Plan::Stored(r) => r,
+                Plan::SameAs(j) => AppendReceipt {
+                    duplicate: true,
+                    ..out[j]
+                },
+            };
+            out.push(r);
+        }
+        let dups = out.iter().filter(|r| r.duplicate).count() as u64;
+        s.metrics.duplicates.fetch_add(dups, Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
+impl LogState {
+    /// Validates, deduplicates and submits an append from `key`. A refusal
+    /// comes back at once (nothing is written, `done` is not called);
+    /// otherwise `done` is called once with the settled outcome, on the
+    /// engine's writer or syncer thread right after the covering
+    /// `fdatasync` (so it must not block: hand the result on), or at once
+    /// on this thread when every event is a duplicate.
+    pub fn submit_append<F>(
+        self: &Arc<Self>,
+        key: &Key,
+        bodies: &[&[u8]],
+        wait: KeyWait,
+        done: F,
+    ) -> Result<(), Refused>
+    where
+        F: FnOnce(Settled) + Send + 'static,
+    {
+        let now = now_nanos();
+        let schema = self.schema();
+        // An event the server did not change is stored as the client's
+        // bytes: the decoder accepts only the canonical encoding (decode
+        // then encode gives back the same bytes; fuzzed), so this is what
+        // re-encoding would produce, without the copy.
+        let mut payloads: Vec<std::borrow::Cow<'_, [u8]>> = Vec::with_capacity(bodies.len());
+        let mut changed = vec![false; bodies.len()];
+        let mut plan = Vec::with_capacity(bodies.len());
+        // Keys of this batch: (digest, event index).
+        let mut batch_keys: Vec<(dedup::Key, usize)> = Vec::new();
+        let mut events = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.iter().enumerate() {
+            let mut e = EventRef::decode(body).map_err(|err| {
+                let field = match &err {
+                    proto::DecodeError::Truncated { what, .. }
+                    | proto::DecodeError::NotUtf8(what)
+                    | proto::DecodeError::Invalid { what, .. } => what,
+                    proto::DecodeError::Trailing(_) => "event",
+                };
+                invalid(i, field, err.to_string())
+            })?;
+            if e.tenant_id.is_empty() && key.tenants.len() == 1 {
+                e.tenant_id = &key.tenants[0];
+                changed[i] = true;
+            } else if e.tenant_id.is_empty() && !key.tenants.is_empty() {
+                // Even on a single-tenant log: a tenant-limited key writes
+                // only events it can read back.
+                return Err(forbidden_tenant(
+                    i,
+                    "this key is limited to several tenants: name one",
+                ));
+            } else if !e.tenant_id.is_empty() && !key.allows_tenant(e.tenant_id) {
+                return Err(forbidden_tenant(i, "this key may not write that tenant"));
+            }
+            if e.occurred_at == 0 {
+                e.occurred_at = now;
+                changed[i] = true;
+            }
+            e.validate(&self.limits, now)
+                .map_err(|err| invalid(i, &err.field, err.reason))?;
+            if schema.mode == Mode::Strict && !schema.allows(e.action) {
+                return Err(invalid(
+                    i,
+                    "action",
+                    format!("{:?} is not in the log's schema (strict mode)", e.action),
+                )
+                .into());
+            }
+            for (kind, v) in [
+                (KeyKind::Idempotency, e.idempotency_key),
+                (KeyKind::SourceEvent, e.source_event_id),
+            ] {
+                if !v.is_empty() {
+                    batch_keys.push((dedup::key(kind, e.tenant_id, v), i));
+                }
+            }
+            events.push(e);
+        }
+        // Within the batch: a later event with an earlier event's key is
+        // that event's duplicate.
+        let mut same_as: Vec<Option<usize>> = vec![None; events.len()];
+        for (n, (k, i)) in batch_keys.iter().enumerate() {
+            if let Some((_, j)) = batch_keys[..n].iter().find(|(k2, j)| k2 == k && j != i) {
+                same_as[*i] = Some(same_as[*j].unwrap_or(*j));
+            }
+        }
+        let unique: Vec<(dedup::Key, usize)> = batch_keys
+            .iter()
+            .filter(|(_, i)| same_as[*i].is_none())
+            .copied()
+            .collect();
+        let claims = if unique.is_empty() {
+            Vec::new()
+        } else {
+            let ks: Vec<dedup::Key> = unique.iter().map(|(k, _)| *k).collect();
+            let limit = match wait {
+                KeyWait::Never => Duration::ZERO,
+                KeyWait::Block => dedup::PENDING_WAIT,
+            };
+            match self.dedup.claim_within(&ks, now, limit) {
+                Ok(c) => c,
+                Err(_) if wait == KeyWait::Never => return Err(Refused::KeysPending),
+                Err(_) => {
+                    return Err(Refused::Reply(ErrorReply::new(
+                        ErrorCode::Busy,
+                        "an append with the same idempotency key is still in flight",
+                    )))
+                }
+            }
+        };
+        // A duplicate's receipt is read now, on the admitting side, so that
+        // settlement never reads the disk.
+        let mut stored_as: Vec<Option<AppendReceipt>> = vec![None; events.len()];
+        for ((_, i), c) in unique.iter().zip(&claims) {
+            if let Claim::Duplicate(seq) = *c {
+                if stored_as[*i].is_some() {
+                    continue;
+                }
+                match self.log.read(seq) {
+                    Ok(rec) => {
+                        stored_as[*i] = Some(AppendReceipt {
+                            seq,
+                            created_at: rec.created_at,
+                            hash: rec.hash,
+                            duplicate: true,
+                        })
+                    }
+                    Err(e) => {
+                        for ((k, _), c) in unique.iter().zip(&claims) {
+                            if *c == Claim::New {
+                                self.dedup.resolve(*k, None);
+                            }
+                        }
+                        return Err(Refused::Reply(engine_error(&e)));
+                    }
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        let mut bytes = 0u64;
+        for (i, e) in events.iter().enumerate() {
+            if let Some(j) = same_as[i] {
+                plan.push(Plan::SameAs(j));
+            } else if let Some(r) = stored_as[i] {
+                plan.push(Plan::Stored(r));
+            } else {
+                let n = payloads.len();
+                let p = if changed[i] {
+                    let mut p = Vec::with_capacity(e.encoded_len());
+                    e.encode(&mut p);
+                    std::borrow::Cow::Owned(p)
+                } else {
+                    debug_assert_eq!(
+                        e.encoded_len(),
+                        bodies[i].len(),
+                        "the decoder accepted a non-canonical event"
+                    );
+                    std::borrow::Cow::Borrowed(bodies[i])
+                };
+                bytes += p.len() as u64;
+                payloads.push(p);
+                plan.push(Plan::New(n));
+            }
+        }
+        // Claimed keys: those of stored events are resolved with their
+        // receipts; those of duplicates are released now.
+        for ((k, i), c) in unique.iter().zip(&claims) {
+            match (plan[*i], c) {
+                (Plan::New(n), Claim::New) => keys.push((n, *k)),
+                (_, Claim::New) => self.dedup.resolve(*k, None),
+                _ => {}
+            }
+        }
+        let job = AppendJob {
+            state: self.clone(),
+            plan,
+            keys,
+            bytes,
+        };
+        if payloads.is_empty() {
+            done(job.finish(Ok(Vec::new())));
+            return Ok(());
+        }
+        // The keys stay claimed until the job settles them; if the engine
+        // refuses the append, `done` is dropped uncalled with the job, so
+        // release them here.
+        let claimed: Vec<dedup::Key> = job.keys.iter().map(|(_, k)| *k).collect();
+        self.log
+            .submit_then(KIND_DATA, &payloads, move |r| done(job.finish(r)))
+            .map_err(|e| {
+                for k in claimed {
+                    self.dedup.resolve(k, None);
+                }
+                Refused::Reply(engine_error(&e))
+            })
+    }
+}

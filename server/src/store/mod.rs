@@ -1,0 +1,264 @@
+//! One served log: the engine's `Log` and what the server keeps beside it
+//! (schema, dedup window, query index, metrics), and the operations the
+//! protocol offers on it, one file a concern:
+//!
+//! - [`append`](self::append): validation, dedup admission, submission, settlement;
+//! - `query`: queries, reads by seq, tail steps;
+//! - `cursor`: the query cursor's format;
+//! - `indexer`: the block index and unknown-action counts following the log;
+//! - `schema_change`: swapping a schema while appends run.
+//!
+//! Connections call in from the event loop's threads and the blocking pool.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use engine::{Config as EngineConfig, Log, WriteObserver};
+use parking_lot::{Condvar, Mutex, RwLock};
+use proto::msg::{ErrorCode, ErrorReply, LogStats};
+
+use crate::config::LogConfig;
+use crate::dedup::Dedup;
+use crate::index::EventIndex;
+use crate::metrics::{LogGauges, LogMetrics};
+use crate::schema::{Schema, UnknownActions};
+
+pub mod append;
+mod cursor;
+mod indexer;
+mod query;
+mod schema_change;
+
+pub use append::{KeyWait, Refused, Settled};
+pub use query::{PAGE_BYTES, SCAN_BUDGET};
+pub use schema_change::SchemaChange;
+
+/// Wakes tailers and the indexer when the durable head moves: threads
+/// wait on a condition variable, tasks on a watch channel.
+#[derive(Debug)]
+pub struct HeadSignal {
+    generation: Mutex<u64>,
+    moved: Condvar,
+    watch: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for HeadSignal {
+    fn default() -> Self {
+        HeadSignal {
+            generation: Mutex::new(0),
+            moved: Condvar::new(),
+            watch: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl HeadSignal {
+    fn bump(&self) {
+        let g = {
+            let mut g = self.generation.lock();
+            *g += 1;
+            *g
+        };
+        self.moved.notify_all();
+        self.watch.send_replace(g);
+    }
+
+    /// A receiver that sees every later move (for tasks).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.watch.subscribe()
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        *self.generation.lock()
+    }
+
+    /// Waits until the generation passes `seen`, or `timeout`.
+    pub fn wait_past(&self, seen: u64, timeout: Duration) {
+        let mut g = self.generation.lock();
+        if *g == seen {
+            let _ = self.moved.wait_for(&mut g, timeout);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Observer {
+    metrics: Arc<LogMetrics>,
+    signal: Arc<HeadSignal>,
+}
+
+impl WriteObserver for Observer {
+    fn on_durable(&self, _next_seq: u64, records: u64, sync: Option<Duration>) {
+        if let Some(d) = sync {
+            self.metrics.sync_seconds.observe(d.as_secs_f64());
+        }
+        self.metrics.group_size.observe(records as f64);
+        self.signal.bump();
+    }
+}
+
+/// A served log.
+#[derive(Debug)]
+pub struct LogState {
+    /// The log's configuration (its `schema_mode` and `actions` are the
+    /// config file's; [`schema`](Self::schema) is the one in force).
+    pub config: LogConfig,
+    limits: proto::Limits,
+    /// Its action schema (swapped whole when an admin sets it) and whether
+    /// it was set at runtime.
+    schema: RwLock<(Arc<Schema>, bool)>,
+    /// Stored events whose action the schema does not allow.
+    pub unknown: UnknownActions,
+    /// Serialises schema changes (and their recounts).
+    recount: Mutex<()>,
+    /// Its idempotency window.
+    pub dedup: Dedup,
+    /// Its query index.
+    pub index: EventIndex,
+    /// Its metrics.
+    pub metrics: Arc<LogMetrics>,
+    /// Signalled when the head moves.
+    pub signal: Arc<HeadSignal>,
+    /// The engine.
+    pub log: Log,
+    stopping: AtomicBool,
+    indexer: Mutex<Option<JoinHandle<()>>>,
+    /// Serialises index catch-up between the indexer and queries.
+    catch_up: Mutex<()>,
+}
+
+/// Maps an engine error to the protocol's.
+pub fn engine_error(e: &engine::Error) -> ErrorReply {
+    let code = match e {
+        engine::Error::Busy { .. } => ErrorCode::Busy,
+        engine::Error::Poisoned { .. } => ErrorCode::Poisoned,
+        engine::Error::RecordTooLarge { .. } | engine::Error::BatchTooLarge { .. } => {
+            ErrorCode::TooLarge
+        }
+        engine::Error::Closed => ErrorCode::ShuttingDown,
+        _ => ErrorCode::Internal,
+    };
+    ErrorReply::new(code, e.to_string())
+}
+
+fn now_nanos() -> u64 {
+    engine::Clock::now_nanos(&engine::SystemClock)
+}
+
+impl LogState {
+    /// Opens (or creates) the log under `data_dir` and rebuilds the dedup
+    /// window, query index and unknown-action counts from its events.
+    /// `runtime_schema`, if given, replaces the config's schema (one an
+    /// admin set at runtime).
+    pub fn open(
+        data_dir: &Path,
+        config: LogConfig,
+        runtime_schema: Option<Schema>,
+    ) -> Result<Arc<LogState>, engine::Error> {
+        let metrics = Arc::new(LogMetrics::new(&config.name));
+        let signal = Arc::new(HeadSignal::default());
+        let engine_config = EngineConfig {
+            segment_size: config.segment_size,
+            prewrite_segments: config.prewrite_segments,
+            queue_depth: config.queue_depth,
+            durability: config.durability.engine(),
+            max_record_len: config.max_event_bytes.max(1024),
+            observer: Some(Arc::new(Observer {
+                metrics: metrics.clone(),
+                signal: signal.clone(),
+            })),
+            ..EngineConfig::default()
+        };
+        let log = Log::open(data_dir.join(&config.name), engine_config)?;
+        let runtime = runtime_schema.is_some();
+        let schema = runtime_schema
+            .unwrap_or_else(|| Schema::new(config.schema_mode, config.actions.clone()));
+        let state = Arc::new(LogState {
+            limits: config.limits(),
+            schema: RwLock::new((Arc::new(schema), runtime)),
+            unknown: UnknownActions::default(),
+            recount: Mutex::new(()),
+            dedup: Dedup::new(Duration::from_secs(config.dedup_window_secs)),
+            index: EventIndex::new(),
+            metrics,
+            signal,
+            log,
+            config,
+            stopping: AtomicBool::new(false),
+            indexer: Mutex::new(None),
+            catch_up: Mutex::new(()),
+        });
+        state.catch_up(true)?;
+        let weak = Arc::downgrade(&state);
+        let handle = std::thread::Builder::new()
+            .name(format!("chainlog-index-{}", state.config.name))
+            .spawn(move || indexer::follow(&weak))
+            .map_err(|source| engine::Error::Io {
+                op: "spawn indexer thread",
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
+        *state.indexer.lock() = Some(handle);
+        Ok(state)
+    }
+
+    /// The action schema in force.
+    pub fn schema(&self) -> Arc<Schema> {
+        self.schema.read().0.clone()
+    }
+
+    /// The action schema in force, and whether it was set at runtime
+    /// (rather than coming from the config).
+    pub fn schema_info(&self) -> (Arc<Schema>, bool) {
+        let s = self.schema.read();
+        (s.0.clone(), s.1)
+    }
+
+    /// Wakes tailers and the indexer (to see a cancellation promptly).
+    pub fn signal_wake(&self) {
+        self.signal.bump();
+    }
+
+    /// Stops the indexer; the engine closes when the last reference drops.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.signal.bump();
+        if let Some(h) = self.indexer.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    fn head_next(&self) -> u64 {
+        self.log.head().map_or(0, |h| h.seq + 1)
+    }
+
+    /// Head and counters.
+    pub fn stats(&self) -> LogStats {
+        let head = self.log.head();
+        let s = self.log.stats();
+        LogStats {
+            log: self.config.name.clone(),
+            next_seq: head.map_or(0, |h| h.seq + 1),
+            head_hash: head.map_or([0; 32], |h| h.hash),
+            head_created_at: head.map_or(0, |h| h.created_at),
+            appends: s.appends,
+            syncs: s.syncs,
+            segments: self.log.segment_count() as u64,
+            unknown_actions: self.unknown.total(),
+        }
+    }
+
+    /// Gauges for the metrics page.
+    pub fn gauges(&self) -> LogGauges {
+        LogGauges {
+            queue_depth: self.log.queue_len(),
+            events: self.head_next(),
+            unknown_actions: self.unknown.total(),
+            dedup_keys: self.dedup.len(),
+        }
+    }
+}
