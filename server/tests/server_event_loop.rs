@@ -213,7 +213,9 @@ fn tails_past_the_bound_are_refused_busy_and_the_rest_follow_the_log() {
         }
     }
     assert_eq!(
-        seen.keys().copied().collect::<std::collections::BTreeSet<_>>(),
+        seen.keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
         (100..100 + bound).collect()
     );
 

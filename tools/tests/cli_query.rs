@@ -194,9 +194,12 @@ fn tail_sees_events_appended_after_it_started() {
 }
 
 #[test]
-fn bench_reports_its_load_and_the_ceiling_as_json() {
+fn bench_reports_its_load_the_server_and_both_ceilings_as_json() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(&dir.path().join("data"));
+    let s = start_with(&dir.path().join("data"), |c| {
+        c.metrics_listen = "127.0.0.1:0".into();
+    });
+    let metrics = s.server.metrics_addr().unwrap().to_string();
     let ceiling_dir = dir.path().join("data");
     let out = s.run(
         &[
@@ -212,7 +215,11 @@ fn bench_reports_its_load_and_the_ceiling_as_json() {
             "--ceiling",
             ceiling_dir.to_str().unwrap(),
             "--ceiling-seconds",
-            "1",
+            "0.5",
+            "--metrics",
+            &metrics,
+            "--idle",
+            "3",
             "--json",
         ],
         "",
@@ -228,13 +235,41 @@ fn bench_reports_its_load_and_the_ceiling_as_json() {
         (Some(256), Some(320))
     );
     assert!(v["events_per_sec"].as_f64().unwrap() > 0.0);
-    assert!(v["ceiling"]["events_per_sec"].as_f64().unwrap() > 0.0);
     assert_eq!(v["ceiling"]["group_records"].as_u64(), Some(20));
+    for file in ["growing", "prewritten"] {
+        let c = &v["ceiling"][file];
+        assert!(c["events_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+        let ratio = c["ratio"].as_f64().unwrap();
+        let expect = v["events_per_sec"].as_f64().unwrap() / c["events_per_sec"].as_f64().unwrap();
+        assert!((ratio - expect).abs() < 1e-9, "{v}");
+    }
+    assert!(
+        v["load_tool"]["cpu_us_per_event"].as_f64().unwrap() >= 0.0,
+        "{v}"
+    );
+    // The server's own figures, from its metrics endpoint: only the bench
+    // appended in the window, 200 events over at most 20 syncs.
+    let srv = &v["server"];
+    let syncs = srv["syncs"].as_f64().unwrap();
+    assert!((1.0..=20.0).contains(&syncs), "{v}");
+    let per_sync = srv["events_per_sync"].as_f64().unwrap();
+    assert!((per_sync * syncs - 200.0).abs() < 1e-6, "{v}");
+    assert!(srv["cpu_us_per_event"].as_f64().unwrap() >= 0.0, "{v}");
+    assert!(srv["threads"].as_f64().unwrap() >= 2.0, "{v}");
+    assert_eq!(
+        (
+            v["idle_connections"].as_u64(),
+            v["idle_failed_ping"].as_u64()
+        ),
+        (Some(3), Some(0))
+    );
     let mut c = client::Client::connect(s.server.addr()).unwrap();
     c.auth(&s.key).unwrap();
     assert_eq!(c.stats().unwrap().next_seq, 200);
-    assert!(
-        !ceiling_dir.join("ceiling-growing").exists(),
-        "the ceiling's file is removed"
-    );
+    for f in ["ceiling-growing", "ceiling-prewritten"] {
+        assert!(
+            !ceiling_dir.join(f).exists(),
+            "the ceiling's file {f} is removed"
+        );
+    }
 }
