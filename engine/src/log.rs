@@ -248,10 +248,13 @@ impl Log {
 
     /// Queues payloads as [`submit_kind`](Log::submit_kind) does, and calls
     /// `done` exactly once with the outcome: the receipts once the records
-    /// are durable, or the error that failed them. `done` runs on the
-    /// log's writer or syncer thread, right after the covering
-    /// `fdatasync`, so it must be quick and must not block: hand the
-    /// result on (a server queues the response for its connection). This
+    /// are durable, or the error that failed them. `done` runs right after
+    /// the covering `fdatasync`, on the log's writer or syncer thread, or
+    /// (with [`Config::commit_inline`](crate::Config::commit_inline), when
+    /// nothing else is in flight) on this thread before this call returns;
+    /// so it must be quick, must not block, and must not wait for this
+    /// call: hand the result on (a server queues the response for its
+    /// connection). This
     /// saves the waiting thread that a [`PendingAppend`] needs, and its
     /// wake-up, on every append.
     ///
@@ -305,6 +308,15 @@ impl Log {
             data,
             lens,
             reply: Completion::new(&self.shared, Box::new(done)),
+        };
+        let request = match &self.writer {
+            Some(w) if self.shared.config.commit_inline => {
+                match writer::commit_inline(&w.state, request) {
+                    Ok(()) => return Ok(()),
+                    Err(r) => r,
+                }
+            }
+            _ => request,
         };
         match tx.try_send(request) {
             Ok(()) => Ok(()),

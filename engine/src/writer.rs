@@ -9,6 +9,10 @@
 //! acknowledged before the `fdatasync` covering it has returned; after a
 //! failed write or sync, nothing is acknowledged again (the log is
 //! poisoned until it is reopened, which recovers from disk).
+//!
+//! At light load (one append in flight, nothing queued or syncing) the
+//! submitting thread does the writer's work itself, under the writer's lock
+//! ([`commit_inline`]): write, sync, acknowledge, with no hand-off at all.
 
 use std::io;
 use std::path::PathBuf;
@@ -18,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::handoff::{bounded, Receiver, RecvTimeoutError, SendError, Sender};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::chain;
 use crate::config::Durability;
@@ -155,9 +159,18 @@ struct Active {
     segment: Arc<Segment>,
 }
 
-#[derive(Debug)]
 pub(crate) struct WriterHandles {
     pub writer: JoinHandle<()>,
+    /// The writer's state: the writer thread locks it to write a group, and
+    /// so does a submitter that commits on its own thread (see
+    /// [`commit_inline`]).
+    pub state: Arc<Mutex<Writer>>,
+}
+
+impl std::fmt::Debug for WriterHandles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandles").finish_non_exhaustive()
+    }
 }
 
 /// Starts the writer and syncer threads for a recovered log, after adding
@@ -191,10 +204,11 @@ pub(crate) fn start(
     } else {
         None
     };
-    let mut writer = Writer {
+    let rx = Arc::new(rx);
+    let writer = Writer {
         prewriter,
         shared: shared.clone(),
-        rx,
+        rx: rx.clone(),
         active: Active {
             first_seq: active.first_seq,
             path: active.path,
@@ -209,17 +223,81 @@ pub(crate) fn start(
         sync_tx,
         syncer: Some(syncer),
     };
-    let handle = std::thread::Builder::new()
-        .name("chainlog-writer".into())
-        .spawn(move || writer.run())
-        .map_err(|e| Error::io("spawn writer thread", &shared.dir, e))?;
-    Ok(WriterHandles { writer: handle })
+    let state = Arc::new(Mutex::new(writer));
+    let handle = {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("chainlog-writer".into())
+            .spawn(move || run(&state, &rx))
+            .map_err(|e| Error::io("spawn writer thread", &shared.dir, e))?
+    };
+    Ok(WriterHandles {
+        writer: handle,
+        state,
+    })
 }
 
-struct Writer {
+/// The writer thread: waits for requests without holding the writer's
+/// lock, then takes it to write every request queued as one group.
+fn run(state: &Mutex<Writer>, rx: &Receiver<Request>) {
+    loop {
+        let wait = state.lock().age_wait();
+        let first = match wait {
+            None => rx.recv().ok(),
+            Some(t) => match rx.recv_timeout(t) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(first) = first else { break };
+        let mut w = state.lock();
+        let mut group = vec![first];
+        let mut bytes = group[0].encoded_len();
+        while bytes < w.shared.config.max_group_bytes {
+            match rx.try_recv() {
+                Ok(r) => {
+                    bytes += r.encoded_len();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        w.write_group(group);
+    }
+    state.lock().finish();
+}
+
+/// Writes (and, alone, syncs and acknowledges) `req` on the calling thread
+/// when nothing else is in flight: no other append submitted and not yet
+/// answered, nothing queued, no group at the syncer. At light load this
+/// saves both thread hand-offs of an append (to the writer, and back from
+/// it): the submitter's thread does what the writer would, in the same
+/// order, under the same lock. Returns the request if the writer is busy
+/// or anything else is in flight; it then goes through the queue.
+pub(crate) fn commit_inline(
+    state: &Mutex<Writer>,
+    req: Request,
+) -> std::result::Result<(), Request> {
+    let Some(mut w) = state.try_lock() else {
+        return Err(req);
+    };
+    let s = &w.shared;
+    // This request is counted in `in_flight` already (its completion).
+    let alone = s.in_flight.load(Ordering::Acquire) == 1
+        && w.rx.is_empty()
+        && s.sync_jobs.load(Ordering::Acquire) == 0;
+    if !alone {
+        return Err(req);
+    }
+    w.write_group(vec![req]);
+    Ok(())
+}
+
+pub(crate) struct Writer {
     prewriter: Option<Prewriter>,
     shared: Arc<Shared>,
-    rx: Receiver<Request>,
+    rx: Arc<Receiver<Request>>,
     active: Active,
     chain: ChainState,
     buf: Vec<u8>,
@@ -228,22 +306,9 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self) {
-        while let Some(first) = self.next_request() {
-            let mut group = vec![first];
-            let mut bytes = group[0].encoded_len();
-            while bytes < self.shared.config.max_group_bytes {
-                match self.rx.try_recv() {
-                    Ok(r) => {
-                        bytes += r.encoded_len();
-                        group.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.write_group(group);
-        }
-        // Every sender is gone: let the syncer finish what was written.
+    /// Once every sender is gone: lets the syncer finish what was written,
+    /// and stops the pre-writer.
+    fn finish(&mut self) {
         let (tx, _rx) = bounded(1);
         drop(std::mem::replace(&mut self.sync_tx, tx));
         if let Some(s) = self.syncer.take() {
@@ -254,11 +319,12 @@ impl Writer {
         }
     }
 
-    /// Waits for the next request, sealing the active segment when it
-    /// reaches its age limit while idle. `None` once the log is closed.
-    fn next_request(&mut self) -> Option<Request> {
+    /// How long the writer thread may wait for a request before the active
+    /// segment reaches its age limit (`None`: no limit), sealing it first
+    /// if it already has.
+    fn age_wait(&mut self) -> Option<Duration> {
         loop {
-            let wait = match (self.shared.config.segment_age, self.active.first_created_at) {
+            match (self.shared.config.segment_age, self.active.first_created_at) {
                 (Some(age), Some(first)) if !self.shared.is_poisoned() => {
                     let deadline = first.saturating_add(age.as_nanos() as u64);
                     let now = self.shared.config.clock.now_nanos();
@@ -268,17 +334,12 @@ impl Writer {
                         }
                         continue;
                     }
-                    Some(Duration::from_nanos(deadline - now).min(AGE_POLL))
+                    return Some(Duration::from_nanos(deadline - now).min(AGE_POLL));
                 }
-                _ => None,
-            };
-            match wait {
-                None => return self.rx.recv().ok(),
-                Some(t) => match self.rx.recv_timeout(t) {
-                    Ok(r) => return Some(r),
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return None,
-                },
+                // An inline commit may start the segment's clock while this
+                // thread waits: look again within the poll period.
+                (Some(_), _) => return Some(AGE_POLL),
+                _ => return None,
             }
         }
     }

@@ -142,6 +142,11 @@ pub struct LogConfig {
     pub prewrite_segments: bool,
     /// Appends that may wait for the writer before `busy`.
     pub queue_depth: usize,
+    /// At light load (one append in flight), the event-loop thread that
+    /// read it writes, syncs and answers it itself: two thread hand-offs
+    /// fewer. Off: every append goes through the engine's writer thread and
+    /// the event loop never waits for the disk.
+    pub commit_inline: bool,
     /// `"sync"` (the default) or `"unsafe-no-sync"`.
     pub durability: Durability,
 }
@@ -162,6 +167,7 @@ impl Default for LogConfig {
             segment_size: 64 << 20,
             prewrite_segments: true,
             queue_depth: 4096,
+            commit_inline: true,
             durability: Durability::Sync,
         }
     }

@@ -14,6 +14,10 @@ fn a_full_queue_answers_busy_and_loses_nothing() {
     let admin = key("admin", "default", &["append", "read", "admin"], &[]);
     let mut cfg = config(dir.path(), &[&admin]);
     cfg.logs[0].queue_depth = 1;
+    // Every append through the writer's queue: with inline commits, one
+    // connection's appends would each be written before the next is read,
+    // and the queue would never fill.
+    cfg.logs[0].commit_inline = false;
     let server = server::Server::start(cfg).unwrap();
     let mut c = connect(server.addr(), &admin);
     let batch: Vec<_> = (0..20)

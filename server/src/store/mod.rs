@@ -165,6 +165,7 @@ impl LogState {
             segment_size: config.segment_size,
             prewrite_segments: config.prewrite_segments,
             queue_depth: config.queue_depth,
+            commit_inline: config.commit_inline,
             durability: config.durability.engine(),
             max_record_len: config.max_event_bytes.max(1024),
             observer: Some(Arc::new(Observer {
