@@ -108,10 +108,12 @@ impl Prewriter {
                         }
                         let cancelled = || stop.load(Ordering::Acquire);
                         let len = s.config.segment_size;
-                        if let Ok(Some(spare)) =
-                            segment::prepare_spare(&*s.storage, &s.dir, len, &cancelled)
-                        {
-                            *ready.lock() = Some(spare);
+                        match segment::prepare_spare(&*s.storage, &s.dir, len, &cancelled) {
+                            Ok(Some(spare)) => *ready.lock() = Some(spare),
+                            Ok(None) => {}
+                            Err(_) => {
+                                s.stats.spares_failed.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 })
@@ -186,7 +188,7 @@ pub(crate) fn start(
             .spawn(move || syncer_loop(&s, &sync_rx))
             .map_err(|e| Error::io("spawn syncer thread", &shared.dir, e))?
     };
-    let prewriter = if shared.config.prewrite_segments {
+    let prewriter = if shared.config.prewrite_segments && !shared.config.prewrite_inline {
         Some(Prewriter::start(&shared)?)
     } else {
         None
@@ -454,7 +456,18 @@ impl Writer {
             created_at: shared.config.clock.now_nanos(),
             prev_hash: self.chain.prev_hash,
         };
-        let spare = self.prewriter.as_ref().and_then(Prewriter::take);
+        let spare = if shared.config.prewrite_segments && shared.config.prewrite_inline {
+            let len = shared.config.segment_size;
+            match segment::prepare_spare(storage, &shared.dir, len, &|| false) {
+                Ok(spare) => spare,
+                Err(_) => {
+                    shared.stats.spares_failed.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        } else {
+            self.prewriter.as_ref().and_then(Prewriter::take)
+        };
         if spare.is_some() {
             shared
                 .stats
