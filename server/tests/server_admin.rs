@@ -424,10 +424,7 @@ fn keys_and_schemas_are_those_of_the_admins_own_log() {
     let admin = key("admin", "default", &["append", "read", "admin"], &[]);
     let other_admin = key("other-admin", "other", &["append", "read", "admin"], &[]);
     let mut cfg = config(dir.path(), &[&admin, &other_admin]);
-    cfg.logs.push(LogConfig {
-        name: "other".into(),
-        ..LogConfig::default()
-    });
+    cfg.logs.push(test_log("other"));
     let server = Server::start(cfg).unwrap();
     let mut a = connect(server.addr(), &admin);
     let mut o = connect(server.addr(), &other_admin);
