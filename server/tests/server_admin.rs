@@ -8,6 +8,8 @@
 mod common;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::{rights, Client, ErrorCode, KeyInfo, Origin, SchemaInfo, SchemaMode, SchemaSpec};
@@ -569,12 +571,29 @@ fn schema_changes_while_appends_run_leave_exact_counts() {
         let batch = vec![event("t", "u", "r.c", "r"); 1000];
         a.append_batch(&batch).unwrap();
     }
+    // Schema changes completed so far. The appender waits, before each of
+    // its batches after the first, for a change made since its previous
+    // batch: changes and appends interleave, whatever the machine's speed
+    // (the overlap this test is about, proved rather than hoped for).
+    let changed = Arc::new(AtomicUsize::new(0));
     let appender = {
         let text = admin.text.clone();
+        let changed = changed.clone();
         std::thread::spawn(move || {
             let mut c = Client::connect(addr).unwrap();
             c.auth(&text).unwrap();
+            let mut seen = 0;
+            let mut interleaved = 0;
             for i in 0..60 {
+                if i > 0 {
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while changed.load(Ordering::SeqCst) == seen {
+                        assert!(Instant::now() < deadline, "no schema change for 60 s");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    interleaved += 1;
+                }
+                seen = changed.load(Ordering::SeqCst);
                 let batch: Vec<_> = (0..25)
                     .map(|j| {
                         let action = if (i + j) % 3 == 0 { "q.b" } else { "p.a" };
@@ -583,6 +602,7 @@ fn schema_changes_while_appends_run_leave_exact_counts() {
                     .collect();
                 c.append_batch(&batch).unwrap();
             }
+            interleaved
         })
     };
     // Schema changes, one after another, for as long as the appends run:
@@ -597,8 +617,11 @@ fn schema_changes_while_appends_run_leave_exact_counts() {
         a.set_schema(SchemaMode::Permissive, &strings(last))
             .unwrap();
         changes += 1;
+        changed.store(changes, Ordering::SeqCst);
     }
-    appender.join().unwrap();
+    // Each of the 59 gaps between the appender's batches held a change.
+    assert_eq!(appender.join().unwrap(), 59);
+    assert!(changes >= 59, "{changes} changes");
     assert_eq!(a.stats().unwrap().next_seq, BEFORE + 1500);
     let p_count = (0..60u64)
         .map(|i| (0..25u64).filter(|j| (i + j) % 3 != 0).count() as u64)
