@@ -96,6 +96,14 @@ pub struct Config {
     /// active segment as its end; sealing cuts them off. Costs one
     /// segment's worth of disk space ahead of use.
     pub prewrite_segments: bool,
+    /// FOR TESTS. With `prewrite_segments`, prepare each spare on the
+    /// writer thread at the roll, just before the next segment is created
+    /// in it, instead of on a background thread: the order of storage
+    /// operations is then the same on every run, which the crash and
+    /// fail-Nth sweeps need to replay a case. Every segment but the one
+    /// recovery creates starts pre-written. Slows each roll by one
+    /// segment's worth of writing.
+    pub prewrite_inline: bool,
 }
 
 /// Told, on the write path, each time appends become durable: after the
@@ -123,6 +131,7 @@ impl Default for Config {
             clock: Arc::new(SystemClock),
             observer: None,
             prewrite_segments: false,
+            prewrite_inline: false,
         }
     }
 }

@@ -123,13 +123,23 @@ pub fn join_files(files: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 /// Opens a log directory made of these bytes, reads all of it and verifies
-/// it. Refusing is fine; panicking, or returning a record that does not
-/// verify, is not.
+/// it. Refusing is fine; panicking is not, and neither is a disagreement
+/// between verification and recovery: a directory that verification finds
+/// whole (every segment valid, no tail to cut) must open with exactly the
+/// head and the records verification counted, every record must read back,
+/// and after one more append the directory must verify again, one record
+/// longer.
 pub fn open_dir(data: &[u8]) {
+    open_dir_checks(data);
+}
+
+/// [`open_dir`], returning whether the input was a whole log, so that the
+/// cross-checks ran (tests assert that the corpus exercises them).
+pub fn open_dir_checks(data: &[u8]) -> bool {
     let storage = SimStorage::new(0);
     let dir = Path::new("/fuzz/log");
     if storage.create_dir_all(dir).is_err() {
-        return;
+        return false;
     }
     for (name, bytes) in split_files(data) {
         let path = dir.join(&name);
@@ -140,22 +150,35 @@ pub fn open_dir(data: &[u8]) {
         }
     }
     let _ = storage.sync_dir(dir);
-    let _ = crate::verify::verify_dir(&storage, dir);
+    let whole = match crate::verify::verify_dir(&storage, dir) {
+        Ok(r) if r.is_valid() && r.tail.is_none() && !r.segments.is_empty() => Some(r),
+        _ => None,
+    };
     let config = Config {
         log_id: None,
         segment_age: None,
         ..Config::default()
     };
-    let Ok(log) = Log::open_with_storage(Arc::new(storage.clone()), dir, config) else {
-        return;
+    let log = match Log::open_with_storage(Arc::new(storage.clone()), dir, config) {
+        Ok(log) => log,
+        Err(e) => {
+            assert!(
+                whole.is_none(),
+                "verification found the log whole, but open refused: {e}"
+            );
+            return false;
+        }
     };
     let head = log.head();
     let mut count = 0u64;
     for r in log.scan(..) {
-        if r.is_err() {
-            break;
+        match r {
+            Ok(_) => count += 1,
+            Err(e) => {
+                assert!(whole.is_none(), "a verified log's scan failed: {e}");
+                break;
+            }
         }
-        count += 1;
     }
     if let Some(h) = head {
         let _ = log.read(h.seq);
@@ -163,9 +186,33 @@ pub fn open_dir(data: &[u8]) {
         let _ = log.seek_time(0);
         assert!(count <= h.seq + 1);
     }
-    let _ = log.append(b"fuzz");
+    if let Some(rep) = &whole {
+        assert_eq!(
+            head.map(|h| (h.seq, h.hash)),
+            rep.head,
+            "open and verify disagree on the head"
+        );
+        assert_eq!(
+            count, rep.records_checked,
+            "open and verify disagree on the records"
+        );
+    }
+    let appended = log.append(b"fuzz").is_ok();
     drop(log);
-    let _ = crate::verify::verify_dir(&storage, dir);
+    let after = crate::verify::verify_dir(&storage, dir);
+    if let Some(rep) = &whole {
+        let after = after.expect("a verified log verifies after an append");
+        assert!(
+            after.is_valid(),
+            "a verified log, after an append: {:?}",
+            after.problems()
+        );
+        assert_eq!(
+            after.records_checked,
+            rep.records_checked + u64::from(appended)
+        );
+    }
+    whole.is_some()
 }
 
 /// Replays every stored input for `target` (`fuzz_dir/corpus/TARGET` and,

@@ -57,6 +57,9 @@ pub struct Stats {
     pub segments_sealed: u64,
     /// Segments started in a pre-written file (`prewrite_segments`).
     pub segments_prewritten: u64,
+    /// Spares the pre-writer failed to prepare (each removed again, and
+    /// the next segment created as a plain file).
+    pub spares_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +70,7 @@ pub(crate) struct StatCounters {
     pub bytes: AtomicU64,
     pub segments_sealed: AtomicU64,
     pub segments_prewritten: AtomicU64,
+    pub spares_failed: AtomicU64,
 }
 
 /// Where durable data ends: the seq after the last durable record.
@@ -353,6 +357,7 @@ impl Log {
             bytes: s.bytes.load(Ordering::Relaxed),
             segments_sealed: s.segments_sealed.load(Ordering::Relaxed),
             segments_prewritten: s.segments_prewritten.load(Ordering::Relaxed),
+            spares_failed: s.spares_failed.load(Ordering::Relaxed),
         }
     }
 

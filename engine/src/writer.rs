@@ -84,6 +84,19 @@ enum SyncJob {
 /// A file of zeros ready to become the next segment.
 type Spare = (PathBuf, Arc<dyn StorageFile>);
 
+/// The pre-writer's one spare, shared with the writer.
+enum Slot {
+    /// None ready: the pre-writer may prepare one.
+    Empty,
+    Ready(Spare),
+    /// Taken by the writer and not yet renamed to its segment's name. The
+    /// pre-writer must not prepare another meanwhile: it would remove and
+    /// recreate the file under the same temporary name, so that the rename
+    /// would give the segment's name to the new, headerless spare (and the
+    /// next roll would write its header into that segment).
+    Taken,
+}
+
 /// The background thread that keeps one [`Spare`] ready when
 /// `prewrite_segments` is on. Asked for one after every roll; the writer
 /// takes it at the next roll, or creates a plain segment if it is not
@@ -91,7 +104,7 @@ type Spare = (PathBuf, Arc<dyn StorageFile>);
 /// here costs speed, not data, so it is not a reason to poison the log).
 struct Prewriter {
     ask: Sender<()>,
-    ready: Arc<parking_lot::Mutex<Option<Spare>>>,
+    slot: Arc<parking_lot::Mutex<Slot>>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
@@ -99,23 +112,28 @@ struct Prewriter {
 impl Prewriter {
     fn start(shared: &Arc<Shared>) -> Result<Prewriter> {
         let (ask, asked) = bounded::<()>(1);
-        let ready = Arc::new(parking_lot::Mutex::new(None));
+        let slot = Arc::new(parking_lot::Mutex::new(Slot::Empty));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (s, ready, stop) = (shared.clone(), ready.clone(), stop.clone());
+            let (s, slot, stop) = (shared.clone(), slot.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("chainlog-prewrite".into())
                 .spawn(move || {
                     for () in &asked {
-                        if ready.lock().is_some() {
+                        // A request that was waiting while a spare was ready
+                        // or taken is stale: `ask` sends a new one once the
+                        // taken spare has its segment's name.
+                        if !matches!(*slot.lock(), Slot::Empty) {
                             continue;
                         }
                         let cancelled = || stop.load(Ordering::Acquire);
                         let len = s.config.segment_size;
-                        if let Ok(Some(spare)) =
-                            segment::prepare_spare(&*s.storage, &s.dir, len, &cancelled)
-                        {
-                            *ready.lock() = Some(spare);
+                        match segment::prepare_spare(&*s.storage, &s.dir, len, &cancelled) {
+                            Ok(Some(spare)) => *slot.lock() = Slot::Ready(spare),
+                            Ok(None) => {}
+                            Err(_) => {
+                                s.stats.spares_failed.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 })
@@ -124,19 +142,35 @@ impl Prewriter {
         let _ = ask.try_send(());
         Ok(Prewriter {
             ask,
-            ready,
+            slot,
             stop,
             thread,
         })
     }
 
     fn take(&self) -> Option<Spare> {
-        self.ready.lock().take()
+        let mut slot = self.slot.lock();
+        match std::mem::replace(&mut *slot, Slot::Empty) {
+            Slot::Ready(spare) => {
+                *slot = Slot::Taken;
+                Some(spare)
+            }
+            other => {
+                *slot = other;
+                None
+            }
+        }
     }
 
     /// Asks for the next spare. Only once the last one taken has its
     /// segment's name: the spare's file name is reused.
     fn ask(&self) {
+        {
+            let mut slot = self.slot.lock();
+            if matches!(*slot, Slot::Taken) {
+                *slot = Slot::Empty;
+            }
+        }
         // One request pending is enough; a full queue already holds it.
         let _ = self.ask.try_send(());
     }
@@ -199,7 +233,7 @@ pub(crate) fn start(
             .spawn(move || syncer_loop(&s, &sync_rx))
             .map_err(|e| Error::io("spawn syncer thread", &shared.dir, e))?
     };
-    let prewriter = if shared.config.prewrite_segments {
+    let prewriter = if shared.config.prewrite_segments && !shared.config.prewrite_inline {
         Some(Prewriter::start(&shared)?)
     } else {
         None
@@ -515,7 +549,18 @@ impl Writer {
             created_at: shared.config.clock.now_nanos(),
             prev_hash: self.chain.prev_hash,
         };
-        let spare = self.prewriter.as_ref().and_then(Prewriter::take);
+        let spare = if shared.config.prewrite_segments && shared.config.prewrite_inline {
+            let len = shared.config.segment_size;
+            match segment::prepare_spare(storage, &shared.dir, len, &|| false) {
+                Ok(spare) => spare,
+                Err(_) => {
+                    shared.stats.spares_failed.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        } else {
+            self.prewriter.as_ref().and_then(Prewriter::take)
+        };
         if spare.is_some() {
             shared
                 .stats

@@ -103,3 +103,29 @@ fn write_seed_corpus() {
         .collect();
     write("open_dir", "seed-first-segment", &fuzz::join_files(&first));
 }
+
+/// The `open_dir` body's cross-checks of verification against recovery run
+/// on the stored corpus: its whole logs (the seeds, and mutations that
+/// stayed whole) take the checked path, and the rest do not.
+#[test]
+fn open_dir_cross_checks_run_on_the_whole_logs_of_the_corpus() {
+    let dir = fuzz_dir().join("corpus").join("open_dir");
+    let (mut whole, mut other) = (0, 0);
+    for e in std::fs::read_dir(&dir).expect("corpus") {
+        let path = e.expect("entry").path();
+        let data = std::fs::read(&path).expect("read");
+        let checked = fuzz::open_dir_checks(&data);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("seed-") {
+            assert!(checked, "{name}: a seed log is whole");
+        }
+        if checked {
+            whole += 1;
+        } else {
+            other += 1;
+        }
+    }
+    assert!(whole >= 2, "only {whole} whole logs in the corpus");
+    assert!(other > 0, "no damaged input in the corpus");
+    eprintln!("open_dir corpus: {whole} whole logs cross-checked, {other} damaged or refused");
+}

@@ -45,7 +45,8 @@ fn a_failed_fdatasync_fails_its_group_and_everything_after() {
     assert_eq!(log.head().expect("head").seq, 4);
     assert_eq!(log.read(4).expect("read").hash, acked[4].hash);
     assert!(matches!(log.read(5), Err(Error::NotFound { .. })));
-    assert_eq!(log.scan(..).count(), 5);
+    let seen: Vec<u64> = log.scan(..).map(|r| r.expect("scan").seq).collect();
+    assert_eq!(seen, (0..5).collect::<Vec<_>>());
     drop(log);
 
     // Reopening recovers from disk: the acknowledged records are there, and
@@ -63,63 +64,151 @@ fn a_failed_fdatasync_fails_its_group_and_everything_after() {
     assert_eq!(r.seq, recs.len() as u64);
 }
 
-/// For every N, fail the Nth fdatasync (appends, segment headers, seals and
-/// index files all count) of a workload that rolls segments: no
-/// acknowledgement after the failure, and the reopened log holds every
-/// acknowledged record.
-#[test]
-fn fail_the_nth_sync_for_every_n() {
-    let mut n = 1;
-    loop {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let faulty = FaultyStorage::new(Arc::new(FsStorage));
-        faulty.set_plan(Some(FaultPlan::eio(Op::Sync, n)));
-        let storage: Arc<dyn Storage> = Arc::new(faulty.clone());
-        let mut acked = Vec::new();
-        let mut failed_at = None;
-        match Log::open_with_storage(storage, dir.path(), config()) {
-            Err(Error::Io { .. }) => failed_at = Some(0),
-            Err(e) => panic!("open failed with {e}"),
-            Ok(log) => {
-                for i in 0..60u64 {
-                    match log.append(&payload(i)) {
-                        Ok(r) => {
-                            assert!(
-                                failed_at.is_none(),
-                                "append {i} acknowledged after a failure (N = {n})"
-                            );
-                            assert_eq!(r.seq, acked.len() as u64);
-                            acked.push(r);
-                        }
-                        Err(Error::Io { .. }) | Err(Error::Poisoned { .. }) => {
-                            failed_at.get_or_insert(i);
-                        }
-                        Err(e) => panic!("unexpected error {e}"),
+/// The sweep's configuration: small segments, plain or pre-written at the
+/// roll (deterministic, so that the Nth sync is the same call every run).
+fn sweep_config(prewrite: bool) -> Config {
+    Config {
+        prewrite_segments: prewrite,
+        prewrite_inline: prewrite,
+        ..config()
+    }
+}
+
+/// What one run of the sweep's workload did.
+struct Run {
+    acked: Vec<engine::Receipt>,
+    /// The first append that failed (0: the open failed).
+    failed_at: Option<u64>,
+    /// Syncs counted by the plan, and how many it failed.
+    syncs: u64,
+    failures: u64,
+    spares_failed: u64,
+}
+
+const APPENDS: u64 = 60;
+
+/// Opens a log in `dir` and makes 60 appends that roll segments, with the
+/// Nth fdatasync failing (`None`: no failure, to count the syncs).
+fn sync_workload(dir: &std::path::Path, cfg: &Config, n: Option<u64>) -> Run {
+    let faulty = FaultyStorage::new(Arc::new(FsStorage));
+    faulty.set_plan(Some(FaultPlan::eio(Op::Sync, n.unwrap_or(u64::MAX))));
+    let storage: Arc<dyn Storage> = Arc::new(faulty.clone());
+    let mut run = Run {
+        acked: Vec::new(),
+        failed_at: None,
+        syncs: 0,
+        failures: 0,
+        spares_failed: 0,
+    };
+    match Log::open_with_storage(storage, dir, cfg.clone()) {
+        Err(Error::Io { .. }) => run.failed_at = Some(0),
+        Err(e) => panic!("open failed with {e}"),
+        Ok(log) => {
+            for i in 0..APPENDS {
+                match log.append(&payload(i)) {
+                    Ok(r) => {
+                        assert!(
+                            run.failed_at.is_none(),
+                            "append {i} acknowledged after a failure (N = {n:?})"
+                        );
+                        assert_eq!(r.seq, run.acked.len() as u64);
+                        run.acked.push(r);
                     }
+                    Err(Error::Io { .. }) | Err(Error::Poisoned { .. }) => {
+                        run.failed_at.get_or_insert(i);
+                    }
+                    Err(e) => panic!("unexpected error {e}"),
                 }
             }
+            run.spares_failed = log.stats().spares_failed;
         }
-        if failed_at.is_none() {
-            // N is past the workload's last sync: the sweep is complete.
-            assert_eq!(acked.len(), 60);
-            assert!(n > 20, "the workload made only {} syncs", n - 1);
+    }
+    run.syncs = faulty.matched();
+    run.failures = faulty.failures();
+    run
+}
+
+/// The dry runs' fdatasync counts (header, appends, seals, index files,
+/// spares), plain and pre-written. The workload is deterministic: a change
+/// is a change in the write path's syncs (update docs/durability.md).
+const DRY_SYNCS: [u64; 2] = [89, 96];
+
+/// For every N, fail the Nth fdatasync (appends, segment headers, seals,
+/// index files and spares all count) of a workload that rolls segments:
+/// no acknowledgement after the failure (unless the failed sync was a
+/// spare's, which costs speed only), and the reopened log holds every
+/// acknowledged record. N runs from 1 to one past the dry run's count: the
+/// sweep ends only where no fault fired, and every N before fired one.
+fn sync_sweep(prewrite: bool, dry_syncs: u64) {
+    let cfg = sweep_config(prewrite);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dry = sync_workload(dir.path(), &cfg, None);
+    assert_eq!(dry.acked.len() as u64, APPENDS, "dry run failed");
+    assert_eq!(dry.failures, 0);
+    let (mut poisoned, mut spare_only) = (0, 0);
+    for n in 1..=dry.syncs + 1 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = sync_workload(dir.path(), &cfg, Some(n));
+        if n > dry.syncs {
+            assert_eq!(
+                run.failures, 0,
+                "N = {n}: past the last sync, yet one failed"
+            );
+            assert_eq!(run.acked.len() as u64, APPENDS);
             break;
         }
-        assert_eq!(faulty.failures(), 1, "N = {n}");
+        assert_eq!(run.failures, 1, "N = {n} of {}: no sync failed", dry.syncs);
+        if run.spares_failed == 1 {
+            // The spare's sync: the roll made a plain segment instead.
+            assert_eq!(
+                run.failed_at, None,
+                "N = {n}: a spare's failure failed an append"
+            );
+            assert_eq!(run.acked.len() as u64, APPENDS);
+            spare_only += 1;
+        } else {
+            assert_eq!(run.spares_failed, 0);
+            assert!(
+                run.failed_at.is_some(),
+                "N = {n}: a failed sync went unnoticed"
+            );
+            poisoned += 1;
+        }
         let log =
             Log::open(dir.path(), config()).unwrap_or_else(|e| panic!("reopen (N = {n}): {e}"));
         let head = log.head().map_or(0, |h| h.seq + 1);
         assert!(
-            head >= acked.len() as u64,
+            head >= run.acked.len() as u64,
             "N = {n}: lost acknowledged records"
         );
-        for a in &acked {
+        for a in &run.acked {
             assert_eq!(log.read(a.seq).expect("read").hash, a.hash, "N = {n}");
         }
+        drop(log);
         let report = engine::verify::verify_dir(&FsStorage, dir.path()).expect("verify");
         assert!(report.is_valid(), "N = {n}: {:?}", report.problems());
-        n += 1;
     }
+    eprintln!(
+        "fail the Nth sync (pre-written: {prewrite}): {} syncs in the dry run; {poisoned} failures poisoned the log, {spare_only} were a spare's",
+        dry.syncs
+    );
+    assert_eq!(dry.syncs, dry_syncs, "the dry run's sync count changed");
+    assert_eq!(poisoned + spare_only, dry.syncs);
+    if prewrite {
+        assert!(spare_only > 0, "no spare's sync failed");
+    } else {
+        assert_eq!(spare_only, 0);
+    }
+}
+
+#[test]
+fn fail_the_nth_sync_for_every_n() {
+    sync_sweep(false, DRY_SYNCS[0]);
+}
+
+#[test]
+fn fail_the_nth_sync_for_every_n_prewritten() {
+    sync_sweep(true, DRY_SYNCS[1]);
 }
 
 #[test]

@@ -6,10 +6,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::payload;
+use common::{payload, skip};
+use engine::format::record::RECORD_OVERHEAD;
 use engine::{Config, Error, Log};
 
 fn config() -> Config {
@@ -21,32 +21,49 @@ fn config() -> Config {
     }
 }
 
-/// Unmounts on drop.
-struct Mount<'a>(&'a Path);
+/// A tmpfs mounted for a test, unmounted on drop.
+struct Mount {
+    path: std::path::PathBuf,
+    _base: tempfile::TempDir,
+}
 
-impl Drop for Mount<'_> {
+impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0).status();
+        let _ = Command::new("umount").arg(&self.path).status();
     }
+}
+
+/// Mounts a tmpfs of `size` (e.g. `1m`), or reports `test` skipped (a
+/// failure under `.ci/run`) when this machine does not allow it.
+fn mount_tmpfs(test: &str, size: &str) -> Option<Mount> {
+    let base = tempfile::tempdir().expect("tempdir");
+    let path = base.path().join("mnt");
+    std::fs::create_dir(&path).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(&path)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        skip(
+            test,
+            "mounting a tmpfs needs root (CAP_SYS_ADMIN); run the tests as root to include it",
+        );
+        return None;
+    }
+    Some(Mount { path, _base: base })
 }
 
 #[test]
 fn a_full_tmpfs_gives_no_space_and_recovers_once_space_is_freed() {
-    let base = tempfile::tempdir().expect("tempdir");
-    let mnt = base.path().join("mnt");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !mounted {
-        eprintln!("SKIPPED: mounting a tmpfs needs root (CAP_SYS_ADMIN); run the tests as root to include this one");
+    let Some(mount) = mount_tmpfs(
+        "a_full_tmpfs_gives_no_space_and_recovers_once_space_is_freed",
+        "1m",
+    ) else {
         return;
-    }
-    let _guard = Mount(&mnt);
+    };
+    let mnt = &mount.path;
     let dir = mnt.join("log");
     // Ballast to free later.
     std::fs::write(mnt.join("ballast"), vec![1u8; 256 << 10]).expect("ballast");
@@ -74,7 +91,8 @@ fn a_full_tmpfs_gives_no_space_and_recovers_once_space_is_freed() {
         assert_eq!(log.read(r.seq).expect("acknowledged record").hash, r.hash);
     }
     // Nothing partial: every record that is there reads back whole.
-    assert_eq!(log.scan(..).filter(|r| r.is_ok()).count() as u64, head + 1);
+    let recs = log.scan(..).collect::<Result<Vec<_>, _>>().expect("scan");
+    assert_eq!(recs.len() as u64, head + 1);
     for i in 0..10 {
         let r = log.append(&payload(i)).expect("append after freeing space");
         assert_eq!(r.seq, head + 1 + i);
@@ -89,6 +107,81 @@ fn a_full_tmpfs_gives_no_space_and_recovers_once_space_is_freed() {
     );
 }
 
+/// Pre-writing on a disk too full for a spare (docs/durability.md: the
+/// pre-writer's failures cost speed only): the failed spare is removed at
+/// once, its space comes back to the log, which fills the disk with
+/// acknowledged records; after space is freed every one of them reopens.
+#[test]
+fn a_spare_that_fills_a_tmpfs_is_removed_and_its_space_goes_to_the_log() {
+    let Some(mount) = mount_tmpfs(
+        "a_spare_that_fills_a_tmpfs_is_removed_and_its_space_goes_to_the_log",
+        "1m",
+    ) else {
+        return;
+    };
+    let mnt = &mount.path;
+    let dir = mnt.join("log");
+    // 640 KiB of ballast leaves about 380 KiB: less than a 512 KiB spare.
+    std::fs::write(mnt.join("ballast"), vec![1u8; 640 << 10]).expect("ballast");
+    let config = Config {
+        segment_size: 512 << 10,
+        prewrite_segments: true,
+        ..config()
+    };
+    let log = Log::open(&dir, config.clone()).expect("open");
+    // The pre-writer starts on its first spare at open; wait for it to fail.
+    let started = std::time::Instant::now();
+    while log.stats().spares_failed == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the spare never failed: {:?}",
+            log.stats()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let spare = dir.join("next-segment.seg.tmp");
+    assert!(!spare.exists(), "the partial spare was left on the disk");
+    let mut acked = Vec::new();
+    let err = loop {
+        match log.append(&[b'x'; 2000]) {
+            Ok(r) => acked.push(r),
+            Err(e) => break e,
+        }
+        assert!(acked.len() < 10_000, "the tmpfs never filled");
+    };
+    assert!(err.is_no_space(), "expected ENOSPC, got {err}");
+    // What the spare had taken came back: the log itself wrote at least
+    // 300 KiB of the ~380 KiB left (a partial spare would have kept it all).
+    let stored = acked.len() as u64 * (2000 + RECORD_OVERHEAD as u64);
+    assert!(
+        stored >= 300 << 10,
+        "only {} records ({stored} bytes) fit after the spare failed",
+        acked.len()
+    );
+    assert_eq!(log.stats().segments_prewritten, 0);
+    drop(log);
+    assert!(!spare.exists(), "a spare was left on the disk");
+
+    std::fs::remove_file(mnt.join("ballast")).expect("free space");
+    let log = Log::open(&dir, config).expect("reopen after freeing space");
+    assert_eq!(log.head().map(|h| h.seq + 1), Some(acked.len() as u64));
+    for r in &acked {
+        assert_eq!(log.read(r.seq).expect("acknowledged record").hash, r.hash);
+    }
+    for i in 0..10 {
+        let r = log.append(&payload(i)).expect("append after freeing space");
+        assert_eq!(r.seq, acked.len() as u64 + i);
+    }
+    drop(log);
+    let report = engine::verify::verify_dir(&engine::storage::FsStorage, &dir).expect("verify");
+    assert!(report.is_valid(), "{:?}", report.problems());
+    assert_eq!(report.records_checked, acked.len() as u64 + 10);
+    eprintln!(
+        "tmpfs: the spare failed with ENOSPC and was removed; the log then stored {} acknowledged 2000-byte records ({stored} bytes)",
+        acked.len()
+    );
+}
+
 const FIU_CHILD_ENV: &str = "CHAINLOG_FIU_CHILD_DIR";
 
 /// Appends until fdatasync fails, then 5 more times; reports each outcome.
@@ -100,6 +193,9 @@ fn fiu_child() {
     let log = Log::open(&dir, config()).expect("child open");
     let out = std::io::stdout();
     let mut out = out.lock();
+    // The harness has printed "test fiu_child ... " without a newline:
+    // start the reports on a line of their own, where the parent looks.
+    writeln!(out).expect("report");
     let mut after_failure = None;
     for i in 0..100_000u64 {
         match log.append(&payload(i)) {
@@ -133,16 +229,28 @@ fn fdatasync_eio_under_fiu_run() {
         .status()
         .is_err()
     {
-        eprintln!("SKIPPED: fiu-run not found (Debian package fiu-utils; .ci/run installs it)");
+        skip(
+            "fdatasync_eio_under_fiu_run",
+            "fiu-run not found (Debian package fiu-utils; .ci/run installs it)",
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    // Create the log here, so that the child's open needs no sync.
-    let log = Log::open(dir.path(), config()).expect("create");
-    for i in 0..3 {
-        log.append(&payload(i)).expect("append");
+    // Create the log here, with no records: the child's open then has no
+    // records to rewrite (recovery rewrites and fdatasyncs an active
+    // segment's records) and makes no fdatasync, so the random faults,
+    // which libfiu seeds from the clock, can only hit the child's appends.
+    drop(Log::open(dir.path(), config()).expect("create"));
+    {
+        use engine::storage::{FaultPlan, FaultyStorage, FsStorage, Op};
+        let counting = FaultyStorage::new(std::sync::Arc::new(FsStorage));
+        counting.set_plan(Some(FaultPlan::eio(Op::Sync, u64::MAX)));
+        let log =
+            Log::open_with_storage(std::sync::Arc::new(counting.clone()), dir.path(), config())
+                .expect("reopen");
+        assert_eq!(counting.matched(), 0, "opening the empty log fdatasyncs");
+        drop(log);
     }
-    drop(log);
     let exe = std::env::current_exe().expect("test binary");
     let child = Command::new("fiu-run")
         .args([

@@ -62,7 +62,13 @@ fn recover_and_continue(dir: &Path, expect_records: u64, cut_len: u64) {
     let log = Log::open(dir, config()).expect("reopen");
     assert_eq!(log.recovery_report().cut, None);
     assert_eq!(log.head().expect("head").seq + 1, expect_records + 10);
-    assert_eq!(log.scan(..).count() as u64, expect_records + 10);
+    assert_eq!(
+        log.scan(..)
+            .collect::<Result<Vec<_>, _>>()
+            .expect("scan")
+            .len() as u64,
+        expect_records + 10
+    );
     let report = engine::verify::verify_dir(&engine::storage::FsStorage, dir).expect("verify");
     assert!(report.is_valid(), "{:?}", report.problems());
 }

@@ -8,12 +8,14 @@
 mod common;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::{rights, Client, ErrorCode, KeyInfo, Origin, SchemaInfo, SchemaMode, SchemaSpec};
 use common::*;
 use proto::msg::{kind, Request, Response};
-use server::{LogConfig, Server};
+use server::Server;
 
 fn managed_path(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("managed.json")
@@ -96,7 +98,13 @@ fn a_created_key_has_exactly_its_rights_and_tenants_and_its_text_is_never_stored
         (e.code, e.message.as_str()),
         (ErrorCode::Forbidden, "this key lacks the admin right")
     );
-    assert_eq!(b.query(client::Query::all()).count(), 1);
+    assert_eq!(
+        b.query(client::Query::all())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("query")
+            .len(),
+        1
+    );
 
     // A second key: every tenant, read only.
     let audit = a.create_key("audit", rights::READ, &[]).unwrap();
@@ -397,7 +405,13 @@ fn only_an_admin_with_no_tenant_limit_may_manage_keys_and_schemas() {
         );
         // Still authenticated, and nothing changed.
         c.ping().unwrap();
-        assert_eq!(c.query(client::Query::all()).count(), 0);
+        assert_eq!(
+            c.query(client::Query::all())
+                .collect::<Result<Vec<_>, _>>()
+                .expect("query")
+                .len(),
+            0
+        );
     }
     let mut c = Client::connect(server.addr()).unwrap();
     let e = server_error(c.list_keys());
@@ -414,10 +428,7 @@ fn keys_and_schemas_are_those_of_the_admins_own_log() {
     let admin = key("admin", "default", &["append", "read", "admin"], &[]);
     let other_admin = key("other-admin", "other", &["append", "read", "admin"], &[]);
     let mut cfg = config(dir.path(), &[&admin, &other_admin]);
-    cfg.logs.push(LogConfig {
-        name: "other".into(),
-        ..LogConfig::default()
-    });
+    cfg.logs.push(test_log("other"));
     let server = Server::start(cfg).unwrap();
     let mut a = connect(server.addr(), &admin);
     let mut o = connect(server.addr(), &other_admin);
@@ -562,12 +573,29 @@ fn schema_changes_while_appends_run_leave_exact_counts() {
         let batch = vec![event("t", "u", "r.c", "r"); 1000];
         a.append_batch(&batch).unwrap();
     }
+    // Schema changes completed so far. The appender waits, before each of
+    // its batches after the first, for a change made since its previous
+    // batch: changes and appends interleave, whatever the machine's speed
+    // (the overlap this test is about, proved rather than hoped for).
+    let changed = Arc::new(AtomicUsize::new(0));
     let appender = {
         let text = admin.text.clone();
+        let changed = changed.clone();
         std::thread::spawn(move || {
             let mut c = Client::connect(addr).unwrap();
             c.auth(&text).unwrap();
+            let mut seen = 0;
+            let mut interleaved = 0;
             for i in 0..60 {
+                if i > 0 {
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while changed.load(Ordering::SeqCst) == seen {
+                        assert!(Instant::now() < deadline, "no schema change for 60 s");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    interleaved += 1;
+                }
+                seen = changed.load(Ordering::SeqCst);
                 let batch: Vec<_> = (0..25)
                     .map(|j| {
                         let action = if (i + j) % 3 == 0 { "q.b" } else { "p.a" };
@@ -576,6 +604,7 @@ fn schema_changes_while_appends_run_leave_exact_counts() {
                     .collect();
                 c.append_batch(&batch).unwrap();
             }
+            interleaved
         })
     };
     // Schema changes, one after another, for as long as the appends run:
@@ -590,8 +619,11 @@ fn schema_changes_while_appends_run_leave_exact_counts() {
         a.set_schema(SchemaMode::Permissive, &strings(last))
             .unwrap();
         changes += 1;
+        changed.store(changes, Ordering::SeqCst);
     }
-    appender.join().unwrap();
+    // Each of the 59 gaps between the appender's batches held a change.
+    assert_eq!(appender.join().unwrap(), 59);
+    assert!(changes >= 59, "{changes} changes");
     assert_eq!(a.stats().unwrap().next_seq, BEFORE + 1500);
     let p_count = (0..60u64)
         .map(|i| (0..25u64).filter(|j| (i + j) % 3 != 0).count() as u64)

@@ -258,7 +258,13 @@ fn no_key_text_reaches_the_daemons_output() {
     let mut c = connect(daemon.addr, &admin);
     c.append(&event("t", "u", "a.b", "r")).unwrap();
     let mut r = connect(daemon.addr, &reader);
-    assert_eq!(r.query(Query::all()).count(), 1);
+    assert_eq!(
+        r.query(Query::all())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("query")
+            .len(),
+        1
+    );
     // Wrong keys, each on its own connection and all on one.
     let mut failed = 0;
     for k in &wrong {

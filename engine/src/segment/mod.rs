@@ -127,7 +127,11 @@ fn remove_stale(storage: &dyn Storage, path: &Path) -> Result<()> {
 pub(crate) const SPARE_NAME: &str = "next-segment.seg.tmp";
 
 /// Fills `SPARE_NAME` in `dir` with `len` zero bytes and syncs it. Gives
-/// up, removing the file, as soon as `cancelled` says so (`Ok(None)`).
+/// up as soon as `cancelled` says so (`Ok(None)`). On cancellation and on
+/// any error the file is removed: a partial spare would keep its disk
+/// space, all of what was left when the disk filled up, and so turn a
+/// pre-writer failure (which must cost speed only) into the log's own
+/// `ENOSPC`.
 pub(crate) fn prepare_spare(
     storage: &dyn Storage,
     dir: &Path,
@@ -139,21 +143,39 @@ pub(crate) fn prepare_spare(
     let file = storage
         .create_new(&path)
         .map_err(|e| Error::io("create", &path, e))?;
+    match fill_with_zeros(&*file, &path, len, cancelled) {
+        Ok(true) => Ok(Some((path, file))),
+        outcome => {
+            drop(file);
+            // If even the removal fails, the next attempt (or the next
+            // open) removes the file as a stale temporary one.
+            let _ = remove_stale(storage, &path);
+            outcome.map(|_| None)
+        }
+    }
+}
+
+/// Writes `len` zeros to `file` and syncs them; `Ok(false)` if cancelled
+/// first.
+fn fill_with_zeros(
+    file: &dyn StorageFile,
+    path: &Path,
+    len: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<bool> {
     let zeros = vec![0u8; 1 << 20];
     let mut at = 0u64;
     while at < len {
         if cancelled() {
-            drop(file);
-            let _ = storage.remove(&path);
-            return Ok(None);
+            return Ok(false);
         }
         let n = (len - at).min(zeros.len() as u64) as usize;
-        write_all_at(&*file, &zeros[..n], at).map_err(|e| Error::io("pre-write", &path, e))?;
+        write_all_at(file, &zeros[..n], at).map_err(|e| Error::io("pre-write", path, e))?;
         at += n as u64;
     }
     file.sync_data()
-        .map_err(|e| Error::io("fdatasync pre-written", &path, e))?;
-    Ok(Some((path, file)))
+        .map_err(|e| Error::io("fdatasync pre-written", path, e))?;
+    Ok(true)
 }
 
 /// Writes an index file beside its segment: to a temporary name, synced,
@@ -250,6 +272,54 @@ pub(crate) fn seal_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{FaultPlan, FaultyStorage, FsStorage, Op};
+
+    #[test]
+    fn a_spare_that_fails_or_is_cancelled_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faulty = FaultyStorage::new(Arc::new(FsStorage));
+        // The second 1 MiB write of zeros fills the disk half way through.
+        faulty.set_plan(Some(FaultPlan {
+            short_write: true,
+            errno: 28,
+            ..FaultPlan::eio(Op::Write, 2)
+        }));
+        let spare = dir.path().join(SPARE_NAME);
+        let err =
+            prepare_spare(&faulty, dir.path(), 3 << 20, &|| false).expect_err("the disk is full");
+        assert!(err.is_no_space(), "{err}");
+        assert_eq!(faulty.failures(), 1);
+        assert!(!spare.exists(), "the partial spare was left behind");
+
+        // A failed sync removes it too.
+        faulty.set_plan(Some(FaultPlan::eio(Op::Sync, 1)));
+        let err = prepare_spare(&faulty, dir.path(), 4096, &|| false).expect_err("sync fails");
+        assert!(
+            matches!(
+                &err,
+                Error::Io {
+                    op: "fdatasync pre-written",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!spare.exists(), "the unsynced spare was left behind");
+
+        // Cancelled before the first write.
+        faulty.set_plan(None);
+        let none = prepare_spare(&faulty, dir.path(), 4096, &|| true).expect("cancel");
+        assert!(none.is_none());
+        assert!(!spare.exists(), "the cancelled spare was left behind");
+
+        // And a complete one stays, synced, of the asked length.
+        let (path, file) = prepare_spare(&faulty, dir.path(), 4096, &|| false)
+            .expect("prepare")
+            .expect("not cancelled");
+        assert_eq!(path, spare);
+        assert_eq!(file.len().expect("len"), 4096);
+        assert_eq!(std::fs::metadata(&spare).expect("stat").len(), 4096);
+    }
 
     #[test]
     fn names_sort_and_round_trip() {

@@ -24,7 +24,13 @@ pub fn start_with(dir: &Path, adjust: impl FnOnce(&mut ServerConfig)) -> Running
         listen: "127.0.0.1:0".into(),
         metrics_listen: String::new(),
         data_dir: dir.to_path_buf(),
-        logs: vec![LogConfig::default()],
+        // Small segments and no pre-writing: a test server that writes and
+        // syncs a 64 MiB spare at every start slows every test down.
+        logs: vec![LogConfig {
+            segment_size: 1 << 20,
+            prewrite_segments: false,
+            ..LogConfig::default()
+        }],
         keys: vec![KeyConfig {
             id: "admin".into(),
             hash: hash_key(&key),
