@@ -315,7 +315,7 @@ impl Log {
         };
         let request = match &self.writer {
             Some(w) if self.shared.config.commit_inline => {
-                match writer::commit_inline(&w.state, request) {
+                match writer::commit_inline(&self.shared, &w.state, request) {
                     Ok(()) => return Ok(()),
                     Err(r) => r,
                 }

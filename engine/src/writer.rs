@@ -274,8 +274,10 @@ pub(crate) fn start(
 /// The writer thread: waits for requests without holding the writer's
 /// lock, then takes it to write every request queued as one group.
 fn run(state: &Mutex<Writer>, rx: &Receiver<Request>) {
+    let ages = state.lock().shared.config.segment_age.is_some();
     loop {
-        let wait = state.lock().age_wait();
+        // Only with an age limit does waiting need the writer's state.
+        let wait = if ages { state.lock().age_wait() } else { None };
         let first = match wait {
             None => rx.recv().ok(),
             Some(t) => match rx.recv_timeout(t) {
@@ -310,23 +312,32 @@ fn run(state: &Mutex<Writer>, rx: &Receiver<Request>) {
 /// order, under the same lock. Returns the request if the writer is busy
 /// or anything else is in flight; it then goes through the queue.
 pub(crate) fn commit_inline(
+    shared: &Shared,
     state: &Mutex<Writer>,
     req: Request,
 ) -> std::result::Result<(), Request> {
-    let Some(mut w) = state.try_lock() else {
+    // This request is counted in `in_flight` already (its completion).
+    let alone = || {
+        shared.in_flight.load(Ordering::Acquire) == 1
+            && shared.sync_jobs.load(Ordering::Acquire) == 0
+    };
+    if !alone() {
+        return Err(req);
+    }
+    // Briefly: the writer thread may be checking the segment's age. Never
+    // indefinitely: a callback that submits again runs under this lock.
+    let Some(mut w) = state.try_lock_for(INLINE_LOCK_WAIT) else {
         return Err(req);
     };
-    let s = &w.shared;
-    // This request is counted in `in_flight` already (its completion).
-    let alone = s.in_flight.load(Ordering::Acquire) == 1
-        && w.rx.is_empty()
-        && s.sync_jobs.load(Ordering::Acquire) == 0;
-    if !alone {
+    if !(alone() && w.rx.is_empty()) {
         return Err(req);
     }
     w.write_group(vec![req]);
     Ok(())
 }
+
+/// How long an inline commit waits for the writer's lock before it queues.
+const INLINE_LOCK_WAIT: Duration = Duration::from_micros(50);
 
 pub(crate) struct Writer {
     prewriter: Option<Prewriter>,
