@@ -99,6 +99,9 @@ pub(crate) struct Shared {
     /// Appends submitted and not yet answered: the syncer's estimate of
     /// how many appenders a sync can cover.
     pub in_flight: AtomicUsize,
+    /// Appends in flight just before the last acknowledgement (the ones
+    /// acknowledged included): how many appenders were about lately.
+    pub acked_in_flight: AtomicUsize,
     /// Jobs the writer has sent the syncer and the syncer has not finished;
     /// the writer syncs a group itself only when this is zero.
     pub sync_jobs: AtomicUsize,
@@ -187,6 +190,7 @@ impl Log {
             poison_cause: Mutex::new(None),
             stats: StatCounters::default(),
             in_flight: AtomicUsize::new(0),
+            acked_in_flight: AtomicUsize::new(0),
             sync_jobs: AtomicUsize::new(0),
         });
         let (tx, rx) = bounded(queue_depth);
@@ -269,6 +273,26 @@ impl Log {
         P: AsRef<[u8]>,
         F: FnOnce(Result<Vec<Receipt>>) + Send + 'static,
     {
+        self.submit_with(kind, payloads, self.shared.config.commit_inline, done)
+    }
+
+    /// [`submit_then`](Log::submit_then), with the caller deciding whether
+    /// this append may be committed on its thread when nothing else is in
+    /// flight (`may_inline`; [`Config::commit_inline`](crate::Config::commit_inline)
+    /// is not consulted). An event loop that serves many clients on a few
+    /// threads knows better than the log whether its other clients are
+    /// idle: while its thread syncs, it reads no one else's appends.
+    pub fn submit_with<P, F>(
+        &self,
+        kind: u8,
+        payloads: &[P],
+        may_inline: bool,
+        done: F,
+    ) -> Result<()>
+    where
+        P: AsRef<[u8]>,
+        F: FnOnce(Result<Vec<Receipt>>) + Send + 'static,
+    {
         let config = &self.shared.config;
         if payloads.is_empty() {
             return Err(Error::InvalidArgument("empty batch".into()));
@@ -314,12 +338,10 @@ impl Log {
             reply: Completion::new(&self.shared, Box::new(done)),
         };
         let request = match &self.writer {
-            Some(w) if self.shared.config.commit_inline => {
-                match writer::commit_inline(&self.shared, &w.state, request) {
-                    Ok(()) => return Ok(()),
-                    Err(r) => r,
-                }
-            }
+            Some(w) if may_inline => match writer::commit_inline(&self.shared, &w.state, request) {
+                Ok(()) => return Ok(()),
+                Err(r) => r,
+            },
             _ => request,
         };
         match tx.try_send(request) {

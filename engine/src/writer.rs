@@ -316,9 +316,13 @@ pub(crate) fn commit_inline(
     state: &Mutex<Writer>,
     req: Request,
 ) -> std::result::Result<(), Request> {
-    // This request is counted in `in_flight` already (its completion).
+    // This request is counted in `in_flight` already (its completion). It
+    // must have been alone at the last acknowledgement too: the first of a
+    // cohort of appenders coming back is alone for a moment, and committing
+    // it by itself would split the cohort (see `write_group`).
     let alone = || {
         shared.in_flight.load(Ordering::Acquire) == 1
+            && shared.acked_in_flight.load(Ordering::Acquire) <= 1
             && shared.sync_jobs.load(Ordering::Acquire) == 0
     };
     if !alone() {
@@ -497,7 +501,12 @@ impl Writer {
         // covers everything written.
         // Light load means every append in flight is in this group: with
         // more appenders about, the syncer's group formation does better.
-        let alone = self.shared.in_flight.load(Ordering::Acquire) <= group.waiters.len();
+        // And it was last time: when appenders come back in a cohort, the
+        // first to arrive is alone for a moment, and syncing it by itself
+        // would split the cohort in two.
+        let n = group.waiters.len();
+        let alone = self.shared.in_flight.load(Ordering::Acquire) <= n
+            && self.shared.acked_in_flight.load(Ordering::Acquire) <= n;
         if alone && self.rx.is_empty() && self.shared.sync_jobs.load(Ordering::Acquire) == 0 {
             complete(&self.shared, vec![group]);
             return;
@@ -645,8 +654,10 @@ fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
     // starts at once it covers only those who arrived while the last one
     // ran, and the appenders split into cohorts that never share a sync
     // again. So before a sync, wait a little for as many appends as were in
-    // flight at the last acknowledgement (`target`), at most a quarter of the
-    // last sync's duration. With one appender, target is 1: no wait.
+    // flight at the last acknowledgement (`target`), at most as long as the
+    // last sync took (a quarter of it left 16 closed-loop appenders at 12.7
+    // per sync on this machine; the whole of it gathers all 16:
+    // docs/benchmarks.md). With one appender, target is 1: no wait.
     let mut target = 1usize;
     let mut max_wait = Duration::ZERO;
     while let Ok(job) = rx.recv() {
@@ -678,7 +689,7 @@ fn syncer_loop(shared: &Shared, rx: &Receiver<SyncJob>) {
             let started = Instant::now();
             let in_flight = complete(shared, groups);
             target = in_flight.max(1);
-            max_wait = (started.elapsed() / 4).min(MAX_GROUP_WAIT);
+            max_wait = started.elapsed().min(MAX_GROUP_WAIT);
         }
         if let Some(b) = barrier {
             let _ = b.send(());
@@ -737,6 +748,7 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
         o.on_durable(last.head.next_seq, records, sync_time);
     }
     let in_flight = shared.in_flight.load(Ordering::Acquire);
+    shared.acked_in_flight.store(in_flight, Ordering::Release);
     for g in groups {
         shared.stats.appends.fetch_add(
             g.waiters.iter().map(|w| w.receipts.len() as u64).sum(),

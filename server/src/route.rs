@@ -117,6 +117,8 @@ pub(crate) enum Served {
 /// A connection's request-level state: its key and its tails.
 pub(crate) struct Session {
     pub ctx: Arc<Ctx>,
+    /// Unique to the connection, for the log's sole-appender check.
+    id: u64,
     pub peer: SocketAddr,
     pub out: Arc<Outbox>,
     /// The connection's key, and the key store's generation when it was
@@ -127,8 +129,10 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(ctx: Arc<Ctx>, peer: SocketAddr, out: Arc<Outbox>) -> Session {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Session {
             ctx,
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             peer,
             out,
             key: None,
@@ -371,7 +375,7 @@ impl Session {
         }
         let place = self.out.reserve();
         let done = settle(self.out.clone(), self.ctx.clone(), place, id);
-        match state.submit_append(k, events, KeyWait::Never, done) {
+        match state.submit_append(k, events, self.id, KeyWait::Never, done) {
             Ok(()) => {}
             Err(Refused::Reply(e)) => self
                 .out
@@ -379,14 +383,21 @@ impl Session {
             Err(Refused::KeysPending) => {
                 // Another append holds one of its keys: wait for its outcome
                 // on the blocking pool, not on the event loop.
-                let (body, k, out, ctx) =
-                    (body.clone(), k.clone(), self.out.clone(), self.ctx.clone());
+                let (body, k, out, ctx, conn) = (
+                    body.clone(),
+                    k.clone(),
+                    self.out.clone(),
+                    self.ctx.clone(),
+                    self.id,
+                );
                 tokio::task::spawn_blocking(move || {
                     // The same bytes decoded as an append a moment ago.
                     let refused = match msg::decode_request(kind::APPEND, &body) {
                         Ok(Request::Append { events }) => {
                             let done = settle(out.clone(), ctx.clone(), place, id);
-                            state.submit_append(&k, &events, KeyWait::Block, done).err()
+                            state
+                                .submit_append(&k, &events, conn, KeyWait::Block, done)
+                                .err()
                         }
                         _ => Some(Refused::Reply(ErrorReply::new(
                             ErrorCode::Internal,

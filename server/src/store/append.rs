@@ -154,10 +154,15 @@ impl LogState {
     /// engine's writer or syncer thread right after the covering
     /// `fdatasync` (so it must not block: hand the result on), or at once
     /// on this thread when every event is a duplicate.
+    ///
+    /// `appender` names the connection (any number unique to it): an append
+    /// is committed on this thread only after one connection has been the
+    /// log's only appender for a while (see [`SOLE_FOR`](super::SOLE_FOR)).
     pub fn submit_append<F>(
         self: &Arc<Self>,
         key: &Key,
         bodies: &[&[u8]],
+        appender: u64,
         wait: KeyWait,
         done: F,
     ) -> Result<(), Refused>
@@ -332,8 +337,12 @@ impl LogState {
         // refuses the append, `done` is dropped uncalled with the job, so
         // release them here.
         let claimed: Vec<dedup::Key> = job.keys.iter().map(|(_, k)| *k).collect();
+        let may_inline =
+            self.config.commit_inline && wait == KeyWait::Never && self.sole.note(appender);
         self.log
-            .submit_then(KIND_DATA, &payloads, move |r| done(job.finish(r)))
+            .submit_with(KIND_DATA, &payloads, may_inline, move |r| {
+                done(job.finish(r))
+            })
             .map_err(|e| {
                 for k in claimed {
                     self.dedup.resolve(k, None);

@@ -11,10 +11,10 @@
 //! Connections call in from the event loop's threads and the blocking pool.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::{Config as EngineConfig, Log, WriteObserver};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -101,6 +101,45 @@ impl WriteObserver for Observer {
     }
 }
 
+/// Which connection appended to a log last, and since when it alone has.
+/// An append may be committed on the event loop's own thread (see
+/// `commit_inline` in the config) only when one connection has been the
+/// log's only appender for [`SOLE_FOR`]: while that thread syncs, it reads
+/// no other connection's appends, so with several appenders about, inline
+/// commits would serialise them one sync each instead of grouping them.
+#[derive(Debug)]
+pub(crate) struct SoleAppender {
+    last: AtomicU64,
+    /// Milliseconds since `epoch` when `last` last changed.
+    since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+/// How long one connection must have been a log's only appender before its
+/// appends are committed inline.
+pub(crate) const SOLE_FOR: Duration = Duration::from_millis(20);
+
+impl SoleAppender {
+    fn new() -> SoleAppender {
+        SoleAppender {
+            last: AtomicU64::new(u64::MAX),
+            since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Notes an append from connection `conn`; whether it has been the only
+    /// appender for [`SOLE_FOR`].
+    pub(crate) fn note(&self, conn: u64) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if self.last.swap(conn, Ordering::AcqRel) != conn {
+            self.since_ms.store(now, Ordering::Release);
+            return false;
+        }
+        now.saturating_sub(self.since_ms.load(Ordering::Acquire)) >= SOLE_FOR.as_millis() as u64
+    }
+}
+
 /// A served log.
 #[derive(Debug)]
 pub struct LogState {
@@ -123,6 +162,7 @@ pub struct LogState {
     pub metrics: Arc<LogMetrics>,
     /// Signalled when the head moves.
     pub signal: Arc<HeadSignal>,
+    sole: SoleAppender,
     /// The engine.
     pub log: Log,
     stopping: AtomicBool,
@@ -187,6 +227,7 @@ impl LogState {
             index: EventIndex::new(),
             metrics,
             signal,
+            sole: SoleAppender::new(),
             log,
             config,
             stopping: AtomicBool::new(false),
@@ -261,5 +302,24 @@ impl LogState {
             unknown_actions: self.unknown.total(),
             dedup_keys: self.dedup.len(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_connection_alone_for_a_while_is_the_sole_appender() {
+        let s = SoleAppender::new();
+        assert!(!s.note(1), "the first append starts the clock");
+        assert!(!s.note(1), "alone, but not for long");
+        std::thread::sleep(SOLE_FOR + Duration::from_millis(5));
+        assert!(s.note(1), "alone for longer than SOLE_FOR");
+        assert!(!s.note(2), "another connection appended");
+        assert!(!s.note(1), "and the first is no longer alone");
+        std::thread::sleep(SOLE_FOR + Duration::from_millis(5));
+        assert!(s.note(1));
+        assert!(s.note(1));
     }
 }
