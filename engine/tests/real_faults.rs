@@ -12,6 +12,16 @@ use common::{payload, skip};
 use engine::format::record::RECORD_OVERHEAD;
 use engine::{Config, Error, Log};
 
+/// Taken by every test here that opens a log or starts a process. A child
+/// process holds a copy of its parent's file descriptors from the fork until
+/// its exec, the directory lock's among them, so a log dropped and reopened
+/// in that window by another test finds its directory still locked.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn config() -> Config {
     Config {
         segment_size: 64 << 10,
@@ -57,6 +67,7 @@ fn mount_tmpfs(test: &str, size: &str) -> Option<Mount> {
 
 #[test]
 fn a_full_tmpfs_gives_no_space_and_recovers_once_space_is_freed() {
+    let _serial = serial();
     let Some(mount) = mount_tmpfs(
         "a_full_tmpfs_gives_no_space_and_recovers_once_space_is_freed",
         "1m",
@@ -113,6 +124,7 @@ fn a_full_tmpfs_gives_no_space_and_recovers_once_space_is_freed() {
 /// acknowledged records; after space is freed every one of them reopens.
 #[test]
 fn a_spare_that_fills_a_tmpfs_is_removed_and_its_space_goes_to_the_log() {
+    let _serial = serial();
     let Some(mount) = mount_tmpfs(
         "a_spare_that_fills_a_tmpfs_is_removed_and_its_space_goes_to_the_log",
         "1m",
@@ -222,6 +234,7 @@ fn fiu_child() {
 
 #[test]
 fn fdatasync_eio_under_fiu_run() {
+    let _serial = serial();
     if Command::new("fiu-run")
         .arg("-h")
         .stdout(Stdio::null())
