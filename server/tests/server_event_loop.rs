@@ -284,7 +284,12 @@ fn every_receipt_survives_kill_9_under_16_pipelining_clients() {
     let admin = key("admin", "default", &["append", "read", "admin"], &[]);
     // As chainlogd runs by default (pre-written segments), with segments
     // small enough to roll several times a round.
-    write_config(dir.path(), "127.0.0.1:0", &[&admin], "prewrite_segments = true");
+    write_config(
+        dir.path(),
+        "127.0.0.1:0",
+        &[&admin],
+        "prewrite_segments = true",
+    );
     let mut receipts: HashMap<u64, (AppendReceipt, Event)> = HashMap::new();
     let mut attempted = 0usize;
     for round in 0..kill9_rounds() {
