@@ -2,7 +2,7 @@
 //! (schema, dedup window, query index, metrics), and the operations the
 //! protocol offers on it, one file a concern:
 //!
-//! - [`append`](self::append): validation, dedup admission, submission, settlement;
+//! - [`append`]: validation, dedup admission, submission, settlement;
 //! - `query`: queries, reads by seq, tail steps;
 //! - `cursor`: the query cursor's format;
 //! - `indexer`: the block index and unknown-action counts following the log;
