@@ -30,6 +30,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -149,6 +150,12 @@ pub struct LogConfig {
     pub commit_inline: bool,
     /// `"sync"` (the default) or `"unsafe-no-sync"`.
     pub durability: Durability,
+    /// FOR TESTS ONLY: the clock for the log's `created_at`, its dedup
+    /// window and admission's "now" (the system clock by default). Never
+    /// read from a config file, so that a test can move time without
+    /// sleeping and production always runs on the system clock.
+    #[serde(skip)]
+    pub clock: Arc<dyn engine::Clock>,
 }
 
 impl Default for LogConfig {
@@ -169,6 +176,7 @@ impl Default for LogConfig {
             queue_depth: 4096,
             commit_inline: true,
             durability: Durability::Sync,
+            clock: Arc::new(engine::SystemClock),
         }
     }
 }

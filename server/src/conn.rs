@@ -10,6 +10,7 @@
 //! appends sync, up to the outbox's bound.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,6 +206,7 @@ impl Conn {
                     }
                     if !busy {
                         tracing::debug!(peer = %self.peer, "closing an idle connection");
+                        self.ctx.metrics.idle_closed.fetch_add(1, Ordering::Relaxed);
                         return Ending::Normal;
                     }
                 }

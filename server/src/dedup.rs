@@ -54,6 +54,9 @@ struct Inner {
     map: HashMap<Key, Slot>,
     /// Stored keys in `created_at` order, for expiry.
     order: VecDeque<(u64, Key)>,
+    /// Claims waiting for another append's pending key now (lets a test
+    /// see that a claim really waits).
+    waiting: usize,
 }
 
 /// What a claimed key turned out to be.
@@ -129,7 +132,10 @@ impl Dedup {
             {
                 break;
             }
-            if self.resolved.wait_until(&mut inner, deadline).timed_out() {
+            inner.waiting += 1;
+            let timed_out = self.resolved.wait_until(&mut inner, deadline).timed_out();
+            inner.waiting -= 1;
+            if timed_out {
                 return Err(PendingTimeout);
             }
         }
@@ -216,15 +222,53 @@ mod tests {
         assert!(d.is_empty());
     }
 
+    /// Claims `a` on another thread while it is pending; returns once that
+    /// claim is waiting (it reports on the channel when it returns).
+    fn blocked_claim(
+        d: &std::sync::Arc<Dedup>,
+        a: Key,
+    ) -> (
+        std::thread::JoinHandle<()>,
+        std::sync::mpsc::Receiver<Result<Vec<Claim>, PendingTimeout>>,
+    ) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d2 = d.clone();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(d2.claim(&[a], S));
+        });
+        // Bounded only against a hang: a claim that never waits fails here.
+        let until = Instant::now() + Duration::from_secs(10);
+        while d.inner.lock().waiting == 0 {
+            assert!(Instant::now() < until, "the second claim never waited");
+            assert!(rx.try_recv().is_err(), "the second claim returned at once");
+            std::thread::yield_now();
+        }
+        (waiter, rx)
+    }
+
     #[test]
     fn a_pending_key_makes_the_second_claim_wait() {
         let d = std::sync::Arc::new(Dedup::new(Duration::from_secs(10)));
         let a = key(KeyKind::Idempotency, "t", "a");
         assert_eq!(d.claim(&[a], S), Ok(vec![Claim::New]));
-        let d2 = d.clone();
-        let waiter = std::thread::spawn(move || d2.claim(&[a], S));
-        std::thread::sleep(Duration::from_millis(50));
+        // A claim that may not wait is refused while the key is pending.
+        assert_eq!(d.claim_within(&[a], S, Duration::ZERO), Err(PendingTimeout));
+        // Stored: the waiting claim, still blocked until then, gets the
+        // duplicate.
+        let (waiter, rx) = blocked_claim(&d, a);
+        assert!(rx.try_recv().is_err(), "returned before the key resolved");
         d.resolve(a, Some((3, S)));
-        assert_eq!(waiter.join().expect("joins"), Ok(vec![Claim::Duplicate(3)]));
+        waiter.join().expect("joins");
+        assert_eq!(rx.recv(), Ok(Ok(vec![Claim::Duplicate(3)])));
+        assert_eq!(d.inner.lock().waiting, 0);
+        // Released: the waiting claim gets the key, pending for it.
+        let b = key(KeyKind::Idempotency, "t", "b");
+        assert_eq!(d.claim(&[b], S), Ok(vec![Claim::New]));
+        let (waiter, rx) = blocked_claim(&d, b);
+        assert!(rx.try_recv().is_err(), "returned before the key resolved");
+        d.resolve(b, None);
+        waiter.join().expect("joins");
+        assert_eq!(rx.recv(), Ok(Ok(vec![Claim::New])));
+        assert_eq!(d.inner.lock().map.get(&b), Some(&Slot::Pending));
     }
 }

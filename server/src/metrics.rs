@@ -112,6 +112,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
+    /// Connections the server closed for the idle timeout.
+    pub idle_closed: AtomicU64,
     /// Error replies, by code number (index = code).
     errors: Vec<AtomicU64>,
 }
@@ -121,6 +123,7 @@ impl Default for Metrics {
         Metrics {
             connections: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
+            idle_closed: AtomicU64::new(0),
             errors: (0..=ErrorCode::ALL.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -178,6 +181,16 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
     o.push_str(&format!(
         "chainlog_connections_total {}\n",
         m.connections_total.load(Ordering::Relaxed)
+    ));
+    head(
+        &mut o,
+        "chainlog_idle_closed_total",
+        "counter",
+        "Connections closed for the idle timeout.",
+    );
+    o.push_str(&format!(
+        "chainlog_idle_closed_total {}\n",
+        m.idle_closed.load(Ordering::Relaxed)
     ));
     head(
         &mut o,

@@ -6,6 +6,9 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use client::{ErrorCode, Event};
 use common::*;
 use server::schema::Mode;
@@ -90,25 +93,62 @@ fn racing_duplicates_store_once() {
     assert_eq!(c.stats().unwrap().next_seq, 20);
 }
 
+/// A clock the test moves by hand (the log's `created_at`, its dedup
+/// window and admission all read it), so that expiry is decided by exact
+/// times, not by how long a sleep took.
+#[derive(Debug)]
+struct HandClock(AtomicU64);
+
+impl engine::Clock for HandClock {
+    fn now_nanos(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 #[test]
 fn the_window_survives_a_restart_and_expires() {
+    const S: u64 = 1_000_000_000;
+    const T0: u64 = 1_750_000_000 * S;
     let dir = tempfile::tempdir().unwrap();
     let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let clock = Arc::new(HandClock(AtomicU64::new(T0)));
+    let mut cfg = config(dir.path(), &[&admin]);
+    cfg.logs[0].clock = clock.clone();
     let first = {
-        let server = start(dir.path(), &[&admin]);
+        let server = server::Server::start(cfg.clone()).unwrap();
         let mut c = connect(server.addr(), &admin);
         c.append(&keyed("k", "s")).unwrap()
     };
-    let mut cfg = config(dir.path(), &[&admin]);
+    assert_eq!((first.seq, first.created_at), (0, T0));
+    // Restarted with a 2 s window, at its very last instant: the key was
+    // rebuilt from the log and is still a duplicate.
     cfg.logs[0].dedup_window_secs = 2;
-    let server = server::Server::start(cfg).unwrap();
+    clock.0.store(T0 + 2 * S, Ordering::SeqCst);
+    let server = server::Server::start(cfg.clone()).unwrap();
     let mut c = connect(server.addr(), &admin);
     let again = c.append(&keyed("k", "")).unwrap();
     assert!(again.duplicate);
     assert_eq!((again.seq, again.hash), (first.seq, first.hash));
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // One nanosecond later it has expired: stored anew.
+    clock.0.store(T0 + 2 * S + 1, Ordering::SeqCst);
     let later = c.append(&keyed("k", "")).unwrap();
-    assert_eq!((later.seq, later.duplicate), (1, false));
+    assert_eq!(
+        (later.seq, later.duplicate, later.created_at),
+        (1, false, T0 + 2 * S + 1)
+    );
+    assert!(c.append(&keyed("k", "")).unwrap().duplicate);
+    drop(c);
+    drop(server);
+    // Restarted at the last instant of the second event's window: the
+    // rebuilt table has it, and not the first event's expired source id.
+    clock.0.store(T0 + 4 * S + 1, Ordering::SeqCst);
+    let server = server::Server::start(cfg).unwrap();
+    let mut c = connect(server.addr(), &admin);
+    let inside = c.append(&keyed("k", "")).unwrap();
+    assert!(inside.duplicate);
+    assert_eq!((inside.seq, inside.hash), (later.seq, later.hash));
+    let expired = c.append(&keyed("", "s")).unwrap();
+    assert_eq!((expired.seq, expired.duplicate), (2, false));
 }
 
 #[test]

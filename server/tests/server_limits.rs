@@ -229,10 +229,17 @@ fn a_frame_over_max_frame_bytes_is_refused_and_the_connection_closed() {
     assert_eq!(c.stats().unwrap().next_seq, 2);
 }
 
-/// Reads until the server's error frame arrives; returns it and when.
-fn error_and_time(s: &mut TcpStream, start: Instant) -> (client::ErrorReply, Duration) {
-    let e = read_error(s);
-    (e, start.elapsed())
+/// The longest a test waits for the server to act on a deadline: only a
+/// guard against a hang, never a claim about speed.
+const HANG_LIMIT: Duration = Duration::from_secs(30);
+
+/// The line of `name` (a series without labels) on the metrics page.
+fn metric(server: &Server, name: &str) -> String {
+    let text = server.metrics_text();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .to_string()
 }
 
 #[test]
@@ -246,8 +253,8 @@ fn a_slow_sender_is_dropped_after_the_frame_timeout() {
     proto::msg::encode_request(&mut f, 1, &Request::Ping(1));
 
     // Five bytes of a frame; a whole header and part of the body; not even
-    // a preamble. Each is dropped with bad_frame after about a second (the
-    // three run side by side).
+    // a preamble. Each is dropped with bad_frame, never before the second
+    // the frame may take (the three run side by side).
     let addr = server.addr();
     // (what, bytes of the frame sent after the handshake; None: no
     // handshake at all)
@@ -263,6 +270,9 @@ fn a_slow_sender_is_dropped_after_the_frame_timeout() {
         for (what, sent) in cases {
             let f = &f;
             scope.spawn(move || {
+                // Taken before the first byte is sent: the server's deadline
+                // is at least a second after it.
+                let start = Instant::now();
                 let mut s = match sent {
                     Some(n) => {
                         let mut s = raw_handshake(addr);
@@ -271,133 +281,208 @@ fn a_slow_sender_is_dropped_after_the_frame_timeout() {
                     }
                     None => raw_connect(addr),
                 };
-                let (e, took) = error_and_time(&mut s, Instant::now());
-                assert_eq!(e.code, ErrorCode::BadFrame, "{what}: {e}");
-                assert!(
-                    e.message.contains("did not complete within 1s"),
-                    "{what}: {}",
-                    e.message
+                s.set_read_timeout(Some(HANG_LIMIT)).unwrap();
+                let e = read_error(&mut s);
+                let took = start.elapsed();
+                assert_eq!(
+                    (e.code, e.message.as_str()),
+                    (
+                        ErrorCode::BadFrame,
+                        "a started frame did not complete within 1s"
+                    ),
+                    "{what}"
                 );
-                assert!(
-                    took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-                    "{what}: {took:?}"
-                );
+                assert!(took >= Duration::from_secs(1), "{what}: after {took:?}");
                 assert_eq!(ending(&mut s), Ending::Eof, "{what}");
             });
         }
     });
 
-    // Meanwhile the server serves.
+    // Meanwhile the server serves; it refused exactly those three, and
+    // closed nothing for idleness.
     let mut c = connect(server.addr(), &admin);
     c.ping().unwrap();
+    assert_eq!(
+        metric(&server, "chainlog_errors_total{code=\"bad_frame\"}"),
+        "chainlog_errors_total{code=\"bad_frame\"} 3"
+    );
+    assert_eq!(
+        metric(&server, "chainlog_idle_closed_total"),
+        "chainlog_idle_closed_total 0"
+    );
 }
 
 #[test]
-fn a_trickling_sender_is_dropped_after_the_frame_timeout() {
+fn a_trickling_sender_is_dropped_at_the_frame_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let admin = key("admin", "default", &["append", "read", "admin"], &[]);
     let mut cfg = small_config(dir.path(), &[&admin]);
     cfg.frame_timeout_secs = 1;
     let server = Server::start(cfg).unwrap();
     let mut s = raw_handshake(server.addr());
-    // A header declaring a 200-byte body, then the body a byte at a time,
-    // faster than the server's read poll (250 ms) but far slower than the
-    // 1 s the whole frame may take.
+    s.set_read_timeout(Some(HANG_LIMIT)).unwrap();
+    // A header declaring a 200-byte body, then the body a byte every 20 ms:
+    // the sender is never quiet for anywhere near the 1 s frame timeout,
+    // and the whole body would take 4 s. Only a deadline counted from the
+    // frame's first byte can end it before it completes (a deadline that
+    // each byte pushed back would let it complete, and a complete APPEND
+    // of zeros gets a different error, on an open connection).
+    const BODY: usize = 200;
     let mut f = Vec::new();
     let at = frame::begin_frame(&mut f, kind::APPEND, 1);
-    f.resize(f.len() + 200, 0);
+    f.resize(f.len() + BODY, 0);
     frame::finish_frame(&mut f, at);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let start = Instant::now();
     s.write_all(&f[..frame::FRAME_HEADER_LEN]).unwrap();
     let mut w = s.try_clone().unwrap();
-    let trickle = std::thread::spawn(move || {
-        for b in &f[frame::FRAME_HEADER_LEN..] {
-            if start.elapsed() > Duration::from_secs(4) || w.write_all(&[*b]).is_err() {
-                return;
+    let trickle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // (body bytes sent, the longest gap between two writes)
+            let (mut sent, mut gap, mut last) = (0usize, Duration::ZERO, start);
+            for b in &f[frame::FRAME_HEADER_LEN..] {
+                std::thread::sleep(Duration::from_millis(20));
+                if stop.load(std::sync::atomic::Ordering::SeqCst) || w.write_all(&[*b]).is_err() {
+                    break;
+                }
+                sent += 1;
+                gap = gap.max(last.elapsed());
+                last = Instant::now();
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
-    let (e, took) = error_and_time(&mut s, start);
-    assert_eq!(e.code, ErrorCode::BadFrame, "{e}");
-    assert!(
-        e.message.contains("did not complete within 1s"),
-        "{}",
-        e.message
+            (sent, gap)
+        })
+    };
+    let e = read_error(&mut s);
+    let took = start.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (sent, gap) = trickle.join().unwrap();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            ErrorCode::BadFrame,
+            "a started frame did not complete within 1s"
+        )
     );
+    assert!(took >= Duration::from_secs(1), "dropped after {took:?}");
+    assert!(sent < BODY, "the whole body ({sent} bytes) was sent");
     assert!(
-        took < Duration::from_millis(2500),
-        "dropped only after {took:?}"
+        gap < Duration::from_secs(1),
+        "the sender was quiet for {gap:?}: this run cannot tell a frame deadline from a read timeout"
+    );
+    assert_eq!(ending(&mut s), Ending::Eof);
+    assert_eq!(
+        metric(&server, "chainlog_errors_total{code=\"bad_frame\"}"),
+        "chainlog_errors_total{code=\"bad_frame\"} 1"
     );
     let _ = s.shutdown(Shutdown::Both);
-    trickle.join().unwrap();
+}
+
+/// Sends `req` as request `id` on a raw connection.
+fn send_raw(s: &mut TcpStream, id: u32, req: &Request<'_>) {
+    let mut f = Vec::new();
+    proto::msg::encode_request(&mut f, id, req);
+    s.write_all(&f).unwrap();
+}
+
+/// A raw connection, handshaken and authenticated, that waits up to the
+/// hang limit for anything.
+fn raw_session(addr: std::net::SocketAddr, admin: &TestKey) -> TcpStream {
+    let mut s = raw_handshake(addr);
+    s.set_read_timeout(Some(HANG_LIMIT)).unwrap();
+    send_raw(
+        &mut s,
+        1,
+        &Request::Auth {
+            key: admin.text.clone(),
+        },
+    );
+    assert!(matches!(
+        read_response(&mut s).unwrap(),
+        (1, Response::AuthOk { .. })
+    ));
+    s
+}
+
+/// Pings as `id`; returns when the ping was sent (no later than the
+/// server saw it).
+fn ping_raw(s: &mut TcpStream, id: u32) -> Instant {
+    let sent = Instant::now();
+    send_raw(s, id, &Request::Ping(u64::from(id)));
+    assert_eq!(
+        read_response(s).unwrap(),
+        (id, Response::Pong(u64::from(id)))
+    );
+    sent
 }
 
 #[test]
 fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    // Activity is a ping every 50 ms, or a tail, for three idle timeouts:
+    // a margin of 40 pings per timeout, so that only a machine stalled for
+    // two whole seconds could close an active connection. Every close is
+    // checked from the server's side too: it counts exactly the three.
+    const IDLE: Duration = Duration::from_secs(2);
     let dir = tempfile::tempdir().unwrap();
     let admin = key("admin", "default", &["append", "read", "admin"], &[]);
     let mut cfg = small_config(dir.path(), &[&admin]);
-    cfg.idle_timeout_secs = 1;
-    cfg.frame_timeout_secs = 1;
+    cfg.idle_timeout_secs = IDLE.as_secs();
     let server = Server::start(cfg).unwrap();
 
     let addr = server.addr();
+    let admin = &admin;
     std::thread::scope(|scope| {
-        // Authenticated, then silent: closed (without an error frame) after
-        // about a second.
-        scope.spawn(|| {
-            let mut s = raw_handshake(addr);
-            let mut f = Vec::new();
-            proto::msg::encode_request(
-                &mut f,
-                1,
-                &Request::Auth {
-                    key: admin.text.clone(),
-                },
-            );
-            s.write_all(&f).unwrap();
-            assert!(matches!(
-                read_response(&mut s).unwrap(),
-                (1, Response::AuthOk { .. })
-            ));
+        // Authenticated, then silent: closed without an error frame, never
+        // before the timeout.
+        scope.spawn(move || {
             let start = Instant::now();
+            let mut s = raw_session(addr, admin);
             assert_eq!(ending(&mut s), Ending::Eof);
             let took = start.elapsed();
-            assert!(
-                took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-                "{took:?}"
-            );
+            assert!(took >= IDLE, "closed after {took:?}");
         });
-        // Requests keep a connection alive past the timeout; once they
-        // stop, it is closed.
-        scope.spawn(|| {
-            let mut c = connect(addr, &admin);
+        // Requests keep a connection open past the timeout; once they
+        // stop, it is closed, an idle timeout after the last one.
+        scope.spawn(move || {
+            let mut s = raw_session(addr, admin);
             let start = Instant::now();
-            while start.elapsed() < Duration::from_millis(1800) {
-                c.ping().unwrap();
-                std::thread::sleep(Duration::from_millis(300));
+            let mut last = start;
+            let mut id = 2;
+            while start.elapsed() < 3 * IDLE {
+                std::thread::sleep(Duration::from_millis(50));
+                last = ping_raw(&mut s, id);
+                id += 1;
             }
-            std::thread::sleep(Duration::from_millis(2000));
-            match c.ping() {
-                Err(ClientError::Frame(_)) => {}
-                other => panic!("an idle connection should be closed: {other:?}"),
-            }
+            assert_eq!(ending(&mut s), Ending::Eof);
+            let took = last.elapsed();
+            assert!(took >= IDLE, "closed {took:?} after the last ping");
         });
         // So does a running tail, with no requests at all.
-        scope.spawn(|| {
-            let mut c = connect(addr, &admin);
-            let t = c.tail(u64::MAX).unwrap();
-            std::thread::sleep(Duration::from_millis(1800));
-            t.cancel().unwrap();
-            c.ping().unwrap();
-            std::thread::sleep(Duration::from_millis(2000));
-            match c.ping() {
-                Err(ClientError::Frame(_)) => {}
-                other => panic!("an idle connection should be closed: {other:?}"),
-            }
+        scope.spawn(move || {
+            let mut s = raw_session(addr, admin);
+            send_raw(&mut s, 2, &Request::Tail { from: u64::MAX });
+            std::thread::sleep(3 * IDLE);
+            send_raw(&mut s, 3, &Request::Cancel { request_id: 2 });
+            let mut ends = vec![
+                read_response(&mut s).unwrap(),
+                read_response(&mut s).unwrap(),
+            ];
+            ends.sort_by_key(|(id, _)| *id);
+            assert_eq!(ends, vec![(2, Response::Done), (3, Response::Done)]);
+            let last = ping_raw(&mut s, 4);
+            assert_eq!(ending(&mut s), Ending::Eof);
+            let took = last.elapsed();
+            assert!(took >= IDLE, "closed {took:?} after the last request");
         });
     });
+    assert_eq!(
+        metric(&server, "chainlog_idle_closed_total"),
+        "chainlog_idle_closed_total 3"
+    );
+    assert_eq!(
+        metric(&server, "chainlog_errors_total{code=\"bad_frame\"}"),
+        "chainlog_errors_total{code=\"bad_frame\"} 0"
+    );
 }
 
 /// A new connection must be refused with busy (before any preamble) and

@@ -17,7 +17,7 @@ use engine::Receipt;
 use proto::event::EventRef;
 use proto::msg::{AppendReceipt, ErrorCode, ErrorReply};
 
-use super::{engine_error, now_nanos, LogState};
+use super::{engine_error, LogState};
 use crate::auth::Key;
 use crate::dedup::{self, Claim, KeyKind};
 use crate::schema::Mode;
@@ -169,7 +169,7 @@ impl LogState {
     where
         F: FnOnce(Settled) + Send + 'static,
     {
-        let now = now_nanos();
+        let now = self.now_nanos();
         let schema = self.schema();
         // An event the server did not change is stored as the client's
         // bytes: the decoder accepts only the canonical encoding (decode

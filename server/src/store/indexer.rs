@@ -8,7 +8,7 @@ use engine::Record;
 use parking_lot::MutexGuard;
 use proto::event::EventRef;
 
-use super::{now_nanos, LogState};
+use super::LogState;
 use crate::dedup::{self, KeyKind};
 
 /// Records the indexer takes per step.
@@ -29,7 +29,7 @@ impl LogState {
         _held: &MutexGuard<'_, ()>,
         starting: bool,
     ) -> Result<(), engine::Error> {
-        let now = now_nanos();
+        let now = self.now_nanos();
         loop {
             let from = self.index.indexed();
             let head = self.log.head().map_or(0, |h| h.seq + 1);

@@ -2,7 +2,7 @@
 //! (schema, dedup window, query index, metrics), and the operations the
 //! protocol offers on it, one file a concern:
 //!
-//! - [`append`](self::append): validation, dedup admission, submission, settlement;
+//! - [`append`]: validation, dedup admission, submission, settlement;
 //! - `query`: queries, reads by seq, tail steps;
 //! - `cursor`: the query cursor's format;
 //! - `indexer`: the block index and unknown-action counts following the log;
@@ -185,11 +185,12 @@ pub fn engine_error(e: &engine::Error) -> ErrorReply {
     ErrorReply::new(code, e.to_string())
 }
 
-fn now_nanos() -> u64 {
-    engine::Clock::now_nanos(&engine::SystemClock)
-}
-
 impl LogState {
+    /// Now, by the log's clock (the engine's `created_at` clock too).
+    fn now_nanos(&self) -> u64 {
+        self.config.clock.now_nanos()
+    }
+
     /// Opens (or creates) the log under `data_dir` and rebuilds the dedup
     /// window, query index and unknown-action counts from its events.
     /// `runtime_schema`, if given, replaces the config's schema (one an
@@ -208,6 +209,7 @@ impl LogState {
             commit_inline: config.commit_inline,
             durability: config.durability.engine(),
             max_record_len: config.max_event_bytes.max(1024),
+            clock: config.clock.clone(),
             observer: Some(Arc::new(Observer {
                 metrics: metrics.clone(),
                 signal: signal.clone(),
