@@ -157,7 +157,7 @@ impl LogState {
     ///
     /// `appender` names the connection (any number unique to it): an append
     /// is committed on this thread only after one connection has been the
-    /// log's only appender for a while (see [`SOLE_FOR`](super::SOLE_FOR)).
+    /// log's only appender for a while (20 ms).
     pub fn submit_append<F>(
         self: &Arc<Self>,
         key: &Key,
