@@ -96,6 +96,13 @@ pub struct Config {
     /// active segment as its end; sealing cuts them off. Costs one
     /// segment's worth of disk space ahead of use.
     pub prewrite_segments: bool,
+    /// With `prewrite_segments`: a segment that filled in less than this
+    /// (by its records' `created_at`) is followed by a plain segment, and
+    /// pre-writing resumes after one that fills more slowly. At such rates
+    /// each `fdatasync` covers many records, so a pre-written file saves
+    /// little per record while doubling the bytes written to the disk.
+    /// `None`: every segment is pre-written.
+    pub prewrite_min_fill: Option<Duration>,
     /// FOR TESTS. With `prewrite_segments`, prepare each spare on the
     /// writer thread at the roll, just before the next segment is created
     /// in it, instead of on a background thread: the order of storage
@@ -131,6 +138,7 @@ impl Default for Config {
             clock: Arc::new(SystemClock),
             observer: None,
             prewrite_segments: false,
+            prewrite_min_fill: None,
             prewrite_inline: false,
         }
     }

@@ -162,14 +162,18 @@ impl Prewriter {
         }
     }
 
-    /// Asks for the next spare. Only once the last one taken has its
-    /// segment's name: the spare's file name is reused.
-    fn ask(&self) {
+    /// Once the spare taken (if any) has its segment's name (the spare's
+    /// file name is reused): frees the slot, and asks for the next spare if
+    /// `want_next`.
+    fn after_roll(&self, want_next: bool) {
         {
             let mut slot = self.slot.lock();
             if matches!(*slot, Slot::Taken) {
                 *slot = Slot::Empty;
             }
+        }
+        if !want_next {
+            return;
         }
         // One request pending is enough; a full queue already holds it.
         let _ = self.ask.try_send(());
@@ -420,13 +424,15 @@ impl Writer {
             SegmentIndex::Sealed { .. } => unreachable!("the active segment has a live index"),
         };
         let mut waiters = Vec::with_capacity(group.len());
+        // One reading of the clock per group: its records share a time (the
+        // chain needs created_at never to decrease, not to differ).
+        let now = config.clock.now_nanos();
         for req in group {
             let mut receipts = Vec::with_capacity(req.lens.len());
             let mut at = 0usize;
             for &len in &req.lens {
                 let payload = &req.data[at..at + len as usize];
                 at += len as usize;
-                let now = config.clock.now_nanos();
                 let created_at = now.max(self.chain.last_created_at);
                 let seq = self.chain.next_seq;
                 let hash = chain::step(&self.chain.prev_hash, seq, created_at, req.kind, payload);
@@ -550,6 +556,7 @@ impl Writer {
             merkle_root: [0; 32],
             signature: [0; 64],
         };
+        let sealed_first_created_at = footer.first_created_at;
         // 2. Seal: footer, sync, index files, read-only, directory sync.
         segment::seal_segment(storage, &shared.dir, &a.path, &*a.file, &footer, &live)?;
         let index = crate::recovery::load_sealed_index(storage, &shared.dir, &footer)?
@@ -569,7 +576,17 @@ impl Writer {
             created_at: shared.config.clock.now_nanos(),
             prev_hash: self.chain.prev_hash,
         };
-        let spare = if shared.config.prewrite_segments && shared.config.prewrite_inline {
+        // The segment just sealed filled fast: the next one is plain (with
+        // the background pre-writer, the one after next: a spare already
+        // ready is used, and no other is asked for).
+        let filled_in = header.created_at.saturating_sub(sealed_first_created_at);
+        let fast = shared
+            .config
+            .prewrite_min_fill
+            .is_some_and(|min| u128::from(filled_in) < min.as_nanos());
+        let spare = if fast && shared.config.prewrite_inline {
+            None
+        } else if shared.config.prewrite_segments && shared.config.prewrite_inline {
             let len = shared.config.segment_size;
             match segment::prepare_spare(storage, &shared.dir, len, &|| false) {
                 Ok(spare) => spare,
@@ -589,7 +606,7 @@ impl Writer {
         }
         let (path, _) = segment::create_segment(storage, &shared.dir, &header, spare)?;
         if let Some(p) = &self.prewriter {
-            p.ask();
+            p.after_roll(!fast);
         }
         let file = storage
             .open_write(&path)

@@ -141,6 +141,11 @@ pub struct LogConfig {
     /// Prepare each next segment as a file of zeros, synced, in the
     /// background (see the engine's `Config::prewrite_segments`).
     pub prewrite_segments: bool,
+    /// With `prewrite_segments`: after a segment that filled in fewer
+    /// seconds than this, the next is not pre-written (at that rate syncs
+    /// cover many records each, and pre-writing doubles the bytes written);
+    /// 0: always pre-write.
+    pub prewrite_min_fill_secs: u64,
     /// Appends that may wait for the writer before `busy`.
     pub queue_depth: usize,
     /// At light load (one append in flight), the event-loop thread that
@@ -173,6 +178,7 @@ impl Default for LogConfig {
             max_future_skew_secs: limits.max_future_skew.as_secs(),
             segment_size: 64 << 20,
             prewrite_segments: true,
+            prewrite_min_fill_secs: 10,
             queue_depth: 4096,
             commit_inline: true,
             durability: Durability::Sync,

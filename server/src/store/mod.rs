@@ -205,6 +205,8 @@ impl LogState {
         let engine_config = EngineConfig {
             segment_size: config.segment_size,
             prewrite_segments: config.prewrite_segments,
+            prewrite_min_fill: (config.prewrite_min_fill_secs > 0)
+                .then(|| Duration::from_secs(config.prewrite_min_fill_secs)),
             queue_depth: config.queue_depth,
             commit_inline: config.commit_inline,
             durability: config.durability.engine(),
