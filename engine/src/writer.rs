@@ -424,10 +424,11 @@ impl Writer {
             SegmentIndex::Sealed { .. } => unreachable!("the active segment has a live index"),
         };
         let mut waiters = Vec::with_capacity(group.len());
-        // One reading of the clock per group: its records share a time (the
-        // chain needs created_at never to decrease, not to differ).
-        let now = config.clock.now_nanos();
         for req in group {
+            // One reading of the clock per request: a batch's records share
+            // a time (the chain needs created_at never to decrease, not to
+            // differ); separate requests get separate readings.
+            let now = config.clock.now_nanos();
             let mut receipts = Vec::with_capacity(req.lens.len());
             let mut at = 0usize;
             for &len in &req.lens {
