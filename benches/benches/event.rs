@@ -44,6 +44,10 @@ fn event_codec(c: &mut Criterion) {
         let r = EventRef::decode(&bytes).expect("decodes");
         b.iter(|| black_box(r.validate(&limits, 1_700_000_000_000_000_000)))
     });
+    // The metadata check alone: most of `validate` is the rest.
+    g.bench_function("validate_metadata_json", |b| {
+        b.iter(|| black_box(proto::json::check_object(black_box(&e.metadata))))
+    });
     g.finish();
 }
 

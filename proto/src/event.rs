@@ -19,6 +19,7 @@
 
 use std::time::Duration;
 
+use crate::json::{self, JsonErrorKind};
 use crate::wire::{self, DecodeError, Reader};
 
 /// The version byte of the encoding this crate writes.
@@ -285,12 +286,10 @@ impl<'a> EventRef<'a> {
 
 /// Metadata must be one JSON object (checked without building it).
 fn check_json_object(text: &str) -> Result<(), String> {
-    if !text.trim_start().starts_with('{') {
-        return Err("is not a JSON object".into());
-    }
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map(|_| ())
-        .map_err(|e| format!("is not valid JSON: {e}"))
+    json::check_object(text).map_err(|e| match e.kind {
+        JsonErrorKind::Object => "is not a JSON object".into(),
+        _ => format!("is not valid JSON: {e}"),
+    })
 }
 
 impl Event {

@@ -11,12 +11,15 @@
 //! - [`frame`]: the connection preamble (version handshake) and
 //!   length-prefixed frames, with the declared length checked before any
 //!   buffer is allocated.
+//! - [`json`]: the check that event metadata is one JSON object, a single
+//!   allocation-free pass on every append.
 //! - [`msg`]: the requests and responses carried in frames.
 //! - [`wire`]: the primitive readers and writers the others are built from.
 
 pub mod event;
 pub mod frame;
 pub mod fuzz;
+pub mod json;
 pub mod msg;
 pub mod wire;
 

@@ -1,5 +1,5 @@
 //! Replays the stored fuzz inputs of the protocol's decoders
-//! (fuzz/corpus/{frame_decoder,event_decoder}) and a bounded, seeded
+//! (fuzz/corpus/{frame_decoder,event_decoder,json_check}) and a bounded, seeded
 //! mutation loop over them (CHAINLOG_FUZZ_ITERS per target, default 2,000).
 //! Long runs use cargo-fuzz in fuzz/.
 #![allow(clippy::unwrap_used)]
@@ -16,10 +16,19 @@ use proto::StoredEvent;
 
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 2] = [
+const TARGETS: [(&str, Body); 3] = [
     ("frame_decoder", fuzz::frame_decoder),
     ("event_decoder", fuzz::event_decoder),
+    ("json_check", json_check),
 ];
+
+/// `fuzz::json_check` with serde_json as the reference, as in
+/// fuzz/fuzz_targets/json_check.rs.
+fn json_check(data: &[u8]) {
+    fuzz::json_check(data, |t| {
+        serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
+    });
+}
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
