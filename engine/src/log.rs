@@ -193,6 +193,9 @@ impl Log {
             acked_in_flight: AtomicUsize::new(0),
             sync_jobs: AtomicUsize::new(0),
         });
+        if rec.report.spare_failed {
+            shared.stats.spares_failed.fetch_add(1, Ordering::Relaxed);
+        }
         let (tx, rx) = bounded(queue_depth);
         let handles = writer::start(shared.clone(), rec.active, rec.chain, rx)?;
         Ok(Log {

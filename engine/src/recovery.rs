@@ -36,6 +36,9 @@ pub struct RecoveryReport {
     pub rebuilt_indexes: Vec<PathBuf>,
     /// Sealed segments whose seal was interrupted and was finished.
     pub finished_seals: Vec<PathBuf>,
+    /// The spare for an active segment recovery created could not be
+    /// prepared (it was created plain: speed, not data).
+    pub spare_failed: bool,
 }
 
 /// A torn tail cut from the last segment.
@@ -418,6 +421,29 @@ fn rebuild_index(
 }
 
 /// A new random log identity.
+/// With `prewrite_segments`, a spare for an active segment that recovery
+/// creates (a new log's first, or the successor of a segment sealed just
+/// before a crash), prepared here and now: without it that segment would
+/// sync as a growing file until its roll. A failure costs speed only: the
+/// segment is then created plain.
+fn first_spare(
+    storage: &dyn Storage,
+    dir: &Path,
+    config: &Config,
+    report: &mut RecoveryReport,
+) -> Option<(PathBuf, Arc<dyn StorageFile>)> {
+    if !config.prewrite_segments {
+        return None;
+    }
+    match segment::prepare_spare(storage, dir, config.segment_size, &|| false) {
+        Ok(spare) => spare,
+        Err(_) => {
+            report.spare_failed = true;
+            None
+        }
+    }
+}
+
 fn new_log_id(dir: &Path) -> LogId {
     let mut id = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -492,7 +518,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             created_at: config.clock.now_nanos(),
             prev_hash: chain::genesis(&log_id),
         };
-        let (path, _) = segment::create_segment(storage, dir, &header, None)?;
+        let spare = first_spare(storage, dir, config, &mut report);
+        let (path, _) = segment::create_segment(storage, dir, &header, spare)?;
         let file = storage
             .open_write(&path)
             .map_err(|e| Error::io("open", &path, e))?;
@@ -730,6 +757,10 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 .map_err(|e| Error::io("open", &c.path, e))?;
             write_all_at(&*w, &bytes[HEADER_LEN..], HEADER_LEN as u64)
                 .map_err(|e| Error::io("rewrite segment", &c.path, e))?;
+            // The seal of a pre-written segment cut its unused zeros: that
+            // truncation may be in the page cache only too, so it is redone.
+            w.set_len(bytes.len() as u64)
+                .map_err(|e| Error::io("truncate segment", &c.path, e))?;
             w.sync_data()
                 .map_err(|e| Error::io("fdatasync segment", &c.path, e))?;
             drop(w);
@@ -814,7 +845,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 created_at: config.clock.now_nanos(),
                 prev_hash: chain_state.prev_hash,
             };
-            let (path, _) = segment::create_segment(storage, dir, &header, None)?;
+            let spare = first_spare(storage, dir, config, &mut report);
+            let (path, _) = segment::create_segment(storage, dir, &header, spare)?;
             let file = storage
                 .open_write(&path)
                 .map_err(|e| Error::io("open", &path, e))?;
