@@ -107,8 +107,8 @@ pub struct Config {
     /// writer thread at the roll, just before the next segment is created
     /// in it, instead of on a background thread: the order of storage
     /// operations is then the same on every run, which the crash and
-    /// fail-Nth sweeps need to replay a case. Every segment but the one
-    /// recovery creates starts pre-written. Slows each roll by one
+    /// fail-Nth sweeps need to replay a case. (The segments recovery creates
+    /// are pre-written there and then either way.) Slows each roll by one
     /// segment's worth of writing.
     pub prewrite_inline: bool,
 }

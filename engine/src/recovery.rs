@@ -420,7 +420,6 @@ fn rebuild_index(
     Ok(live)
 }
 
-/// A new random log identity.
 /// With `prewrite_segments`, a spare for an active segment that recovery
 /// creates (a new log's first, or the successor of a segment sealed just
 /// before a crash), prepared here and now: without it that segment would
@@ -444,6 +443,7 @@ fn first_spare(
     }
 }
 
+/// A new random log identity.
 fn new_log_id(dir: &Path) -> LogId {
     let mut id = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {

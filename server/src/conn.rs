@@ -151,15 +151,24 @@ impl Conn {
                     Err(e) => return self.refuse(&e),
                 }
             }
+            // Whether the loop stopped for want of a whole frame (not of room).
+            let room = self.out.has_room();
             if self.buf.is_empty() {
                 frame_started = None;
                 self.shrink_idle_buffer();
+            } else if !room {
+                // Whole frames wait for room: the client is not slow, the
+                // replies are.
+                frame_started = None;
+            } else if frame_started.is_none() {
+                // The start of the next frame came with the end of the last.
+                frame_started = Some(Instant::now());
             }
             // 2. Write everything ready, with one write.
             if self.flush().await.is_err() {
                 return Ending::Broken;
             }
-            if eof {
+            if eof && (room || self.buf.is_empty()) {
                 if self.buf.is_empty() {
                     return Ending::Normal;
                 }
@@ -180,7 +189,9 @@ impl Conn {
             if busy {
                 last_activity = Instant::now();
             }
-            let room = self.out.has_room();
+            // After the client's close, only room for the frames it sent is
+            // waited for.
+            let room = self.out.has_room() && !eof;
             if room && self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf
                     .reserve(READ_CHUNK.min(self.buf.capacity().max(IDLE_BUFFER)));

@@ -125,6 +125,9 @@ pub(crate) struct Session {
     /// last found in force.
     key: Option<(Key, u64)>,
     tails: HashMap<u32, TailHandle>,
+    /// Tails cancelled and not yet ended: each still owes its DONE and the
+    /// CANCEL's, which must be sent before an AUTH's answer or the close.
+    cancelling: Vec<TailHandle>,
 }
 
 impl Session {
@@ -137,6 +140,7 @@ impl Session {
             out,
             key: None,
             tails: HashMap::new(),
+            cancelling: Vec::new(),
         }
     }
 
@@ -152,16 +156,18 @@ impl Session {
     /// Whether tails are running (a connection with tails is not idle).
     pub(crate) fn has_tails(&mut self) -> bool {
         self.tails.retain(|_, t| !t.is_finished());
-        !self.tails.is_empty()
+        self.cancelling.retain(|t| !t.is_finished());
+        !(self.tails.is_empty() && self.cancelling.is_empty())
     }
 
-    /// Ends every tail (each answers DONE) and waits for them.
+    /// Ends every tail (each answers DONE, and a cancelled one the CANCEL
+    /// too) and waits for them.
     pub(crate) async fn end_tails(&mut self) {
         let tails: Vec<TailHandle> = self.tails.drain().map(|(_, t)| t).collect();
         for t in &tails {
             t.cancel(None);
         }
-        for t in tails {
+        for t in tails.into_iter().chain(self.cancelling.drain(..)) {
             t.join().await;
         }
     }
@@ -213,7 +219,8 @@ impl Session {
                 ErrorReply::new(ErrorCode::Internal, "the key's log is not served"),
             );
         };
-        self.serve_keyed(id, req, body, (k, generation), state);
+        self.serve_keyed(id, req, body, (k, generation), state)
+            .await;
     }
 
     /// The connection's key if it is still in force, else answers `id`.
@@ -276,7 +283,7 @@ impl Session {
         }
     }
 
-    fn serve_keyed(
+    async fn serve_keyed(
         &mut self,
         id: u32,
         req: Request<'_>,
@@ -286,7 +293,7 @@ impl Session {
     ) {
         let ctx = self.ctx.clone();
         match req {
-            Request::Append { events } => self.append(id, &k, &events, body, state),
+            Request::Append { events } => self.append(id, &k, &events, body, state).await,
             Request::Query(q) => self.blocking(id, move || {
                 state
                     .query(&k, &q)
@@ -300,7 +307,11 @@ impl Session {
             Request::Tail { from } => self.tail(id, from, k, generation, state),
             Request::Cancel { request_id } => match self.tails.remove(&request_id) {
                 Some(t) => {
-                    if !t.cancel(Some(id)) {
+                    if t.cancel(Some(id)) {
+                        // It answers; the connection waits for it before an
+                        // AUTH is answered or the connection closes.
+                        self.cancelling.push(t);
+                    } else {
                         self.reply(id, &Response::Done);
                     }
                 }
@@ -353,7 +364,7 @@ impl Session {
         });
     }
 
-    fn append(&self, id: u32, k: &Key, events: &[&[u8]], body: &Bytes, state: Arc<LogState>) {
+    async fn append(&self, id: u32, k: &Key, events: &[&[u8]], body: &Bytes, state: Arc<LogState>) {
         let max = self.ctx.config.max_batch_events;
         if events.is_empty() {
             return self.error(
@@ -382,7 +393,9 @@ impl Session {
                 .fill(place, reply::error_frame(&self.ctx.metrics, id, e)),
             Err(Refused::KeysPending) => {
                 // Another append holds one of its keys: wait for its outcome
-                // on the blocking pool, not on the event loop.
+                // on the blocking pool, not on the event loop; this
+                // connection reads its next request only after, so that its
+                // appends reach the log in the order it sent them.
                 let (body, k, out, ctx, conn) = (
                     body.clone(),
                     k.clone(),
@@ -390,7 +403,7 @@ impl Session {
                     self.ctx.clone(),
                     self.id,
                 );
-                tokio::task::spawn_blocking(move || {
+                let waited = tokio::task::spawn_blocking(move || {
                     // The same bytes decoded as an append a moment ago.
                     let refused = match msg::decode_request(kind::APPEND, &body) {
                         Ok(Request::Append { events }) => {
@@ -414,6 +427,9 @@ impl Session {
                         out.fill(place, reply::error_frame(&ctx.metrics, id, e));
                     }
                 });
+                // The place is filled either way; a join error (a panic) is
+                // not this connection's to report.
+                let _ = waited.await;
             }
         }
     }

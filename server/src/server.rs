@@ -234,14 +234,24 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()
         ctx.metrics
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
-        let c = ctx.clone();
+        let open = OpenConnection(ctx.clone());
         tokio::spawn(async move {
             tracing::debug!(%peer, "connection opened");
-            crate::conn::serve(stream, peer, c.clone()).await;
-            c.metrics.connections.fetch_sub(1, Ordering::AcqRel);
+            crate::conn::serve(stream, peer, open.0.clone()).await;
             tracing::debug!(%peer, "connection closed");
+            drop(open);
             drop(guard);
         });
+    }
+}
+
+/// Counts a connection open until dropped, however its task ends (a panic
+/// included), so that `max_connections` never leaks a place.
+struct OpenConnection(Arc<Ctx>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

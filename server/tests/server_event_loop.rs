@@ -389,3 +389,96 @@ fn every_receipt_survives_kill_9_under_16_pipelining_clients() {
         receipts.len()
     );
 }
+
+#[test]
+fn a_client_that_sends_more_than_the_outbox_holds_then_closes_gets_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let server = start(dir.path(), &[&admin]);
+    let mut s = authed_raw(server.addr(), &admin);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // 200 pings and 100 appends in one write (more than the 64 replies a
+    // connection may owe at once), then the client's side closes.
+    let mut out = Vec::new();
+    for i in 0..200u32 {
+        msg::encode_request(&mut out, 1000 + i, &Request::Ping(u64::from(i)));
+    }
+    let bodies: Vec<Vec<u8>> = (0..100)
+        .map(|i| event("acme", &format!("u{i}"), "a.b", "r").encode())
+        .collect();
+    for (i, b) in bodies.iter().enumerate() {
+        msg::encode_request(
+            &mut out,
+            2000 + i as u32,
+            &Request::Append {
+                events: vec![b.as_slice()],
+            },
+        );
+    }
+    s.write_all(&out).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    for i in 0..200u32 {
+        assert_eq!(
+            read_response(&mut s).unwrap(),
+            (1000 + i, Response::Pong(u64::from(i)))
+        );
+    }
+    for i in 0..100u32 {
+        match read_response(&mut s).unwrap() {
+            (id, Response::Receipts(r)) if id == 2000 + i => assert_eq!(r[0].seq, u64::from(i)),
+            other => panic!("append {i}: {other:?}"),
+        }
+    }
+    assert_eq!(ending(&mut s), Ending::Eof, "then an orderly close");
+}
+
+#[test]
+fn a_cancel_then_a_close_still_gets_both_dones() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let server = start(dir.path(), &[&admin]);
+    for round in 0..20 {
+        let mut s = authed_raw(server.addr(), &admin);
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut out = Vec::new();
+        msg::encode_request(&mut out, 5, &Request::Tail { from: 0 });
+        msg::encode_request(&mut out, 6, &Request::Cancel { request_id: 5 });
+        s.write_all(&out).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut dones = Vec::new();
+        loop {
+            match read_response(&mut s) {
+                Ok((id, Response::Done)) => dones.push(id),
+                Ok(other) => panic!("round {round}: {other:?}"),
+                Err(proto::FrameError::Closed) => break,
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        dones.sort_unstable();
+        assert_eq!(dones, vec![5, 6], "round {round}");
+    }
+}
+
+#[test]
+fn a_frame_begun_in_the_same_read_as_the_last_one_still_has_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let mut cfg = config(dir.path(), &[&admin]);
+    cfg.frame_timeout_secs = 1;
+    cfg.idle_timeout_secs = 600;
+    let server = server::Server::start(cfg).unwrap();
+    let mut s = authed_raw(server.addr(), &admin);
+    // Far below the idle timeout: only the frame deadline can end this.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = Vec::new();
+    msg::encode_request(&mut out, 7, &Request::Ping(7));
+    let mut next = Vec::new();
+    msg::encode_request(&mut next, 8, &Request::Ping(8));
+    out.extend_from_slice(&next[..6]);
+    s.write_all(&out).unwrap();
+    assert_eq!(read_response(&mut s).unwrap(), (7, Response::Pong(7)));
+    let e = read_error(&mut s);
+    assert_eq!(e.code, ErrorCode::BadFrame, "{e}");
+    assert!(e.message.contains("did not complete"), "{e}");
+    assert_eq!(ending(&mut s), Ending::Eof);
+}
