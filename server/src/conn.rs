@@ -168,6 +168,11 @@ impl Conn {
             if self.flush().await.is_err() {
                 return Ending::Broken;
             }
+            // The write made room for frames already read: serve them now
+            // (nothing else would wake this task for them).
+            if !room && self.out.has_room() && !self.buf.is_empty() {
+                continue;
+            }
             if eof && (room || self.buf.is_empty()) {
                 if self.buf.is_empty() {
                     return Ending::Normal;
