@@ -80,25 +80,7 @@ fn every_receipt_survives_kill_9_under_load() {
     );
     let d = Daemon::with_config(dir.path());
     let mut c = connect(d.addr, &admin);
-    let next = c.stats().unwrap().next_seq;
-    let mut found = 0;
-    let mut from = 0;
-    while from < next {
-        let page = c.read(from, next, 1000).unwrap();
-        for s in &page.events {
-            if let Some((r, e)) = receipts.get(&s.seq) {
-                assert_eq!(
-                    (&s.hash, s.created_at, &s.event),
-                    (&r.hash, r.created_at, e),
-                    "seq {}",
-                    s.seq
-                );
-                found += 1;
-            }
-        }
-        from = page.events.last().map_or(next, |e| e.seq + 1);
-    }
-    assert_eq!(found, receipts.len(), "every receipted event is stored");
+    let next = assert_every_receipt_stored(&mut c, &receipts);
     eprintln!(
         "{} receipted events of {next} stored, all present after kill -9",
         receipts.len()

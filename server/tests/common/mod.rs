@@ -339,3 +339,32 @@ pub fn skip(test: &str, why: &str) {
     }
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
+
+/// Reads the whole log back through `c` and checks every receipted event is
+/// stored with its receipt's hash and created_at and its content; returns
+/// the log's event count.
+pub fn assert_every_receipt_stored(
+    c: &mut Client,
+    receipts: &std::collections::HashMap<u64, (client::AppendReceipt, Event)>,
+) -> u64 {
+    let next = c.stats().unwrap().next_seq;
+    let mut found = 0;
+    let mut from = 0;
+    while from < next {
+        let page = c.read(from, next, 1000).unwrap();
+        for s in &page.events {
+            if let Some((r, e)) = receipts.get(&s.seq) {
+                assert_eq!(
+                    (&s.hash, s.created_at, &s.event),
+                    (&r.hash, r.created_at, e),
+                    "seq {}",
+                    s.seq
+                );
+                found += 1;
+            }
+        }
+        from = page.events.last().map_or(next, |e| e.seq + 1);
+    }
+    assert_eq!(found, receipts.len(), "every receipted event is stored");
+    next
+}
