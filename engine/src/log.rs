@@ -119,6 +119,16 @@ impl Shared {
         self.poison_cause.lock().clone()
     }
 
+    /// Whether `n` appends about to be committed are all there is: no other
+    /// append in flight, none about at the last acknowledgement either (the
+    /// first of a returning cohort is alone only for a moment), and nothing
+    /// at the syncer (so a sync now completes everything written, in order).
+    pub fn alone(&self, n: usize) -> bool {
+        self.in_flight.load(Ordering::Acquire) <= n
+            && self.acked_in_flight.load(Ordering::Acquire) <= n
+            && self.sync_jobs.load(Ordering::Acquire) == 0
+    }
+
     /// Latches the first failure; every later append reports it.
     pub fn poison(&self, e: &Error) {
         let mut cause = self.poison_cause.lock();

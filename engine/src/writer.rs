@@ -324,12 +324,7 @@ pub(crate) fn commit_inline(
     // must have been alone at the last acknowledgement too: the first of a
     // cohort of appenders coming back is alone for a moment, and committing
     // it by itself would split the cohort (see `write_group`).
-    let alone = || {
-        shared.in_flight.load(Ordering::Acquire) == 1
-            && shared.acked_in_flight.load(Ordering::Acquire) <= 1
-            && shared.sync_jobs.load(Ordering::Acquire) == 0
-    };
-    if !alone() {
+    if !shared.alone(1) {
         return Err(req);
     }
     // Briefly: the writer thread may be checking the segment's age. Never
@@ -337,7 +332,7 @@ pub(crate) fn commit_inline(
     let Some(mut w) = state.try_lock_for(INLINE_LOCK_WAIT) else {
         return Err(req);
     };
-    if !(alone() && w.rx.is_empty()) {
+    if !(shared.alone(1) && w.rx.is_empty()) {
         return Err(req);
     }
     w.write_group(vec![req]);
@@ -511,10 +506,7 @@ impl Writer {
         // And it was last time: when appenders come back in a cohort, the
         // first to arrive is alone for a moment, and syncing it by itself
         // would split the cohort in two.
-        let n = group.waiters.len();
-        let alone = self.shared.in_flight.load(Ordering::Acquire) <= n
-            && self.shared.acked_in_flight.load(Ordering::Acquire) <= n;
-        if alone && self.rx.is_empty() && self.shared.sync_jobs.load(Ordering::Acquire) == 0 {
+        if self.shared.alone(group.waiters.len()) && self.rx.is_empty() {
             complete(&self.shared, vec![group]);
             return;
         }
