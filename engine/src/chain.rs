@@ -19,6 +19,17 @@ pub fn genesis(log_id: &LogId) -> Hash {
     h.finalize().into()
 }
 
+/// Where the chain stands after a record: what the next record must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainState {
+    /// The seq the next record must have.
+    pub next_seq: u64,
+    /// The hash the next record chains from.
+    pub prev_hash: Hash,
+    /// The next record's `created_at` may not be earlier than this.
+    pub last_created_at: u64,
+}
+
 /// One step of the chain.
 pub fn step(prev: &Hash, seq: u64, created_at: u64, kind: u8, payload: &[u8]) -> Hash {
     let mut h = Sha256::new();

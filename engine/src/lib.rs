@@ -38,4 +38,4 @@ pub use format::record::Record;
 pub use format::Hash;
 pub use log::{Head, Log, PendingAppend, Receipt, Scan, Stats};
 pub use recovery::{RecoveryReport, TailCut};
-pub use segment::{index_file_name, parse_segment_name, segment_file_name};
+pub use segment::{index_file_name, parse_segment_name, segment_file_name, walk};

@@ -11,15 +11,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::chain;
+use crate::chain::{self, ChainState};
 use crate::config::Config;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::{SegmentHeader, HEADER_LEN};
-use crate::format::index::IndexKind;
-use crate::format::record::{self, Decoded, RecordRef, MAX_PAYLOAD_LEN, RECORD_OVERHEAD};
-use crate::format::{Hash, LogId, Structure};
-use crate::segment::{self, index_file_name, LiveIndex, Segment, SegmentIndex};
+use crate::format::{LogId, Structure};
+use crate::segment::{self, load_sealed_index, walk, ActiveState, LiveIndex, Segment};
 use crate::storage::{read_exact_at, write_all_at, Storage, StorageFile};
 
 /// What recovery found and did, for logs and tests.
@@ -56,183 +54,6 @@ pub struct TailCut {
     pub cause: CorruptionKind,
 }
 
-/// Where the chain stands after a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ChainState {
-    pub next_seq: u64,
-    pub prev_hash: Hash,
-    pub last_created_at: u64,
-}
-
-/// How a walk over a segment's records ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum WalkEnd {
-    /// Every byte up to the end belonged to a valid record.
-    Clean,
-    /// The bytes at `pos` do not decode as a record (torn, or damaged).
-    Undecodable { pos: u64, cause: CorruptionKind },
-}
-
-/// Whether every byte from `pos` on is zero: the unused space of a
-/// pre-written segment (see [`Config::prewrite_segments`]), where the log
-/// simply ends. A torn write leaves some of its bytes there, and a record
-/// never encodes as zeros (its kind is never 0), so zeros to the end of
-/// the file are never part of a record.
-///
-/// [`Config::prewrite_segments`]: crate::Config::prewrite_segments
-pub(crate) fn zero_from(bytes: &[u8], pos: u64) -> bool {
-    bytes
-        .get(pos as usize..)
-        .is_some_and(|rest| rest.iter().all(|&b| b == 0))
-}
-
-/// Walks the records in `bytes[HEADER_LEN..end]`, checking each one's CRC,
-/// seq, `created_at` order and chain hash, and calling `f` for each. Stops
-/// at the first bytes that do not decode as a record. A record that decodes
-/// but does not follow its predecessor is an error: no crash produces it.
-pub(crate) fn walk_records(
-    path: &Path,
-    bytes: &[u8],
-    end: usize,
-    state: &mut ChainState,
-    mut f: impl FnMut(u64, &RecordRef<'_>),
-) -> Result<WalkEnd> {
-    let mut pos = HEADER_LEN;
-    while pos < end {
-        let r = match record::decode(&bytes[pos..end], MAX_PAYLOAD_LEN) {
-            Ok(Decoded::Record(r)) => r,
-            Ok(Decoded::Incomplete { needed }) => {
-                return Ok(WalkEnd::Undecodable {
-                    pos: pos as u64,
-                    cause: CorruptionKind::Truncated {
-                        what: Structure::Record,
-                        needed: needed as u64,
-                        available: (end - pos) as u64,
-                    },
-                })
-            }
-            Err(cause) => {
-                return Ok(WalkEnd::Undecodable {
-                    pos: pos as u64,
-                    cause,
-                })
-            }
-        };
-        check_follows(path, pos as u64, state, &r)?;
-        f(pos as u64, &r);
-        pos += r.encoded_len();
-    }
-    Ok(WalkEnd::Clean)
-}
-
-/// Checks that a CRC-valid record continues the chain, and advances it.
-pub(crate) fn check_follows(
-    path: &Path,
-    pos: u64,
-    state: &mut ChainState,
-    r: &RecordRef<'_>,
-) -> Result<()> {
-    // The first bad seq is the one expected here (for a gap, the found
-    // one is in the kind).
-    let corrupt = |kind| Err(Corruption::new(path, pos, Some(state.next_seq), kind).into());
-    if r.seq != state.next_seq {
-        return corrupt(CorruptionKind::SeqGap {
-            expected: state.next_seq,
-            found: r.seq,
-        });
-    }
-    if r.created_at < state.last_created_at {
-        return corrupt(CorruptionKind::TimeRegression {
-            previous: state.last_created_at,
-            found: r.created_at,
-        });
-    }
-    if u64::from(r.durable_through) > pos || (r.durable_through as usize) < HEADER_LEN {
-        return corrupt(crate::format::bad_field(
-            Structure::Record,
-            "durable_through",
-            format_args!("between {HEADER_LEN} and the record's offset {pos}"),
-            r.durable_through,
-        ));
-    }
-    let expected = chain::step(&state.prev_hash, r.seq, r.created_at, r.kind, r.payload);
-    if expected != r.hash {
-        return corrupt(CorruptionKind::ChainBreak {
-            expected,
-            found: r.hash,
-        });
-    }
-    state.next_seq = match r.seq.checked_add(1) {
-        Some(n) => n,
-        None => {
-            return corrupt(crate::format::bad_field(
-                Structure::Record,
-                "seq",
-                "below 2^64 - 1",
-                r.seq,
-            ))
-        }
-    };
-    state.prev_hash = r.hash;
-    state.last_created_at = r.created_at;
-    Ok(())
-}
-
-/// Decides whether undecodable bytes at `pos` in the last segment are a
-/// torn tail. They are not when a valid record after them carries a durable
-/// watermark beyond `pos`: the damaged bytes had been synced before that
-/// record was written, so they were acknowledged, and cutting them would
-/// lose acknowledged data. Returns the refusal in that case.
-pub(crate) fn check_torn_tail(
-    path: &Path,
-    bytes: &[u8],
-    pos: u64,
-    cause: &CorruptionKind,
-    next_seq: u64,
-) -> Result<()> {
-    let start = pos as usize;
-    let len = bytes.len();
-    // A record of the log after the damage has a seq of at least next_seq,
-    // and each record takes at least RECORD_OVERHEAD bytes.
-    let max_seq = next_seq.saturating_add(((len - start) / RECORD_OVERHEAD) as u64 + 1);
-    for p in start + 1..len.saturating_sub(RECORD_OVERHEAD - 1) {
-        let Some(seq) = record::peek_seq(&bytes[p..]) else {
-            break;
-        };
-        if seq < next_seq || seq > max_seq {
-            continue;
-        }
-        if let Ok(Decoded::Record(r)) = record::decode(&bytes[p..], MAX_PAYLOAD_LEN) {
-            if u64::from(r.durable_through) > pos {
-                return Err(Corruption::new(
-                    path,
-                    pos,
-                    Some(next_seq),
-                    CorruptionKind::NotATornTail {
-                        cause: Box::new(cause.clone()),
-                        valid_record_at: p as u64,
-                        durable_through: u64::from(r.durable_through),
-                    },
-                )
-                .into());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The active segment as recovery leaves it for the writer.
-#[derive(Debug)]
-pub(crate) struct ActiveState {
-    pub first_seq: u64,
-    pub path: PathBuf,
-    pub file: Arc<dyn StorageFile>,
-    /// Offset after the last record.
-    pub end: u64,
-    pub live: LiveIndex,
-    pub first_created_at: Option<u64>,
-}
-
 /// An opened log's starting point.
 #[derive(Debug)]
 pub(crate) struct Recovered {
@@ -267,7 +88,8 @@ struct CheckedActive {
     tail: Option<(u64, CorruptionKind)>,
 }
 
-/// Reads and validates a segment header, and checks it against the log.
+/// Opens a segment and checks its header against the log (the walk's
+/// header rule, on the header's bytes only).
 fn read_header(
     storage: &dyn Storage,
     path: &Path,
@@ -280,143 +102,47 @@ fn read_header(
     let mut buf = [0u8; HEADER_LEN];
     let n = (len as usize).min(HEADER_LEN);
     read_exact_at(&*file, &mut buf[..n], 0).map_err(|e| Error::io("read header", path, e))?;
-    let header = SegmentHeader::decode(&buf[..n])
-        .map_err(|k| Corruption::new(path, 0, Some(name_seq), k))?;
-    if header.first_seq != name_seq {
-        return Err(Corruption::new(
-            path,
-            0,
-            Some(name_seq),
-            CorruptionKind::Mismatch {
-                what: Structure::SegmentHeader,
-                field: "first_seq",
-                expected: format!("{name_seq} (from the file name)"),
-                found: header.first_seq.to_string(),
-            },
-        )
-        .into());
-    }
+    let header = walk::header(path, &buf[..n], Some(name_seq))?;
     Ok((file, len, header))
 }
 
-/// Reads the footer at the end of a segment of length `len`.
-pub(crate) fn read_footer(
+/// Whether a segment of length `len` is sealed (the walk's seal rule, on
+/// the footer's bytes only).
+fn read_seal(
     file: &dyn StorageFile,
     path: &Path,
     len: u64,
     first_seq: u64,
 ) -> Result<Result<Footer, CorruptionKind>> {
-    if len < (HEADER_LEN + FOOTER_LEN) as u64 {
-        return Ok(Err(CorruptionKind::Truncated {
-            what: Structure::SegmentFooter,
-            needed: (HEADER_LEN + FOOTER_LEN) as u64,
-            available: len,
-        }));
-    }
     let mut buf = [0u8; FOOTER_LEN];
-    let at = len - FOOTER_LEN as u64;
-    read_exact_at(file, &mut buf, at).map_err(|e| Error::io("read footer", path, e))?;
-    let footer = match Footer::decode(&buf) {
-        Ok(f) => f,
-        Err(k) => return Ok(Err(k)),
-    };
-    for (field, expected, found) in [
-        ("records_end", at, footer.records_end),
-        ("first_seq", first_seq, footer.first_seq),
-    ] {
-        if expected != found {
-            return Ok(Err(CorruptionKind::Mismatch {
-                what: Structure::SegmentFooter,
-                field,
-                expected: expected.to_string(),
-                found: found.to_string(),
-            }));
-        }
+    // Too short to hold a footer: the seal rule says why without reading.
+    if len >= (HEADER_LEN + FOOTER_LEN) as u64 {
+        let at = len - FOOTER_LEN as u64;
+        read_exact_at(file, &mut buf, at).map_err(|e| Error::io("read footer", path, e))?;
     }
-    Ok(Ok(footer))
+    Ok(walk::seal(len, &buf, first_seq))
 }
 
-/// Loads and validates a sealed segment's index files; `None` when either is
-/// missing or inconsistent.
-pub(crate) fn load_sealed_index(
-    storage: &dyn Storage,
-    dir: &Path,
-    footer: &Footer,
-) -> Result<Option<SegmentIndex>> {
-    let mut maps = Vec::with_capacity(2);
-    for kind in [IndexKind::Offset, IndexKind::Time] {
-        let path = dir.join(index_file_name(footer.first_seq, kind));
-        let file = match storage.open_read(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open", &path, e)),
-        };
-        maps.push(file.read_all().map_err(|e| Error::io("map", &path, e))?);
-    }
-    let times = maps.pop().expect("two maps");
-    let offsets = maps.pop().expect("two maps");
-    if segment::index::validate_sealed(&offsets, &times, footer).is_err() {
-        return Ok(None);
-    }
-    Ok(Some(SegmentIndex::Sealed { offsets, times }))
-}
-
-/// Builds a sealed segment's index from its records, checking each record's
-/// CRC and chain on the way (a rebuild never indexes damaged data).
+/// Builds a sealed segment's index from its records, which the walk checks
+/// on the way (a rebuild never indexes damaged data).
 fn rebuild_index(
     file: &dyn StorageFile,
     path: &Path,
-    header: &SegmentHeader,
-    footer: &Footer,
+    first_seq: u64,
     prev_created_at: u64,
     interval: u32,
 ) -> Result<LiveIndex> {
     let bytes = file.read_all().map_err(|e| Error::io("read", path, e))?;
-    let mut state = ChainState {
-        next_seq: header.first_seq,
-        prev_hash: header.prev_hash,
-        last_created_at: prev_created_at,
-    };
     let mut live = LiveIndex::default();
-    let end = walk_records(
-        path,
-        &bytes,
-        footer.records_end as usize,
-        &mut state,
-        |pos, r| {
-            live.observe(
-                (r.seq - header.first_seq) as u32,
-                pos,
-                r.created_at,
-                interval,
-            )
-        },
-    )?;
-    if let WalkEnd::Undecodable { pos, cause } = end {
-        return Err(Corruption::new(path, pos, Some(state.next_seq), cause).into());
-    }
-    if state.next_seq != footer.last_seq + 1 || state.prev_hash != footer.last_hash {
-        return Err(Corruption::new(
-            path,
-            footer.records_end,
-            Some(footer.last_seq),
-            CorruptionKind::Mismatch {
-                what: Structure::SegmentFooter,
-                field: "last_seq/last_hash",
-                expected: format!(
-                    "{}/{}",
-                    state.next_seq.wrapping_sub(1),
-                    crate::error::hex(&state.prev_hash)
-                ),
-                found: format!(
-                    "{}/{}",
-                    footer.last_seq,
-                    crate::error::hex(&footer.last_hash)
-                ),
-            },
-        )
-        .into());
-    }
+    let place = walk::Place {
+        name_seq: Some(first_seq),
+        may_be_open: false,
+        prev_created_at,
+    };
+    let walked = walk::segment(path, &bytes, place, |pos, r| {
+        live.observe((r.seq - first_seq) as u32, pos, r.created_at, interval)
+    });
+    walked.end.map_err(walk::damage_error)?;
     Ok(live)
 }
 
@@ -596,48 +322,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             .into());
         }
         let prev_time = state.map_or(0, |s| s.last_created_at);
-        let footer = read_footer(&*file, &path, len, name_seq)?;
-        match footer {
-            Ok(footer) => {
-                if footer.first_created_at < prev_time {
-                    return Err(Corruption::new(
-                        &path,
-                        footer.records_end,
-                        Some(name_seq),
-                        CorruptionKind::TimeRegression {
-                            previous: prev_time,
-                            found: footer.first_created_at,
-                        },
-                    )
-                    .into());
-                }
-                let rebuild_index = match load_sealed_index(storage, dir, &footer)? {
-                    Some(_) => None,
-                    None => Some(rebuild_index(
-                        &*file,
-                        &path,
-                        &header,
-                        &footer,
-                        prev_time,
-                        config.index_interval,
-                    )?),
-                };
-                let finish_seal = !storage
-                    .is_read_only(&path)
-                    .map_err(|e| Error::io("stat", &path, e))?;
-                state = Some(ChainState {
-                    next_seq: footer.last_seq + 1,
-                    prev_hash: footer.last_hash,
-                    last_created_at: footer.last_created_at,
-                });
-                checked.push(CheckedSealed {
-                    path,
-                    file,
-                    footer,
-                    rebuild_index,
-                    finish_seal,
-                });
-            }
+        let (footer, walked_index) = match read_seal(&*file, &path, len, name_seq)? {
+            Ok(footer) => (footer, None),
             Err(cause) if !is_last => {
                 return Err(Corruption::new(
                     &path,
@@ -667,54 +353,79 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 .into());
             }
             Err(_) => {
-                // The active segment: walk every record.
-                if len > u64::from(u32::MAX) {
-                    return Err(Corruption::new(
-                        &path,
-                        0,
-                        Some(name_seq),
-                        crate::format::bad_field(
-                            Structure::SegmentHeader,
-                            "segment length",
-                            "at most 4 GiB",
-                            len,
-                        ),
-                    )
-                    .into());
-                }
+                // The last segment, writable and unsealed: the active
+                // segment. Walk all of it.
                 let bytes = file.read_all().map_err(|e| Error::io("read", &path, e))?;
                 let bytes = bytes.to_vec();
-                let mut st = ChainState {
-                    next_seq: name_seq,
-                    prev_hash: header.prev_hash,
-                    last_created_at: prev_time,
-                };
                 let mut live = LiveIndex::default();
                 let interval = config.index_interval;
-                let end = walk_records(&path, &bytes, bytes.len(), &mut st, |pos, r| {
-                    live.observe((r.seq - name_seq) as u32, pos, r.created_at, interval)
-                })?;
-                let (end_pos, tail) = match end {
-                    WalkEnd::Clean => (bytes.len() as u64, None),
-                    // Pre-written space: the log ends here, and the writer
-                    // goes on overwriting the zeros.
-                    WalkEnd::Undecodable { pos, .. } if zero_from(&bytes, pos) => (pos, None),
-                    WalkEnd::Undecodable { pos, cause } => {
-                        check_torn_tail(&path, &bytes, pos, &cause, st.next_seq)?;
-                        (pos, Some((pos, cause)))
-                    }
+                let place = walk::Place {
+                    name_seq: Some(name_seq),
+                    may_be_open: true,
+                    prev_created_at: prev_time,
                 };
-                state = Some(st);
-                last_active = Some(CheckedActive {
-                    path,
-                    header,
-                    bytes,
-                    live,
-                    end: end_pos,
-                    tail,
+                let walked = walk::segment(&path, &bytes, place, |pos, r| {
+                    live.observe((r.seq - name_seq) as u32, pos, r.created_at, interval)
                 });
+                match walked.end.map_err(walk::damage_error)? {
+                    // The walk compares a footer with the records rather
+                    // than with itself; one that matches them is a seal.
+                    walk::End::Sealed(footer) => (footer, Some(live)),
+                    end => {
+                        let tail = match end {
+                            walk::End::Torn(cause) => Some((walked.valid_end, cause)),
+                            // Pre-written space (zeros), or the end of the
+                            // file: the writer goes on from here.
+                            _ => None,
+                        };
+                        state = walked.chain;
+                        last_active = Some(CheckedActive {
+                            path,
+                            header,
+                            bytes,
+                            live,
+                            end: walked.valid_end,
+                            tail,
+                        });
+                        continue;
+                    }
+                }
             }
+        };
+        if footer.first_created_at < prev_time {
+            return Err(Corruption::new(
+                &path,
+                footer.records_end,
+                Some(name_seq),
+                CorruptionKind::TimeRegression {
+                    previous: prev_time,
+                    found: footer.first_created_at,
+                },
+            )
+            .into());
         }
+        let rebuild_index = match load_sealed_index(storage, dir, &footer)? {
+            Some(_) => None,
+            None => Some(match walked_index {
+                Some(live) => live,
+                None => rebuild_index(&*file, &path, name_seq, prev_time, config.index_interval)?,
+            }),
+        };
+        state = Some(ChainState {
+            next_seq: footer.last_seq + 1,
+            prev_hash: footer.last_hash,
+            last_created_at: footer.last_created_at,
+        });
+        let finish_seal = !storage
+            .is_read_only(&path)
+            .map_err(|e| Error::io("stat", &path, e))?;
+        checked.push(CheckedSealed {
+            path,
+            file,
+            footer,
+            rebuild_index,
+            finish_seal,
+        });
     }
     let log_id = log_id.expect("at least one segment");
     if let Some(want) = config.log_id {

@@ -21,14 +21,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::chain;
+use crate::chain::{self, ChainState};
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::index::{self, IndexKind, OffsetEntry, TimeEntry, INDEX_HEADER_LEN};
 use crate::format::{Hash, LogId, Structure};
-use crate::recovery::{check_torn_tail, walk_records, zero_from, ChainState, WalkEnd};
-use crate::segment::{index_file_name, parse_segment_name, segment_file_name};
+use crate::segment::{index_file_name, parse_segment_name, segment_file_name, walk};
 use crate::storage::{read_exact_at, Storage};
 
 /// How to verify.
@@ -135,8 +134,11 @@ struct Checked {
     /// The chain state after the segment's last valid record, when the
     /// whole segment is valid.
     end: Option<ChainState>,
-    /// The hash of the record the head commitment names, if it is here.
-    captured: Option<Hash>,
+    /// The hash of the record the head commitment names, with where it is,
+    /// if it is here.
+    captured: Option<(Hash, PathBuf, u64)>,
+    /// Where the valid records end.
+    valid_end: u64,
     tail: Option<UnverifiedTail>,
 }
 
@@ -210,6 +212,9 @@ fn link(
     let mut prev: Option<ChainState> = None;
     let mut chain_intact = true;
     let mut captured = None;
+    // Where the intact chain ends: a missing head commitment is reported
+    // there.
+    let mut chain_end: Option<(PathBuf, u64)> = None;
     for (i, (c, &seq)) in checked.into_iter().zip(seqs).enumerate() {
         let path = dir.join(segment_file_name(seq));
         if let Some(h) = &c.header {
@@ -272,6 +277,7 @@ fn link(
                 if end.next_seq > 0 {
                     report.head = Some((end.next_seq - 1, end.prev_hash));
                 }
+                chain_end = Some((path.clone(), c.valid_end));
             }
             captured = captured.or(c.captured);
         }
@@ -282,22 +288,40 @@ fn link(
         report.segments.push(c.verdict);
     }
     if let Some((seq, hash)) = expect_head {
-        let at = seqs
-            .first()
-            .map_or_else(|| dir.to_path_buf(), |s| dir.join(segment_file_name(*s)));
-        let problem = match (report.head, captured) {
-            (_, Some(found)) if found == hash => None,
-            (_, Some(found)) => Some(CorruptionKind::HeadHashMismatch {
-                seq,
-                expected: hash,
-                found,
-            }),
-            (head, None) => Some(CorruptionKind::HeadMissing {
-                expected_seq: seq,
-                last: head.map_or_else(|| "no records".to_owned(), |(s, _)| format!("seq {s}")),
-            }),
+        report.head_problem = match (report.head, captured) {
+            (_, Some((found, _, _))) if found == hash => None,
+            // Where the record is.
+            (_, Some((found, file, pos))) => Some(Corruption::new(
+                &file,
+                pos,
+                Some(seq),
+                CorruptionKind::HeadHashMismatch {
+                    seq,
+                    expected: hash,
+                    found,
+                },
+            )),
+            // Where it should have been: the end of the intact chain (the
+            // log's first segment, or the directory, when it has none).
+            (head, None) => {
+                let (file, pos) = chain_end.clone().unwrap_or_else(|| {
+                    seqs.first().map_or_else(
+                        || (dir.to_path_buf(), 0),
+                        |s| (dir.join(segment_file_name(*s)), 0),
+                    )
+                });
+                Some(Corruption::new(
+                    &file,
+                    pos,
+                    Some(seq),
+                    CorruptionKind::HeadMissing {
+                        expected_seq: seq,
+                        last: head
+                            .map_or_else(|| "no records".to_owned(), |(s, _)| format!("seq {s}")),
+                    },
+                ))
+            }
         };
-        report.head_problem = problem.map(|k| Corruption::new(&at, 0, Some(seq), k));
     }
     report
 }
@@ -393,79 +417,33 @@ fn check_segment(
         error: None,
         warnings: Vec::new(),
     };
-    let fail = |mut verdict: SegmentVerdict, c: Corruption, header, end: Option<ChainState>| {
+    let fail = |mut verdict: SegmentVerdict, c: Corruption, header| {
         verdict.error = Some(c);
         Ok(Checked {
             verdict,
             header,
             first_created_at: None,
-            end,
+            end: None,
             captured: None,
+            valid_end: 0,
             tail: None,
         })
     };
-    let header = match SegmentHeader::decode(&bytes[..bytes.len().min(HEADER_LEN)]) {
-        Ok(h) => h,
-        Err(k) => {
-            return fail(
-                verdict,
-                Corruption::new(path, 0, Some(name_seq), k),
-                None,
-                None,
-            )
-        }
-    };
-    if header.first_seq != name_seq {
-        let k = CorruptionKind::Mismatch {
-            what: Structure::SegmentHeader,
-            field: "first_seq",
-            expected: format!("{name_seq} (from the file name)"),
-            found: header.first_seq.to_string(),
-        };
-        return fail(
-            verdict,
-            Corruption::new(path, 0, Some(name_seq), k),
-            None, /* not this segment's header: no link to check */
-            None,
-        );
-    }
-    let footer = if bytes.len() >= HEADER_LEN + FOOTER_LEN {
-        Footer::decode(&bytes[bytes.len() - FOOTER_LEN..])
-    } else {
-        Err(CorruptionKind::Truncated {
-            what: Structure::SegmentFooter,
-            needed: (HEADER_LEN + FOOTER_LEN) as u64,
-            available: bytes.len() as u64,
-        })
-    };
-    let footer = match footer {
-        Ok(f) => Some(f),
-        Err(k) => {
-            // Only the last segment may lack a footer, and only while it is
-            // writable: read-only means the seal completed, its footer
-            // synced, so a bad footer there is damage, not a torn tail.
-            let read_only = is_last
-                && storage
-                    .is_read_only(path)
-                    .map_err(|e| Error::io("stat", path, e))?;
-            if !is_last || read_only {
-                let at = bytes.len().saturating_sub(FOOTER_LEN) as u64;
-                let c = Corruption::new(path, at, Some(name_seq), k);
-                return fail(verdict, c, Some(header), None);
-            }
-            None
-        }
-    };
-    verdict.sealed = footer.is_some();
-    let end = footer
-        .as_ref()
-        .map_or(bytes.len(), |f| (f.records_end as usize).min(bytes.len()));
+    let read_only = storage
+        .is_read_only(path)
+        .map_err(|e| Error::io("stat", path, e))?;
+    // The footer, if the bytes end in one, to find the index entries to
+    // check during the walk (the walk decides whether it is a valid seal).
+    let footer = (bytes.len() >= HEADER_LEN + FOOTER_LEN)
+        .then(|| Footer::parse(&bytes[bytes.len() - FOOTER_LEN..]).ok())
+        .flatten();
 
     // Index entries to find during the walk, by position.
     // (pos, kind, entry number, seq, created_at), sorted by position: the
     // walk meets records in position order and advances a cursor.
     let mut expected_at: Vec<(u64, IndexKind, u64, u64, Option<u64>)> = Vec::new();
-    if let Some(f) = &footer {
+    let mut index_error: Option<Corruption> = None;
+    if footer.is_some() {
         for kind in [IndexKind::Offset, IndexKind::Time] {
             let ipath = dir.join(index_file_name(name_seq, kind));
             let ibytes = match read_file(storage, &ipath) {
@@ -480,28 +458,20 @@ fn check_segment(
                 Err(e) => return Err(e),
             };
             let h = match index::decode_file(kind, &ibytes) {
-                Ok(h) if h.first_seq == f.first_seq => h,
+                Ok(h) if h.first_seq == name_seq => h,
                 Ok(h) => {
                     let k = crate::format::bad_field(
                         kind.structure(),
                         "first_seq",
-                        f.first_seq,
+                        name_seq,
                         h.first_seq,
                     );
-                    return fail(
-                        verdict,
-                        Corruption::new(&ipath, 16, Some(name_seq), k),
-                        Some(header),
-                        None,
-                    );
+                    index_error.get_or_insert(Corruption::new(&ipath, 16, Some(name_seq), k));
+                    continue;
                 }
                 Err(k) => {
-                    return fail(
-                        verdict,
-                        Corruption::new(&ipath, 0, Some(name_seq), k),
-                        Some(header),
-                        None,
-                    )
+                    index_error.get_or_insert(Corruption::new(&ipath, 0, Some(name_seq), k));
+                    continue;
                 }
             };
             for i in 0..h.entry_count as usize {
@@ -527,20 +497,18 @@ fn check_segment(
         }
     }
 
-    let mut state = ChainState {
-        next_seq: header.first_seq,
-        prev_hash: header.prev_hash,
-        last_created_at: 0,
-    };
     expected_at.sort_unstable_by_key(|e| (e.0, e.1 == IndexKind::Time));
     let mut next_entry = 0usize;
-    let mut index_error: Option<Corruption> = None;
-    let mut first_created_at = None;
     let mut captured = None;
-    let walked = walk_records(path, bytes, end, &mut state, |pos, r| {
-        first_created_at.get_or_insert(r.created_at);
+    let place = walk::Place {
+        name_seq: Some(name_seq),
+        may_be_open: is_last && !read_only,
+        // Time order across segments is checked when they are linked.
+        prev_created_at: 0,
+    };
+    let walked = walk::segment(path, bytes, place, |pos, r| {
         if capture == Some(r.seq) {
-            captured = Some(r.hash);
+            captured = Some((r.hash, pos));
         }
         // Entries before this record's position name no record start.
         while let Some(&(epos, kind, entry, seq, _)) = expected_at.get(next_entry) {
@@ -568,23 +536,18 @@ fn check_segment(
             }
         }
     });
-    verdict.records = state.next_seq - header.first_seq;
+    verdict.records = walked.records;
+    let header = walked.header;
     let mut tail = None;
-    match walked {
-        Err(Error::Corruption(c)) => return fail(verdict, *c, Some(header), None),
-        Err(e) => return Err(e),
-        // The unused, zeroed space of a pre-written active segment.
-        Ok(WalkEnd::Undecodable { pos, .. }) if footer.is_none() && zero_from(bytes, pos) => {}
-        Ok(WalkEnd::Undecodable { pos, cause }) if footer.is_none() => {
-            // The last, unsealed segment: the same rule as recovery. Bytes
-            // that were never durable are a torn (or in-flight) tail;
-            // damage followed by records written after it was synced is
-            // not.
-            if let Err(Error::Corruption(c)) =
-                check_torn_tail(path, bytes, pos, &cause, state.next_seq)
-            {
-                return fail(verdict, *c, Some(header), None);
-            }
+    match walked.end {
+        // A bad header is not this segment's header: no link to check.
+        Err(walk::Damage::Header(c)) => return fail(verdict, c, None),
+        Err(d) => return fail(verdict, d.into_corruption(), header),
+        Ok(walk::End::Open | walk::End::Zeros) => {}
+        Ok(walk::End::Torn(_)) => {
+            // The last, unsealed segment: bytes that were never durable
+            // are a torn (or in-flight) tail, not verified.
+            let pos = walked.valid_end;
             verdict.warnings.push(format!(
                 "{} bytes at offset {pos} are not whole records and were never durable \
                  (a torn tail, or appends in flight): not verified; opening the log cuts them",
@@ -596,88 +559,29 @@ fn check_segment(
                 len: bytes.len() as u64 - pos,
             });
         }
-        Ok(WalkEnd::Undecodable { pos, cause }) => {
-            let c = Corruption::new(path, pos, Some(state.next_seq), cause);
-            return fail(verdict, c, Some(header), None);
-        }
-        Ok(WalkEnd::Clean) => {}
-    }
-    if let Some(f) = &footer {
-        let checks: [(&'static str, String, String); 5] = [
-            (
-                "last_seq",
-                state.next_seq.wrapping_sub(1).to_string(),
-                f.last_seq.to_string(),
-            ),
-            (
-                "record_count",
-                verdict.records.to_string(),
-                f.record_count.to_string(),
-            ),
-            (
-                "last_hash",
-                crate::error::hex(&state.prev_hash),
-                crate::error::hex(&f.last_hash),
-            ),
-            (
-                "last_created_at",
-                state.last_created_at.to_string(),
-                f.last_created_at.to_string(),
-            ),
-            ("records_end", end.to_string(), f.records_end.to_string()),
-        ];
-        for (field, expected, found) in checks {
-            if expected != found {
-                let k = CorruptionKind::Mismatch {
-                    what: Structure::SegmentFooter,
-                    field,
-                    expected,
-                    found,
-                };
-                return fail(
-                    verdict,
-                    Corruption::new(path, end as u64, Some(f.last_seq), k),
-                    Some(header),
-                    None,
-                );
+        Ok(walk::End::Sealed(_)) => {
+            verdict.sealed = true;
+            if let Some(c) = index_error {
+                return fail(verdict, c, header);
             }
-        }
-        if f.first_seq != name_seq || f.records_end as usize + FOOTER_LEN != bytes.len() {
-            let k = CorruptionKind::Mismatch {
-                what: Structure::SegmentFooter,
-                field: "first_seq/records_end",
-                expected: format!("{name_seq}/{}", bytes.len() - FOOTER_LEN),
-                found: format!("{}/{}", f.first_seq, f.records_end),
-            };
-            return fail(
-                verdict,
-                Corruption::new(path, end as u64, Some(f.last_seq), k),
-                Some(header),
-                None,
-            );
-        }
-        if let Some(c) = index_error {
-            return fail(verdict, c, Some(header), None);
-        }
-        if let Some(&(epos, kind, entry, seq, _)) = expected_at.get(next_entry) {
-            let c = index_points_nowhere(path, name_seq, kind, entry, epos, seq);
-            return fail(verdict, c, Some(header), None);
-        }
-        if !storage
-            .is_read_only(path)
-            .map_err(|e| Error::io("stat", path, e))?
-        {
-            verdict
-                .warnings
-                .push(format!("sealed segment {} is writable", path.display()));
+            if let Some(&(epos, kind, entry, seq, _)) = expected_at.get(next_entry) {
+                let c = index_points_nowhere(path, name_seq, kind, entry, epos, seq);
+                return fail(verdict, c, header);
+            }
+            if !read_only {
+                verdict
+                    .warnings
+                    .push(format!("sealed segment {} is writable", path.display()));
+            }
         }
     }
     Ok(Checked {
         verdict,
-        header: Some(header),
-        first_created_at,
-        end: Some(state),
-        captured,
+        header,
+        first_created_at: walked.first_created_at,
+        end: walked.chain,
+        captured: captured.map(|(hash, pos)| (hash, path.to_path_buf(), pos)),
+        valid_end: walked.valid_end,
         tail,
     })
 }

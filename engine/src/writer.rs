@@ -25,14 +25,14 @@ use crate::handoff::{bounded, Receiver, RecvTimeoutError, SendError, Sender};
 use parking_lot::{Mutex, RwLock};
 
 use crate::chain;
+use crate::chain::ChainState;
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::record::{self, RECORD_OVERHEAD};
 use crate::log::{Completion, HeadState, Receipt, Shared};
-use crate::recovery::{ActiveState, ChainState};
-use crate::segment::{self, LiveIndex, Segment, SegmentIndex};
+use crate::segment::{self, ActiveState, LiveIndex, Segment, SegmentIndex};
 use crate::storage::{write_all_at, StorageFile};
 
 /// Groups written but not yet synced, at most. Bounds the receipts held by
@@ -552,7 +552,7 @@ impl Writer {
         let sealed_first_created_at = footer.first_created_at;
         // 2. Seal: footer, sync, index files, read-only, directory sync.
         segment::seal_segment(storage, &shared.dir, &a.path, &*a.file, &footer, &live)?;
-        let index = crate::recovery::load_sealed_index(storage, &shared.dir, &footer)?
+        let index = segment::load_sealed_index(storage, &shared.dir, &footer)?
             .unwrap_or(SegmentIndex::Live(RwLock::new(live)));
         let sealed = Arc::new(Segment {
             first_seq: a.first_seq,

@@ -1,7 +1,10 @@
 //! `segment-dump`: what is inside a segment, record by record, as JSON
-//! lines. It decodes the files directly (never opening the log, so it never
-//! repairs anything and works on damaged copies) and checks each record's
-//! CRC, but not the chain: that is `segment-verify`'s job.
+//! lines. It reads the files directly (never opening the log, so it never
+//! repairs anything and works on damaged copies) through the engine's one
+//! segment walk ([`engine::walk`]): it prints the records that recovery and
+//! `segment-verify` accept, and where and why they end. It checks each
+//! segment on its own (CRCs, the chain inside it, its seal); the links
+//! between segments are `segment-verify`'s job.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,8 @@ use std::path::{Path, PathBuf};
 use engine::error::hex;
 use engine::format::footer::{Footer, FOOTER_LEN};
 use engine::format::header::{SegmentHeader, HEADER_LEN};
-use engine::format::record::{self, Decoded, KIND_DATA, MAX_PAYLOAD_LEN};
+use engine::format::record::{self, KIND_DATA};
+use engine::walk;
 use serde_json::{json, Value};
 
 use crate::{EXIT_ERROR, EXIT_INVALID, EXIT_VALID};
@@ -106,63 +110,58 @@ fn run_inner(args: &Args, out: &mut dyn Write) -> Result<i32, String> {
     let to = args.to.unwrap_or(u64::MAX);
     let mut code = EXIT_VALID;
     let mut emit = |v: Value| writeln!(out, "{v}").map_err(|e| e.to_string());
-    for file in segment_files(&args.path)? {
+    let files = segment_files(&args.path)?;
+    for (i, file) in files.iter().enumerate() {
         let name = file
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let header = match SegmentHeader::decode(&bytes[..bytes.len().min(HEADER_LEN)]) {
-            Ok(h) => h,
-            Err(k) => {
-                emit(json!({ "segment": name, "offset": 0, "error": k.to_string() }))?;
-                code = EXIT_INVALID;
-                continue;
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let writable = !std::fs::metadata(file)
+            .map_err(|e| format!("{}: {e}", file.display()))?
+            .permissions()
+            .readonly();
+        // A file given alone is taken as the last of its log.
+        let place = walk::Place {
+            name_seq: engine::parse_segment_name(&name),
+            may_be_open: i + 1 == files.len() && writable,
+            prev_created_at: 0,
+        };
+        let mut lines = Vec::new();
+        let walked = walk::segment(file, &bytes, place, |pos, r| {
+            if (from..=to).contains(&r.seq) {
+                lines.push(record_json(&name, pos, r));
+            }
+        });
+        if args.headers {
+            if let Some(h) = &walked.header {
+                // The footer as stored, valid seal or not (the walk's verdict
+                // follows the records).
+                let footer = (bytes.len() >= HEADER_LEN + FOOTER_LEN)
+                    .then(|| Footer::parse(&bytes[bytes.len() - FOOTER_LEN..]).ok())
+                    .flatten()
+                    .filter(|f| f.records_end as usize + FOOTER_LEN == bytes.len());
+                emit(json!({
+                    "segment": name,
+                    "header": header_json(h),
+                    "footer": footer.as_ref().map(footer_json),
+                }))?;
+            }
+        }
+        for l in lines {
+            emit(l)?;
+        }
+        let problem = match walked.end {
+            Ok(walk::End::Sealed(_) | walk::End::Open | walk::End::Zeros) => None,
+            // Recovery would cut it; it is still not a whole record.
+            Ok(walk::End::Torn(cause)) => Some((walked.valid_end, cause.to_string())),
+            Err(d) => {
+                let c = d.into_corruption();
+                Some((c.offset, c.kind.to_string()))
             }
         };
-        let footer = (bytes.len() >= HEADER_LEN + FOOTER_LEN)
-            .then(|| Footer::decode(&bytes[bytes.len() - FOOTER_LEN..]).ok())
-            .flatten()
-            .filter(|f| f.records_end as usize + FOOTER_LEN == bytes.len());
-        if args.headers {
-            emit(json!({
-                "segment": name,
-                "header": header_json(&header),
-                "footer": footer.as_ref().map(footer_json),
-            }))?;
-        }
-        let end = footer
-            .as_ref()
-            .map_or(bytes.len(), |f| f.records_end as usize);
-        let mut pos = HEADER_LEN;
-        // An unsealed segment may be pre-written: zeros to the end of the
-        // file are where its records end, not an error.
-        let zeros_from = |pos: usize| footer.is_none() && bytes[pos..].iter().all(|&b| b == 0);
-        while pos < end {
-            match record::decode(&bytes[pos..end], MAX_PAYLOAD_LEN) {
-                Ok(Decoded::Record(r)) => {
-                    if r.seq > to {
-                        break;
-                    }
-                    if r.seq >= from {
-                        emit(record_json(&name, pos as u64, &r))?;
-                    }
-                    pos += r.encoded_len();
-                }
-                Ok(Decoded::Incomplete { .. }) | Err(_) if zeros_from(pos) => break,
-                Ok(Decoded::Incomplete { needed }) => {
-                    emit(json!({
-                        "segment": name, "offset": pos,
-                        "error": format!("incomplete record: needs {needed} bytes, {} left", end - pos),
-                    }))?;
-                    code = EXIT_INVALID;
-                    break;
-                }
-                Err(k) => {
-                    emit(json!({ "segment": name, "offset": pos, "error": k.to_string() }))?;
-                    code = EXIT_INVALID;
-                    break;
-                }
-            }
+        if let Some((offset, error)) = problem {
+            emit(json!({ "segment": name, "offset": offset, "error": error }))?;
+            code = EXIT_INVALID;
         }
     }
     Ok(code)

@@ -1,15 +1,17 @@
 //! The sparse indexes of one segment, in memory (active segment) or mapped
 //! from their files (sealed segments).
 
+use std::path::Path;
+
 use parking_lot::RwLock;
 
-use crate::error::CorruptionKind;
+use crate::error::{CorruptionKind, Error, Result};
 use crate::format::header::HEADER_LEN;
 use crate::format::index::{
     self, IndexKind, OffsetEntry, TimeEntry, INDEX_HEADER_LEN, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN,
 };
 use crate::format::Footer;
-use crate::storage::FileBytes;
+use crate::storage::{FileBytes, Storage};
 
 /// Index entries being gathered for the active segment. One sample point
 /// feeds both indexes: the segment's first record, then the first record at
@@ -240,4 +242,30 @@ pub(crate) fn validate_sealed(
         prev = Some(t);
     }
     Ok(())
+}
+
+/// Loads and validates a sealed segment's index files; `None` when either is
+/// missing or inconsistent (derived data: the caller rebuilds them).
+pub(crate) fn load_sealed_index(
+    storage: &dyn Storage,
+    dir: &Path,
+    footer: &Footer,
+) -> Result<Option<SegmentIndex>> {
+    let mut maps = Vec::with_capacity(2);
+    for kind in [IndexKind::Offset, IndexKind::Time] {
+        let path = dir.join(super::index_file_name(footer.first_seq, kind));
+        let file = match storage.open_read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", &path, e)),
+        };
+        maps.push(file.read_all().map_err(|e| Error::io("map", &path, e))?);
+    }
+    let (Some(times), Some(offsets)) = (maps.pop(), maps.pop()) else {
+        return Ok(None);
+    };
+    if validate_sealed(&offsets, &times, footer).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(SegmentIndex::Sealed { offsets, times }))
 }

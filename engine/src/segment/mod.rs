@@ -11,9 +11,10 @@ use crate::storage::{write_all_at, Storage, StorageFile};
 
 pub(crate) mod cursor;
 pub(crate) mod index;
+pub mod walk;
 
 pub(crate) use cursor::Cursor;
-pub(crate) use index::{LiveIndex, SegmentIndex};
+pub(crate) use index::{load_sealed_index, LiveIndex, SegmentIndex};
 
 /// Digits in a segment's file name: `u64::MAX` has 20, and zero padding
 /// makes names sort in seq order.
@@ -56,6 +57,18 @@ pub(crate) struct Segment {
     pub file: Arc<dyn StorageFile>,
     pub index: SegmentIndex,
     pub footer: Option<Footer>,
+}
+
+/// The active segment as recovery leaves it for the writer.
+#[derive(Debug)]
+pub(crate) struct ActiveState {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    pub file: Arc<dyn StorageFile>,
+    /// Offset after the last record.
+    pub end: u64,
+    pub live: LiveIndex,
+    pub first_created_at: Option<u64>,
 }
 
 /// Creates a segment file and makes it durable under its final name, in an

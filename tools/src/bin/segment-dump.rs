@@ -9,8 +9,10 @@ use tools::dump_cmd::{self, Args};
 /// Print the records of a chainlog log directory or segment file as JSON
 /// lines (seq, created_at, kind, hash, payload as text for data records
 /// that are UTF-8, hex otherwise). Reads the files directly: never repairs
-/// anything, works on damaged copies, checks CRCs but not the chain (use
-/// segment-verify for that).
+/// anything, works on damaged copies. Each segment is read by the rules
+/// recovery and segment-verify apply (CRCs, the chain inside the segment,
+/// its seal); where its valid records end, an error line says why. The
+/// links between segments are segment-verify's to check.
 #[derive(Parser, Debug)]
 #[command(
     version,
