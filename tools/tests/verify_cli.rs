@@ -117,6 +117,69 @@ fn tail_truncation_passes_without_a_head_commitment_and_fails_with_it() {
     assert_eq!(v["head_commitment"]["valid"], false);
     assert_eq!(v["head_commitment"]["error"]["kind"], "HeadMissing");
     assert_eq!(v["head_commitment"]["error"]["seq"], 49);
+    // Reported where the record should have been: the end of the log.
+    assert_eq!(
+        v["head_commitment"]["error"]["file"],
+        active.display().to_string()
+    );
+    assert_eq!(v["head_commitment"]["error"]["offset"], len - last_len);
+}
+
+/// Where each record is: (segment file, offset), from segment-dump's walk.
+fn record_places(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let code = tools::dump_cmd::run(
+        &tools::dump_cmd::Args {
+            path: dir.to_path_buf(),
+            ..Default::default()
+        },
+        &mut out,
+    );
+    assert_eq!(code, 0);
+    String::from_utf8(out)
+        .expect("utf8")
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json");
+            let seg = v["segment"].as_str().expect("segment").to_owned();
+            (seg, v["offset"].as_u64().expect("offset"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_head_commitment_names_the_segment_and_offset_of_its_seq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receipts = make_log(dir.path(), 200, "a");
+    let places = record_places(dir.path());
+    assert_eq!(places.len(), 200);
+    let d = dir.path().to_str().expect("path");
+    // A seq in a middle segment, with another record's hash.
+    let seq = 120;
+    let wrong = format!("{seq}:{}", engine::error::hex(&receipts[7].hash));
+    let (code, out, _) = run(&[d, "--expect-head", &wrong, "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let e = &v["head_commitment"]["error"];
+    assert_eq!(e["kind"], "HeadHashMismatch");
+    let (seg, offset) = &places[seq];
+    assert_ne!(
+        seg,
+        &engine::segment_file_name(0),
+        "not in the first segment"
+    );
+    assert_eq!(e["file"], dir.path().join(seg).display().to_string());
+    assert_eq!(e["offset"], *offset);
+    // A seq past the head: the end of the last segment's records.
+    let past = format!("{}:{}", 500, engine::error::hex(&receipts[7].hash));
+    let (code, out, _) = run(&[d, "--expect-head", &past, "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let e = &v["head_commitment"]["error"];
+    assert_eq!(e["kind"], "HeadMissing");
+    let last = dir.path().join(&places[199].0);
+    assert_eq!(e["file"], last.display().to_string());
+    assert_eq!(e["offset"], std::fs::metadata(&last).expect("stat").len());
 }
 
 #[test]

@@ -304,6 +304,21 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        name: "footer last_seq edited with its checksum recomputed",
+        damage: |dir| {
+            let s = seg(dir, 1);
+            let last = records(&s).last().expect("records").2;
+            let mut b = std::fs::read(&s).expect("read");
+            let f = b.len() - 256;
+            // last_seq is at footer offset 24 (docs/format.md).
+            let edited = (last + 3).to_le_bytes();
+            b[f + 24..f + 32].copy_from_slice(&edited);
+            fix_crc(&mut b[f..], 252);
+            std::fs::write(&s, b).expect("write");
+            (name_of(&s), Some(last), "Mismatch")
+        },
+    },
+    Case {
         name: "edited header",
         damage: |dir| {
             let s = seg(dir, 2);
