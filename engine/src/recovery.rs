@@ -102,7 +102,7 @@ fn read_header(
     let mut buf = [0u8; HEADER_LEN];
     let n = (len as usize).min(HEADER_LEN);
     read_exact_at(&*file, &mut buf[..n], 0).map_err(|e| Error::io("read header", path, e))?;
-    let header = walk::header(path, &buf[..n], Some(name_seq))?;
+    let header = walk::header(path, &buf[..n], Some(name_seq)).map_err(Error::Corruption)?;
     Ok((file, len, header))
 }
 

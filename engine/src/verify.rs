@@ -541,8 +541,8 @@ fn check_segment(
     let mut tail = None;
     match walked.end {
         // A bad header is not this segment's header: no link to check.
-        Err(walk::Damage::Header(c)) => return fail(verdict, c, None),
-        Err(d) => return fail(verdict, d.into_corruption(), header),
+        Err(walk::Damage::Header(c)) => return fail(verdict, *c, None),
+        Err(d) => return fail(verdict, *d.into_corruption(), header),
         Ok(walk::End::Open | walk::End::Zeros) => {}
         Ok(walk::End::Torn(_)) => {
             // The last, unsealed segment: bytes that were never durable

@@ -66,16 +66,16 @@ pub enum End {
 pub enum Damage {
     /// The header does not decode, names another seq, or the file is too
     /// long to be a segment.
-    Header(Corruption),
+    Header(Box<Corruption>),
     /// The segment must be sealed (it is not the last, or it is read-only)
     /// and its footer is not a valid seal; the corruption is the reason, at
     /// the footer's place.
-    NoSeal(Corruption),
+    NoSeal(Box<Corruption>),
     /// A record does not decode where bytes that were durable follow, or it
     /// does not continue the chain.
-    Record(Corruption),
+    Record(Box<Corruption>),
     /// The footer's fields are not those of the records.
-    Footer(Corruption),
+    Footer(Box<Corruption>),
 }
 
 impl Damage {
@@ -87,7 +87,7 @@ impl Damage {
     }
 
     /// The corruption, owned.
-    pub fn into_corruption(self) -> Corruption {
+    pub fn into_corruption(self) -> Box<Corruption> {
         match self {
             Damage::Header(c) | Damage::NoSeal(c) | Damage::Record(c) | Damage::Footer(c) => c,
         }
@@ -133,8 +133,8 @@ pub fn header(
     path: &Path,
     bytes: &[u8],
     name_seq: Option<u64>,
-) -> std::result::Result<SegmentHeader, Corruption> {
-    let at_name = |k| Corruption::new(path, 0, name_seq, k);
+) -> std::result::Result<SegmentHeader, Box<Corruption>> {
+    let at_name = |k| Box::new(Corruption::new(path, 0, name_seq, k));
     let header = SegmentHeader::decode(&bytes[..bytes.len().min(HEADER_LEN)]).map_err(at_name)?;
     match name_seq {
         Some(seq) if seq != header.first_seq => Err(at_name(CorruptionKind::Mismatch {
@@ -222,7 +222,12 @@ pub fn segment(
             "at most 4 GiB",
             len,
         );
-        walked.end = Err(Damage::Header(Corruption::new(path, 0, Some(first), k)));
+        walked.end = Err(Damage::Header(Box::new(Corruption::new(
+            path,
+            0,
+            Some(first),
+            k,
+        ))));
         return walked;
     }
     let mut state = ChainState {
@@ -242,7 +247,12 @@ pub fn segment(
         Err(_) if place.may_be_open => (None, None),
         Err(cause) => (
             None,
-            Some(Corruption::new(path, footer_at, Some(first), cause)),
+            Some(Box::new(Corruption::new(
+                path,
+                footer_at,
+                Some(first),
+                cause,
+            ))),
         ),
     };
     let end = footer.as_ref().map_or(len, |f| f.records_end) as usize;
@@ -264,9 +274,9 @@ pub fn segment(
     }
     walked.end = match (ran, footer) {
         (Err(c), _) => Err(Damage::Record(c)),
-        (Ok(RecordsEnd::Undecodable { pos, cause }), Some(_)) => Err(Damage::Record(
+        (Ok(RecordsEnd::Undecodable { pos, cause }), Some(_)) => Err(Damage::Record(Box::new(
             Corruption::new(path, pos, Some(state.next_seq), cause),
-        )),
+        ))),
         (Ok(RecordsEnd::Undecodable { pos, .. }), None) if zero_from(bytes, pos) => Ok(End::Zeros),
         (Ok(RecordsEnd::Undecodable { pos, cause }), None) => {
             match check_torn_tail(path, bytes, pos, &cause, state.next_seq) {
@@ -281,7 +291,7 @@ pub fn segment(
                 Err(k) => {
                     let last = state.next_seq.checked_sub(1);
                     let c = Corruption::new(path, footer.records_end, last, k);
-                    Err(Damage::Footer(c))
+                    Err(Damage::Footer(Box::new(c)))
                 }
             }
         }
@@ -363,7 +373,7 @@ pub fn records(
     end: usize,
     state: &mut ChainState,
     mut f: impl FnMut(u64, &RecordRef<'_>),
-) -> std::result::Result<RecordsEnd, Corruption> {
+) -> std::result::Result<RecordsEnd, Box<Corruption>> {
     let end = end.min(bytes.len());
     let mut pos = HEADER_LEN;
     while pos < end {
@@ -400,10 +410,17 @@ pub fn follows(
     pos: u64,
     state: &mut ChainState,
     r: &RecordRef<'_>,
-) -> std::result::Result<(), Corruption> {
+) -> std::result::Result<(), Box<Corruption>> {
     // The first bad seq is the one expected here (for a gap, the found
     // one is in the kind).
-    let corrupt = |kind| Err(Corruption::new(path, pos, Some(state.next_seq), kind));
+    let corrupt = |kind| {
+        Err(Box::new(Corruption::new(
+            path,
+            pos,
+            Some(state.next_seq),
+            kind,
+        )))
+    };
     if r.seq != state.next_seq {
         return corrupt(CorruptionKind::SeqGap {
             expected: state.next_seq,
@@ -451,7 +468,7 @@ pub fn check_torn_tail(
     pos: u64,
     cause: &CorruptionKind,
     next_seq: u64,
-) -> std::result::Result<(), Corruption> {
+) -> std::result::Result<(), Box<Corruption>> {
     let start = pos as usize;
     let len = bytes.len();
     // A record of the log after the damage has a seq of at least next_seq,
@@ -466,7 +483,7 @@ pub fn check_torn_tail(
         }
         if let Ok(Decoded::Record(r)) = record::decode(&bytes[p..], MAX_PAYLOAD_LEN) {
             if u64::from(r.durable_through) > pos {
-                return Err(Corruption::new(
+                return Err(Box::new(Corruption::new(
                     path,
                     pos,
                     Some(next_seq),
@@ -475,7 +492,7 @@ pub fn check_torn_tail(
                         valid_record_at: p as u64,
                         durable_through: u64::from(r.durable_through),
                     },
-                ));
+                )));
             }
         }
     }
@@ -484,5 +501,5 @@ pub fn check_torn_tail(
 
 /// A walk's damage as the engine's error.
 pub(crate) fn damage_error(d: Damage) -> crate::Error {
-    d.into_corruption().into()
+    crate::Error::Corruption(d.into_corruption())
 }
