@@ -3,10 +3,13 @@
 //! records end and on the last valid record before it.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use engine::{Config, Log};
+use segment_files::{fix_crc, records, segments};
 use serde_json::Value;
+
+mod segment_files;
 
 fn config() -> Config {
     Config {
@@ -25,33 +28,6 @@ fn make_log(dir: &Path) {
         log.append(format!("agreement event {i:03} with some padding").as_bytes())
             .expect("append");
     }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Record offsets, lengths and seqs of a segment, read by hand.
-fn records(path: &Path) -> Vec<(usize, usize, u64)> {
-    let b = std::fs::read(path).expect("read");
-    let mut out = Vec::new();
-    let mut pos = 128;
-    while pos + 64 <= b.len() && &b[pos..pos + 8] != b"CLOGEND\0" {
-        let len = u32::from_le_bytes(b[pos..pos + 4].try_into().expect("4")) as usize;
-        let seq = u64::from_le_bytes(b[pos + 8..pos + 16].try_into().expect("8"));
-        if len > 4096 || pos + 64 + len > b.len() {
-            break;
-        }
-        out.push((pos, 64 + len, seq));
-        pos += 64 + len;
-    }
-    out
 }
 
 fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
@@ -215,8 +191,7 @@ const CASES: &[Case] = &[
             edit(&s, |b| {
                 let f = len - 256;
                 b[f + 24..f + 32].copy_from_slice(&(last + 2).to_le_bytes());
-                let crc = crc32fast::hash(&b[f..f + 252]);
-                b[f + 252..f + 256].copy_from_slice(&crc.to_le_bytes());
+                fix_crc(&mut b[f..], 252);
             });
             Stop {
                 at: Some((name(&s), len as u64 - 256)),

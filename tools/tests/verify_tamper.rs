@@ -7,8 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use engine::{Config, Log};
+use segment_files::{fix_crc, fix_record_crc, records, segments};
 use serde_json::Value;
 use tools::verify_cmd::{self, Args};
+
+mod segment_files;
 
 fn config(log_id: [u8; 16]) -> Config {
     Config {
@@ -36,13 +39,7 @@ fn make_log(dir: &Path, salt: &str) -> u64 {
 }
 
 fn seg(dir: &Path, n: usize) -> PathBuf {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    v.sort();
-    v[n].clone()
+    segments(dir)[n].clone()
 }
 
 fn writable(p: &Path) {
@@ -57,33 +54,6 @@ fn copy(from: &Path, to: &Path) {
         std::fs::copy(e.path(), &dst).expect("copy");
         writable(&dst);
     }
-}
-
-/// Record offsets and seqs of a segment (before its footer).
-fn records(path: &Path) -> Vec<(usize, usize, u64)> {
-    let b = std::fs::read(path).expect("read");
-    let mut out = Vec::new();
-    let mut pos = 128;
-    while pos + 64 <= b.len() && &b[pos..pos + 8] != b"CLOGEND\0" {
-        let len = u32::from_le_bytes(b[pos..pos + 4].try_into().expect("4")) as usize;
-        let seq = u64::from_le_bytes(b[pos + 8..pos + 16].try_into().expect("8"));
-        out.push((pos, 64 + len, seq));
-        pos += 64 + len;
-    }
-    out
-}
-
-fn fix_record_crc(b: &mut [u8], at: usize, len: usize) {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&b[at..at + 4]);
-    h.update(&b[at + 8..at + len]);
-    let crc = h.finalize();
-    b[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
-}
-
-fn fix_crc(b: &mut [u8], crc_at: usize) {
-    let crc = crc32fast::hash(&b[..crc_at]);
-    b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 fn verify_json(dir: &Path) -> (i32, Value) {
