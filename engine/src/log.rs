@@ -2,11 +2,9 @@
 //! one writer, read by many.
 
 use std::ops::{Bound, RangeBounds};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
@@ -16,20 +14,9 @@ use crate::format::{Hash, LogId, Structure};
 use crate::handoff::{bounded, Sender, TrySendError};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{Cursor, Segment};
+use crate::shared::{Completion, HeadState, Receipt, Shared};
 use crate::storage::{FsStorage, Storage};
 use crate::writer::{self, Request, WriterHandles};
-
-/// The proof of a durable append: the record's place in the log and its
-/// chain hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Receipt {
-    /// The record's sequence number.
-    pub seq: u64,
-    /// The time the writer assigned, in nanoseconds since the Unix epoch.
-    pub created_at: u64,
-    /// The record's chain hash.
-    pub hash: Hash,
-}
 
 /// The newest durable record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,83 +47,6 @@ pub struct Stats {
     /// Spares the pre-writer failed to prepare (each removed again, and
     /// the next segment created as a plain file).
     pub spares_failed: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct StatCounters {
-    pub appends: AtomicU64,
-    pub writes: AtomicU64,
-    pub syncs: AtomicU64,
-    pub bytes: AtomicU64,
-    pub segments_sealed: AtomicU64,
-    pub segments_prewritten: AtomicU64,
-    pub spares_failed: AtomicU64,
-}
-
-/// Where durable data ends: the seq after the last durable record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HeadState {
-    pub next_seq: u64,
-    pub last_hash: Hash,
-    pub last_created_at: u64,
-}
-
-/// State shared by the log handle, the writer and the syncer.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub storage: Arc<dyn Storage>,
-    pub config: Config,
-    pub log_id: LogId,
-    /// Every segment in seq order; the last one is active.
-    pub segments: RwLock<Vec<Arc<Segment>>>,
-    pub head: RwLock<HeadState>,
-    /// The active segment's offset through which it is known durable.
-    pub synced_end: AtomicU64,
-    poisoned: AtomicBool,
-    poison_cause: Mutex<Option<String>>,
-    pub stats: StatCounters,
-    /// Appends submitted and not yet answered: the syncer's estimate of
-    /// how many appenders a sync can cover.
-    pub in_flight: AtomicUsize,
-    /// Appends in flight just before the last acknowledgement (the ones
-    /// acknowledged included): how many appenders were about lately.
-    pub acked_in_flight: AtomicUsize,
-    /// Jobs the writer has sent the syncer and the syncer has not finished;
-    /// the writer syncs a group itself only when this is zero.
-    pub sync_jobs: AtomicUsize,
-}
-
-impl Shared {
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire)
-    }
-
-    pub fn poison_cause(&self) -> Option<String> {
-        if !self.is_poisoned() {
-            return None;
-        }
-        self.poison_cause.lock().clone()
-    }
-
-    /// Whether `n` appends about to be committed are all there is: no other
-    /// append in flight, none about at the last acknowledgement either (the
-    /// first of a returning cohort is alone only for a moment), and nothing
-    /// at the syncer (so a sync now completes everything written, in order).
-    pub fn alone(&self, n: usize) -> bool {
-        self.in_flight.load(Ordering::Acquire) <= n
-            && self.acked_in_flight.load(Ordering::Acquire) <= n
-            && self.sync_jobs.load(Ordering::Acquire) == 0
-    }
-
-    /// Latches the first failure; every later append reports it.
-    pub fn poison(&self, e: &Error) {
-        let mut cause = self.poison_cause.lock();
-        if cause.is_none() {
-            *cause = Some(e.to_string());
-        }
-        self.poisoned.store(true, Ordering::Release);
-    }
 }
 
 /// A hash-chained, append-only log in a directory.
@@ -184,25 +94,20 @@ impl Log {
         let segments: Vec<Arc<Segment>> = rec.sealed.into_iter().map(Arc::new).collect();
         let synced_end = rec.active.end;
         let queue_depth = config.queue_depth;
-        let shared = Arc::new(Shared {
+        let head = HeadState {
+            next_seq: rec.chain.next_seq,
+            last_hash: rec.chain.prev_hash,
+            last_created_at: rec.chain.last_created_at,
+        };
+        let shared = Arc::new(Shared::new(
             dir,
             storage,
             config,
-            log_id: rec.log_id,
-            segments: RwLock::new(segments),
-            head: RwLock::new(HeadState {
-                next_seq: rec.chain.next_seq,
-                last_hash: rec.chain.prev_hash,
-                last_created_at: rec.chain.last_created_at,
-            }),
-            synced_end: AtomicU64::new(synced_end),
-            poisoned: AtomicBool::new(false),
-            poison_cause: Mutex::new(None),
-            stats: StatCounters::default(),
-            in_flight: AtomicUsize::new(0),
-            acked_in_flight: AtomicUsize::new(0),
-            sync_jobs: AtomicUsize::new(0),
-        });
+            rec.log_id,
+            segments,
+            head,
+            synced_end,
+        ));
         if rec.report.spare_failed {
             shared.stats.spares_failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -627,54 +532,6 @@ impl PendingAppend {
     /// or have failed.
     pub fn wait(self) -> Result<Vec<Receipt>> {
         self.rx.recv().map_err(|_| Error::Closed).and_then(|r| r)
-    }
-}
-
-/// What an append's submitter gets called with, exactly once.
-type OnDone = Box<dyn FnOnce(Result<Vec<Receipt>>) + Send>;
-
-/// An append's callback, counted in [`Shared::in_flight`] from submission
-/// until it is called. Dropped uncalled (the writer is gone), it is called
-/// with [`Error::Closed`], so that no submitter waits forever.
-pub(crate) struct Completion {
-    done: Option<OnDone>,
-    shared: Arc<Shared>,
-}
-
-impl Completion {
-    fn new(shared: &Arc<Shared>, done: OnDone) -> Completion {
-        // Counted from here until the submitter is called: the write
-        // path's estimate of how many appends a sync could cover.
-        shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        Completion {
-            done: Some(done),
-            shared: shared.clone(),
-        }
-    }
-
-    /// Calls the submitter with `result`.
-    pub(crate) fn call(mut self, result: Result<Vec<Receipt>>) {
-        self.finish(result);
-    }
-
-    /// Takes the callback back uncalled: the append was never queued.
-    fn defuse(mut self) {
-        if self.done.take().is_some() {
-            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    fn finish(&mut self, result: Result<Vec<Receipt>>) {
-        if let Some(done) = self.done.take() {
-            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            done(result);
-        }
-    }
-}
-
-impl Drop for Completion {
-    fn drop(&mut self) {
-        self.finish(Err(Error::Closed));
     }
 }
 

@@ -30,9 +30,9 @@ use crate::error::{Error, Result};
 use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::record::{self, RECORD_OVERHEAD};
-use crate::log::{Completion, HeadState, Receipt, Shared};
 use crate::recovery::{ActiveState, ChainState};
 use crate::segment::{self, LiveIndex, Segment, SegmentIndex};
+use crate::shared::{Completion, HeadState, Receipt, Shared};
 use crate::storage::{write_all_at, StorageFile};
 
 /// Groups written but not yet synced, at most. Bounds the receipts held by
