@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 use crate::chain::Hash;
 
-/// The on-disk structures, named in errors.
+/// The on-disk structures, named in errors. Non-exhaustive: a later format
+/// may add structures (files of derived data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Structure {
     /// The fixed header at the start of a segment file.
     SegmentHeader,
@@ -82,8 +84,10 @@ impl fmt::Display for Corruption {
 impl std::error::Error for Corruption {}
 
 /// The kinds of damage the engine recognises, each with what was expected
-/// and what was found.
+/// and what was found. Non-exhaustive: a later version may recognise more,
+/// so a match needs a fallback arm ([`CorruptionKind::name`] names any).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CorruptionKind {
     /// A structure does not start with its magic bytes.
     #[error("{what}: bad magic {found:02x?}")]

@@ -38,7 +38,7 @@ pub mod verify;
 mod writer;
 
 pub use config::{Clock, Config, Durability, SystemClock, WriteObserver};
-pub use error::{Corruption, CorruptionKind, Error, Result};
+pub use error::{Corruption, CorruptionKind, Error, PoisonCause, Result};
 pub use format::record::Record;
 pub use format::Hash;
 pub use log::{Head, Log, PendingAppend, Scan, Stats};

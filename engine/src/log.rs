@@ -100,13 +100,7 @@ impl Log {
             last_created_at: rec.chain.last_created_at,
         };
         let shared = Arc::new(Shared::new(
-            dir,
-            storage,
-            config,
-            rec.log_id,
-            segments,
-            head,
-            synced_end,
+            dir, storage, config, rec.log_id, segments, head, synced_end,
         ));
         if rec.report.spare_failed {
             shared.stats.spares_failed.fetch_add(1, Ordering::Relaxed);

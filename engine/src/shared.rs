@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, PoisonCause, Result};
 use crate::format::{Hash, LogId};
 use crate::segment::Segment;
 use crate::storage::Storage;
@@ -61,7 +61,7 @@ pub(crate) struct Shared {
     /// The active segment's offset through which it is known durable.
     pub synced_end: AtomicU64,
     poisoned: AtomicBool,
-    poison_cause: Mutex<Option<String>>,
+    poison_cause: Mutex<Option<PoisonCause>>,
     pub stats: StatCounters,
     /// Appends submitted and not yet answered: the syncer's estimate of
     /// how many appenders a sync can cover.
@@ -108,7 +108,7 @@ impl Shared {
         self.poisoned.load(Ordering::Acquire)
     }
 
-    pub fn poison_cause(&self) -> Option<String> {
+    pub fn poison_cause(&self) -> Option<PoisonCause> {
         if !self.is_poisoned() {
             return None;
         }
@@ -125,13 +125,36 @@ impl Shared {
             && self.sync_jobs.load(Ordering::Acquire) == 0
     }
 
-    /// Latches the first failure; every later append reports it.
-    pub fn poison(&self, e: &Error) {
+    /// Latches the first failure (`e`, met in the step `during`); every
+    /// later append reports it. Returns the cause latched, which is the
+    /// first one.
+    pub fn poison(&self, during: &'static str, e: &Error) -> PoisonCause {
         let mut cause = self.poison_cause.lock();
-        if cause.is_none() {
-            *cause = Some(e.to_string());
-        }
+        let first = cause
+            .get_or_insert_with(|| PoisonCause::of(during, e))
+            .clone();
         self.poisoned.store(true, Ordering::Release);
+        first
+    }
+
+    /// Publishes `next` as the durable head, before its appends are
+    /// acknowledged (so that a reader who saw a receipt finds the record).
+    /// Groups complete in write order, so the head only moves forward; a
+    /// head that would move backwards is refused and poisons the log, so
+    /// that nothing is acknowledged out of order.
+    pub fn publish_head(&self, next: HeadState) -> Result<()> {
+        let mut head = self.head.write();
+        if next.next_seq < head.next_seq {
+            let e = Error::HeadMovedBackwards {
+                head_next_seq: head.next_seq,
+                group_next_seq: next.next_seq,
+            };
+            drop(head);
+            self.poison("publish head", &e);
+            return Err(e);
+        }
+        *head = next;
+        Ok(())
     }
 }
 
@@ -180,5 +203,83 @@ impl Completion {
 impl Drop for Completion {
     fn drop(&mut self) {
         self.finish(Err(Error::Closed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::FsStorage;
+
+    fn head(next_seq: u64) -> HeadState {
+        HeadState {
+            next_seq,
+            last_hash: [next_seq as u8; 32],
+            last_created_at: next_seq * 10,
+        }
+    }
+
+    #[test]
+    fn a_head_that_would_move_backwards_poisons_the_log() {
+        let shared = Shared::new(
+            PathBuf::from("/nonexistent/log"),
+            Arc::new(FsStorage),
+            Config::default(),
+            [0; 16],
+            Vec::new(),
+            head(0),
+            0,
+        );
+        shared.publish_head(head(5)).expect("forward");
+        shared.publish_head(head(9)).expect("forward");
+        assert!(!shared.is_poisoned());
+
+        let err = shared.publish_head(head(7)).expect_err("backwards");
+        assert!(
+            matches!(
+                err,
+                Error::HeadMovedBackwards {
+                    head_next_seq: 9,
+                    group_next_seq: 7
+                }
+            ),
+            "{err}"
+        );
+        // The head stays where it was, and every later call says why.
+        assert_eq!(*shared.head.read(), head(9));
+        let cause = shared.poison_cause().expect("poisoned");
+        assert_eq!(
+            (cause.op, cause.path.as_deref(), cause.kind),
+            ("publish head", None, None)
+        );
+        assert_eq!(
+            cause.to_string(),
+            "publish head: the durable head would move backwards: records before seq 9 are \
+             published, and a group completing now ends before seq 7 (a write-path bug; \
+             nothing more is acknowledged)"
+        );
+    }
+
+    #[test]
+    fn the_first_failure_is_the_cause() {
+        let shared = Shared::new(
+            PathBuf::from("/nonexistent/log"),
+            Arc::new(FsStorage),
+            Config::default(),
+            [0; 16],
+            Vec::new(),
+            head(0),
+            0,
+        );
+        assert_eq!(shared.poison_cause(), None);
+        let path = PathBuf::from("/nonexistent/log/00000000000000000000.seg");
+        let full = Error::io("write", &path, std::io::ErrorKind::StorageFull.into());
+        let first = shared.poison("write group", &full);
+        assert_eq!(first.op, "write");
+        assert_eq!(first.path.as_deref(), Some(path.as_path()));
+        assert_eq!(first.kind, Some(std::io::ErrorKind::StorageFull));
+        let eio = Error::io("fdatasync", &path, std::io::Error::from_raw_os_error(5));
+        assert_eq!(shared.poison("sync group", &eio), first);
+        assert_eq!(shared.poison_cause(), Some(first));
     }
 }

@@ -26,7 +26,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::chain;
 use crate::config::Durability;
-use crate::error::{Error, Result};
+use crate::error::{Error, PoisonCause, Result};
 use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::record::{self, RECORD_OVERHEAD};
@@ -378,7 +378,7 @@ impl Writer {
                     let now = self.shared.config.clock.now_nanos();
                     if now >= deadline {
                         if let Err(e) = self.roll() {
-                            self.shared.poison(&e);
+                            self.shared.poison("roll segment", &e);
                         }
                         continue;
                     }
@@ -403,8 +403,8 @@ impl Writer {
         let segment_size = self.shared.config.segment_size;
         if self.active.records > 0 && self.active.end + encoded > segment_size {
             if let Err(e) = self.roll() {
-                self.shared.poison(&e);
-                fail_all(group.into_iter().map(|r| r.reply), || replicate(&e));
+                let cause = self.shared.poison("roll segment", &e);
+                fail_all(group.into_iter().map(|r| r.reply), || replicate(&e, &cause));
                 return;
             }
         }
@@ -470,8 +470,10 @@ impl Writer {
         // One write for the whole group.
         if let Err(e) = write_all_at(&*self.active.file, &self.buf, self.active.end) {
             let e = Error::io("write", &self.active.path, e);
-            self.shared.poison(&e);
-            fail_all(waiters.into_iter().map(|w| w.reply), || replicate(&e));
+            let cause = self.shared.poison("write group", &e);
+            fail_all(waiters.into_iter().map(|w| w.reply), || {
+                replicate(&e, &cause)
+            });
             return;
         }
         self.shared.stats.writes.fetch_add(1, Ordering::Relaxed);
@@ -735,23 +737,21 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
             // Never retry: after a failed fdatasync the kernel may have
             // dropped the dirty pages, so a later success proves nothing.
             let e = Error::io("fdatasync", &last.path, e);
-            shared.poison(&e);
-            fail_all(replies(groups), || replicate(&e));
+            let cause = shared.poison("sync group", &e);
+            fail_all(replies(groups), || replicate(&e, &cause));
             return 0;
         }
         shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
         shared.synced_end.store(last.end, Ordering::Release);
     }
     // Publish the head before acknowledging, so that a reader who saw the
-    // receipt finds the record.
-    {
-        let mut head = shared.head.write();
-        // Groups complete in write order (the writer syncs inline only when
-        // no job is outstanding), so the head only moves forward.
-        debug_assert!(last.head.next_seq >= head.next_seq, "head moved backwards");
-        if last.head.next_seq >= head.next_seq {
-            *head = last.head;
-        }
+    // receipt finds the record. Groups complete in write order (the writer
+    // syncs inline only when no job is outstanding), so the head only moves
+    // forward; if it would not, the log is poisoned and nothing acknowledged.
+    if let Err(e) = shared.publish_head(last.head) {
+        let cause = shared.poison("publish head", &e);
+        fail_all(replies(groups), || replicate(&e, &cause));
+        return 0;
     }
     if let Some(o) = &shared.config.observer {
         let records = waiters().map(|w| w.receipts.len() as u64).sum();
@@ -777,8 +777,9 @@ fn fail_all(replies: impl Iterator<Item = Completion>, err: impl Fn() -> Error) 
     }
 }
 
-/// A copy of an error for each waiter of a failed group.
-fn replicate(e: &Error) -> Error {
+/// A copy of an error for each waiter of a failed group: the error itself
+/// where it can be copied, else the poisoning it caused (`cause`).
+fn replicate(e: &Error, cause: &PoisonCause) -> Error {
     match e {
         Error::Io { op, path, source } => Error::Io {
             op,
@@ -788,11 +789,15 @@ fn replicate(e: &Error) -> Error {
                 None => io::Error::new(source.kind(), source.to_string()),
             },
         },
-        Error::Poisoned { cause } => Error::Poisoned {
-            cause: cause.clone(),
+        &Error::HeadMovedBackwards {
+            head_next_seq,
+            group_next_seq,
+        } => Error::HeadMovedBackwards {
+            head_next_seq,
+            group_next_seq,
         },
-        other => Error::Poisoned {
-            cause: other.to_string(),
+        _ => Error::Poisoned {
+            cause: cause.clone(),
         },
     }
 }

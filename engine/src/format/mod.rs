@@ -18,8 +18,8 @@ pub use index::{IndexHeader, OffsetEntry, TimeEntry};
 pub use record::{Record, RecordRef};
 
 pub use crate::chain::{Hash, LogId, HASH_LEN, LOG_ID_LEN};
-pub use crate::corruption::Structure;
 use crate::corruption::CorruptionKind;
+pub use crate::corruption::Structure;
 
 /// The format version this build writes and reads, for every structure.
 pub const FORMAT_VERSION: u16 = 1;
