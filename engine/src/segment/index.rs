@@ -1,6 +1,8 @@
 //! The sparse indexes of one segment, in memory (active segment) or mapped
 //! from their files (sealed segments).
 
+use std::sync::Arc;
+
 use parking_lot::RwLock;
 
 use crate::error::CorruptionKind;
@@ -80,8 +82,10 @@ impl LiveIndex {
 /// The index of one segment.
 #[derive(Debug)]
 pub(crate) enum SegmentIndex {
-    /// The active segment's entries, appended to by the writer.
-    Live(RwLock<LiveIndex>),
+    /// The active segment's entries, appended to by the writer (which
+    /// holds the same index); or a sealed segment's, kept in memory when
+    /// its index files could not be loaded after sealing.
+    Live(Arc<RwLock<LiveIndex>>),
     /// A sealed segment's index files, validated when loaded.
     Sealed {
         offsets: FileBytes,
