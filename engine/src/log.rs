@@ -320,7 +320,7 @@ impl Log {
                 head: next.checked_sub(1),
             });
         }
-        let (_, _, rec) = locate(&self.shared, seq)?;
+        let (_, rec) = locate(&self.shared, seq)?;
         Ok(rec)
     }
 
@@ -395,12 +395,14 @@ impl Drop for Log {
     }
 }
 
-fn segment_cursor(shared: &Shared, seg: &Segment, pos: u64) -> Cursor {
+/// A cursor at `pos` in `seg`, where the record `seq` starts.
+fn segment_cursor(shared: &Shared, seg: &Segment, pos: u64, seq: u64) -> Cursor {
     let end = seg.footer.as_ref().map_or(u64::MAX, |f| f.records_end);
     Cursor::new(
         seg.file.clone(),
         seg.path.clone(),
         pos,
+        seq,
         end,
         shared
             .config
@@ -409,21 +411,11 @@ fn segment_cursor(shared: &Shared, seg: &Segment, pos: u64) -> Cursor {
     )
 }
 
-fn index_mismatch(seg: &Segment, at: u64, expected: u64, found: u64) -> Error {
-    Corruption::new(
-        &seg.path,
-        at,
-        Some(expected),
-        CorruptionKind::SeqGap { expected, found },
-    )
-    .into()
-}
-
 /// Finds the durable record `seq`: its segment, a cursor just after it, and
 /// the record. The sparse index gives a starting point; if the record there
 /// is not the one the entry names, the index is not trusted and the segment
 /// is scanned from its first record.
-fn locate(shared: &Shared, seq: u64) -> Result<(Arc<Segment>, Cursor, Record)> {
+fn locate(shared: &Shared, seq: u64) -> Result<(Cursor, Record)> {
     let seg = {
         let segs = shared.segments.read();
         let i = segs.partition_point(|s| s.first_seq <= seq);
@@ -456,7 +448,7 @@ fn locate(shared: &Shared, seq: u64) -> Result<(Arc<Segment>, Cursor, Record)> {
         .map(|e| (u64::from(e.pos), seg.first_seq + u64::from(e.rel_seq)));
     let next_seq = shared.head.read().next_seq;
     match find_in_segment(shared, &seg, hint, next_seq, |r| r.seq == seq)? {
-        Some((cursor, rec)) => Ok((seg, cursor, rec)),
+        Some(found) => Ok(found),
         None => Err(Corruption::new(
             &seg.path,
             0,
@@ -483,35 +475,33 @@ fn find_in_segment(
     mut stop: impl FnMut(&Record) -> bool,
 ) -> Result<Option<(Cursor, Record)>> {
     let start = (HEADER_LEN as u64, seg.first_seq);
-    let attempts = match hint {
-        Some(h) if h != start => vec![h, start],
-        _ => vec![start],
-    };
-    let last = attempts.len() - 1;
-    'attempt: for (n, (pos, start_seq)) in attempts.into_iter().enumerate() {
-        let mut cursor = segment_cursor(shared, seg, pos);
-        let mut expected = start_seq;
-        while expected < next_seq {
-            let (at, rec) = match cursor.next_record() {
-                Ok(Some(x)) => x,
-                Ok(None) => return Ok(None),
-                Err(_) if n < last => continue 'attempt,
-                Err(e) => return Err(e),
-            };
-            if rec.seq != expected {
-                if n < last {
-                    continue 'attempt;
-                }
-                return Err(index_mismatch(seg, at, expected, rec.seq));
-            }
-            if stop(&rec) {
-                return Ok(Some((cursor, rec)));
-            }
-            expected += 1;
+    if let Some(hint) = hint.filter(|&h| h != start) {
+        if let Ok(found) = scan_segment(shared, seg, hint, next_seq, &mut stop) {
+            return Ok(found);
         }
-        return Ok(None);
     }
-    unreachable!("the last attempt returns")
+    scan_segment(shared, seg, start, next_seq, &mut stop)
+}
+
+/// Reads `seg` from `(pos, seq)` until a record satisfies `stop` or the
+/// durable end (`next_seq`); the cursor checks each record's seq.
+fn scan_segment(
+    shared: &Shared,
+    seg: &Segment,
+    (pos, seq): (u64, u64),
+    next_seq: u64,
+    stop: &mut impl FnMut(&Record) -> bool,
+) -> Result<Option<(Cursor, Record)>> {
+    let mut cursor = segment_cursor(shared, seg, pos, seq);
+    for _ in seq..next_seq {
+        let Some((_, rec)) = cursor.next_record()? else {
+            return Ok(None);
+        };
+        if stop(&rec) {
+            return Ok(Some((cursor, rec)));
+        }
+    }
+    Ok(None)
 }
 
 /// Appends submitted with [`Log::submit_kind`] and not yet collected.
@@ -535,7 +525,7 @@ pub struct Scan {
     shared: Arc<Shared>,
     next: u64,
     end: u64,
-    cursor: Option<(Arc<Segment>, Cursor)>,
+    cursor: Option<Cursor>,
     done: bool,
 }
 
@@ -547,19 +537,15 @@ impl Iterator for Scan {
             return None;
         }
         let step = match self.cursor.as_mut() {
-            Some((seg, cursor)) => match cursor.next_record() {
-                Ok(Some((_, rec))) if rec.seq == self.next => Ok(Some(rec)),
-                Ok(Some((at, rec))) => Err(index_mismatch(seg, at, self.next, rec.seq)),
-                Ok(None) => Ok(None),
-                Err(e) => Err(e),
-            },
+            // The cursor checks that the record is `self.next`.
+            Some(cursor) => cursor.next_record().map(|r| r.map(|(_, rec)| rec)),
             None => Ok(None),
         };
         let result = match step {
             Ok(Some(rec)) => Ok(rec),
             Ok(None) => match locate(&self.shared, self.next) {
-                Ok((seg, cursor, rec)) => {
-                    self.cursor = Some((seg, cursor));
+                Ok((cursor, rec)) => {
+                    self.cursor = Some(cursor);
                     Ok(rec)
                 }
                 Err(e) => Err(e),
