@@ -1,6 +1,6 @@
 //! The hash chain: `hash_n = SHA-256(hash_{n-1} || seq || created_at || kind || payload)`,
 //! integers little-endian, starting from a genesis hash derived from the
-//! log's identity. The chain's digest ([`Hash`]) and the identity it starts
+//! log's identity. The chain's digest ([`Hash`](type@Hash)) and the identity it starts
 //! from ([`LogId`]) are defined here, below the format that stores them.
 
 use sha2::{Digest, Sha256};

@@ -6,7 +6,7 @@
 //! One module, below both [`format`](crate::format) (whose decoders report
 //! kinds) and [`error`](crate::error) (whose [`Error`](crate::Error) carries a
 //! [`Corruption`]), so that neither imports the other. It depends only on the
-//! chain's [`Hash`].
+//! chain's [`Hash`](type@crate::chain::Hash).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
