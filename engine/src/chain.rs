@@ -1,10 +1,23 @@
 //! The hash chain: `hash_n = SHA-256(hash_{n-1} || seq || created_at || kind || payload)`,
 //! integers little-endian, starting from a genesis hash derived from the
-//! log's identity.
+//! log's identity. The chain's digest ([`Hash`](type@Hash)) and the identity it starts
+//! from ([`LogId`]) are defined here, below the format that stores them.
 
 use sha2::{Digest, Sha256};
 
-use crate::format::{Hash, LogId};
+/// A SHA-256 digest: a record's chain hash, a segment's link to the one
+/// before it.
+pub type Hash = [u8; HASH_LEN];
+
+/// Length of a [`Hash`](type@Hash) in bytes.
+pub const HASH_LEN: usize = 32;
+
+/// Length of the random identity of a log, carried in every segment header.
+pub const LOG_ID_LEN: usize = 16;
+
+/// The identity of a log: random, chosen when the log is created; the
+/// genesis hash is derived from it.
+pub type LogId = [u8; LOG_ID_LEN];
 
 /// Domain separation for the genesis hash, so that it cannot collide with a
 /// record hash.

@@ -6,17 +6,18 @@
 //! and misuse or back-pressure (the caller asked for something invalid, or
 //! the queue is full).
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::format::{Hash, Structure};
+pub use crate::corruption::{hex, Corruption, CorruptionKind};
 
 /// A `Result` whose error is the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything the engine can report.
+/// Everything the engine can report. Non-exhaustive: a later version may
+/// report more, so a match needs a fallback arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file-system operation failed.
     #[error("{op} {}: {source}{}", path.display(), no_space_hint(source))]
@@ -37,8 +38,22 @@ pub enum Error {
     /// the log is opened again (which runs recovery from the disk).
     #[error("log is poisoned by an earlier failure ({cause}); reopen it to recover from disk")]
     Poisoned {
-        /// The failure that poisoned the log.
-        cause: String,
+        /// The failure that poisoned the log: the operation, the file and
+        /// the kind of I/O error.
+        cause: PoisonCause,
+    },
+
+    /// A group's records were durable, but publishing them would have moved
+    /// the log's durable head backwards: a broken invariant of the write
+    /// path (groups complete in write order), that is a bug in the engine,
+    /// not a fault of the disk. The log is poisoned rather than acknowledge
+    /// anything out of order.
+    #[error("the durable head would move backwards: records before seq {head_next_seq} are published, and a group completing now ends before seq {group_next_seq} (a write-path bug; nothing more is acknowledged)")]
+    HeadMovedBackwards {
+        /// The seq after the last record that was already published.
+        head_next_seq: u64,
+        /// The seq after the completed group's last record.
+        group_next_seq: u64,
     },
 
     /// The append queue is full; try again later.
@@ -93,7 +108,7 @@ pub enum Error {
 }
 
 fn no_space_hint(e: &io::Error) -> &'static str {
-    if e.raw_os_error() == Some(28) {
+    if e.kind() == io::ErrorKind::StorageFull {
         " (no space left on the device: free space, then reopen the log)"
     } else {
         ""
@@ -117,33 +132,58 @@ impl Error {
         }
     }
 
-    /// True when the device reported that it is full (`ENOSPC`).
+    /// True when the device reported that it is full
+    /// ([`io::ErrorKind::StorageFull`], `ENOSPC` on Unix).
     pub fn is_no_space(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(28))
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
     }
 }
 
-/// Where and what: the context every corruption report carries.
+/// The failure that poisoned a log, as every later call reports it: which
+/// operation failed, on which file, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Corruption {
-    /// The file in which the damage was found.
-    pub file: PathBuf,
-    /// The byte offset in that file of the damaged structure.
-    pub offset: u64,
-    /// The sequence number expected or found there, when one applies.
-    pub seq: Option<u64>,
-    /// What was wrong.
-    pub kind: CorruptionKind,
+#[non_exhaustive]
+pub struct PoisonCause {
+    /// What failed: the I/O call (`"write"`, `"fdatasync"`,
+    /// `"fdatasync footer"`, ...) or, for a failure that was not an I/O
+    /// error, the step of the write path (`"roll segment"`,
+    /// `"publish head"`).
+    pub op: &'static str,
+    /// The file or directory involved, when there was one.
+    pub path: Option<PathBuf>,
+    /// How the I/O call failed ([`io::ErrorKind::StorageFull`] for a full
+    /// disk); `None` when the failure was not an I/O error.
+    pub kind: Option<io::ErrorKind>,
+    /// The failure as it was first reported.
+    message: String,
 }
 
-impl Corruption {
-    pub(crate) fn new(file: &Path, offset: u64, seq: Option<u64>, kind: CorruptionKind) -> Self {
-        Corruption {
-            file: file.to_path_buf(),
-            offset,
-            seq,
-            kind,
+impl PoisonCause {
+    /// The cause that `e` makes, when it fails the step `during`: an I/O
+    /// error names its own operation and file; an error that is already a
+    /// poisoning keeps its cause.
+    pub(crate) fn of(during: &'static str, e: &Error) -> PoisonCause {
+        match e {
+            Error::Io { op, path, source } => PoisonCause {
+                op,
+                path: Some(path.clone()),
+                kind: Some(source.kind()),
+                message: e.to_string(),
+            },
+            Error::Poisoned { cause } => cause.clone(),
+            other => PoisonCause {
+                op: during,
+                path: other.corruption().map(|c| c.file.clone()),
+                kind: None,
+                message: format!("{during}: {other}"),
+            },
         }
+    }
+}
+
+impl std::fmt::Display for PoisonCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -153,230 +193,58 @@ impl From<Corruption> for Error {
     }
 }
 
-impl fmt::Display for Corruption {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "corruption in {} at offset {}",
-            self.file.display(),
-            self.offset
-        )?;
-        if let Some(seq) = self.seq {
-            write!(f, " (seq {seq})")?;
-        }
-        write!(f, ": {}", self.kind)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_recognised_by_its_kind() {
+        let path = Path::new("/data/00000000000000000000.seg");
+        // ENOSPC from the OS maps to StorageFull (Linux numbers it 28).
+        let os = Error::io("write", path, io::Error::from_raw_os_error(28));
+        assert!(os.is_no_space(), "{os}");
+        assert!(
+            os.to_string()
+                .ends_with("(no space left on the device: free space, then reopen the log)"),
+            "{os}"
+        );
+        // So does a storage double's error of that kind, with no errno.
+        let kind = Error::io("write", path, io::ErrorKind::StorageFull.into());
+        assert!(kind.is_no_space(), "{kind}");
+        let eio = Error::io("write", path, io::Error::from_raw_os_error(5));
+        assert!(!eio.is_no_space(), "{eio}");
+        assert!(!eio.to_string().contains("no space"), "{eio}");
     }
-}
 
-impl std::error::Error for Corruption {}
+    #[test]
+    fn a_poison_cause_names_the_operation_the_file_and_the_kind() {
+        let path = Path::new("/data/00000000000000000000.seg");
+        let e = Error::io("fdatasync", path, io::Error::from_raw_os_error(5));
+        let cause = PoisonCause::of("complete group", &e);
+        assert_eq!(cause.op, "fdatasync");
+        assert_eq!(cause.path.as_deref(), Some(path));
+        assert_eq!(cause.kind, Some(io::Error::from_raw_os_error(5).kind()));
+        assert_eq!(cause.to_string(), e.to_string());
+        let poisoned = Error::Poisoned {
+            cause: cause.clone(),
+        };
+        assert_eq!(
+            poisoned.to_string(),
+            format!("log is poisoned by an earlier failure ({e}); reopen it to recover from disk")
+        );
+        // A poisoning keeps its first cause.
+        assert_eq!(PoisonCause::of("roll segment", &poisoned), cause);
 
-/// The kinds of damage the engine recognises, each with what was expected
-/// and what was found.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CorruptionKind {
-    /// A structure does not start with its magic bytes.
-    #[error("{what}: bad magic {found:02x?}")]
-    BadMagic {
-        /// Which structure.
-        what: Structure,
-        /// The bytes found.
-        found: [u8; 8],
-    },
-    /// A structure has a format version this build does not read.
-    #[error("{what}: unsupported format version {found} (this build reads {supported})")]
-    UnsupportedVersion {
-        /// Which structure.
-        what: Structure,
-        /// The version found.
-        found: u16,
-        /// The version this build reads.
-        supported: u16,
-    },
-    /// A structure's own checksum does not match its bytes.
-    #[error("{what}: checksum mismatch: stored {expected:#010x}, computed {found:#010x}")]
-    ChecksumMismatch {
-        /// Which structure.
-        what: Structure,
-        /// The checksum stored in the structure.
-        expected: u32,
-        /// The checksum computed from its bytes.
-        found: u32,
-    },
-    /// A field holds a value the format does not allow.
-    #[error("{what}: field {field} holds {found}, expected {expected}")]
-    BadField {
-        /// Which structure.
-        what: Structure,
-        /// The field's name as in docs/format.md.
-        field: &'static str,
-        /// What the format requires.
-        expected: String,
-        /// The value found.
-        found: String,
-    },
-    /// A structure ends before its declared length.
-    #[error("{what}: truncated: needs {needed} bytes, {available} available")]
-    Truncated {
-        /// Which structure.
-        what: Structure,
-        /// Bytes the structure needs.
-        needed: u64,
-        /// Bytes available.
-        available: u64,
-    },
-    /// A record's hash is not SHA-256 of its predecessor's hash and its
-    /// contents: the record or one before it was altered.
-    #[error(
-        "chain break: stored hash {}, recomputed {}",
-        hex(found),
-        hex(expected)
-    )]
-    ChainBreak {
-        /// The hash recomputed from the bytes.
-        expected: Hash,
-        /// The hash stored in the record.
-        found: Hash,
-    },
-    /// A record's sequence number does not follow its predecessor's.
-    #[error("seq gap: expected seq {expected}, found {found}")]
-    SeqGap {
-        /// The next sequence number.
-        expected: u64,
-        /// The one found.
-        found: u64,
-    },
-    /// A record's `created_at` is earlier than its predecessor's.
-    #[error("time regression: created_at {found} is before the previous record's {previous}")]
-    TimeRegression {
-        /// The previous record's `created_at`.
-        previous: u64,
-        /// This record's.
-        found: u64,
-    },
-    /// A segment header does not link to the previous segment's last hash.
-    #[error(
-        "segment header does not link: prev_hash {}, previous segment ends with {}",
-        hex(found),
-        hex(expected)
-    )]
-    BrokenLink {
-        /// The previous segment's last hash (or the genesis hash).
-        expected: Hash,
-        /// The header's `prev_hash`.
-        found: Hash,
-    },
-    /// A segment is missing: the sequence jumps between segment files.
-    #[error(
-        "missing segment: expected a segment starting at seq {expected_first_seq}, found {found}"
-    )]
-    MissingSegment {
-        /// The first seq the next segment should have.
-        expected_first_seq: u64,
-        /// What was found instead.
-        found: String,
-    },
-    /// A segment that is not the last one has no valid seal footer.
-    #[error("segment is not sealed but is followed by segment {next_first_seq}: {cause}")]
-    UnsealedSegment {
-        /// The first seq of the segment that follows.
-        next_first_seq: u64,
-        /// Why the footer was rejected.
-        cause: Box<CorruptionKind>,
-    },
-    /// A segment's contents disagree with its name, its header or its footer.
-    #[error("{what}: {field} is {found}, expected {expected}")]
-    Mismatch {
-        /// Which structure holds the wrong value.
-        what: Structure,
-        /// The field.
-        field: &'static str,
-        /// The value implied by the rest of the log.
-        expected: String,
-        /// The value stored.
-        found: String,
-    },
-    /// A damaged record in the last segment is followed by records that
-    /// were durable before the damage could have been written: this is not
-    /// a torn tail, and the log will not cut acknowledged data.
-    #[error("damaged record followed by durable records (valid record at offset {valid_record_at} declares the segment durable through {durable_through}): {cause}")]
-    NotATornTail {
-        /// What was wrong with the damaged record.
-        cause: Box<CorruptionKind>,
-        /// Offset of a valid record after the damage.
-        valid_record_at: u64,
-        /// The durable watermark that valid record carries.
-        durable_through: u64,
-    },
-    /// The log does not reach the head committed to outside it: its newest
-    /// records were removed.
-    #[error("the log ends at {last} but the expected head is seq {expected_seq} (newest records removed?)")]
-    HeadMissing {
-        /// The committed head's seq.
-        expected_seq: u64,
-        /// Where the verified log ends ("seq N", or "no records").
-        last: String,
-    },
-    /// The record at the committed head's seq has another hash: the log was
-    /// rewritten.
-    #[error(
-        "record {seq} has hash {}, but the expected head hash is {} (log rewritten?)",
-        hex(found),
-        hex(expected)
-    )]
-    HeadHashMismatch {
-        /// The committed head's seq.
-        seq: u64,
-        /// The committed hash.
-        expected: Hash,
-        /// The hash in the log.
-        found: Hash,
-    },
-    /// An index entry does not point at the record it names.
-    #[error("{what}: entry {entry} names seq {expected} but offset {pos} holds {found}")]
-    IndexEntry {
-        /// Which index.
-        what: Structure,
-        /// The entry's position in the index.
-        entry: u64,
-        /// The byte position it names.
-        pos: u64,
-        /// The seq it names.
-        expected: u64,
-        /// What is at that position.
-        found: String,
-    },
-}
-
-impl CorruptionKind {
-    /// The variant's name, stable for machine-readable output.
-    pub fn name(&self) -> &'static str {
-        match self {
-            CorruptionKind::BadMagic { .. } => "BadMagic",
-            CorruptionKind::UnsupportedVersion { .. } => "UnsupportedVersion",
-            CorruptionKind::ChecksumMismatch { .. } => "ChecksumMismatch",
-            CorruptionKind::BadField { .. } => "BadField",
-            CorruptionKind::Truncated { .. } => "Truncated",
-            CorruptionKind::ChainBreak { .. } => "ChainBreak",
-            CorruptionKind::SeqGap { .. } => "SeqGap",
-            CorruptionKind::TimeRegression { .. } => "TimeRegression",
-            CorruptionKind::BrokenLink { .. } => "BrokenLink",
-            CorruptionKind::MissingSegment { .. } => "MissingSegment",
-            CorruptionKind::UnsealedSegment { .. } => "UnsealedSegment",
-            CorruptionKind::Mismatch { .. } => "Mismatch",
-            CorruptionKind::NotATornTail { .. } => "NotATornTail",
-            CorruptionKind::HeadMissing { .. } => "HeadMissing",
-            CorruptionKind::HeadHashMismatch { .. } => "HeadHashMismatch",
-            CorruptionKind::IndexEntry { .. } => "IndexEntry",
-        }
+        // Not an I/O error: the step that failed, and no kind.
+        let e = Error::HeadMovedBackwards {
+            head_next_seq: 9,
+            group_next_seq: 7,
+        };
+        let cause = PoisonCause::of("publish head", &e);
+        assert_eq!(
+            (cause.op, cause.path.clone(), cause.kind),
+            ("publish head", None, None)
+        );
+        assert_eq!(cause.to_string(), format!("publish head: {e}"));
     }
-}
-
-/// Lower-case hex of a hash, for messages.
-pub fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }

@@ -2,10 +2,13 @@
 //! SHA-256 hash-chained records in fsynced, sealed, write-once segment files
 //! with sparse indexes.
 //!
-//! The layers, bottom up: [`format`](mod@format) (pure encode/decode of every on-disk
-//! structure), [`storage`] (the file-system seam), `segment` (creation,
-//! sealing, reading, indexes), `recovery` (opening a directory), `writer`
-//! (group commit), [`Log`] (the API), and [`verify`] (full verification).
+//! The layers, bottom up: [`chain`] (the hash chain, its digest and the
+//! log's identity), the corruption kinds (re-exported from [`error`]),
+//! [`format`](mod@format) (pure encode/decode of every on-disk structure),
+//! [`storage`] (the file-system seam), `segment` (creation, sealing,
+//! reading, indexes), `recovery` (opening a directory), `writer` (group
+//! commit, over the state it shares with the API), [`Log`] (the API), and
+//! [`verify`] (full verification). No two modules import each other.
 //! `docs/format.md` and `docs/durability.md` are the specification and the
 //! crash argument.
 //!
@@ -21,6 +24,7 @@
 
 pub mod chain;
 pub mod config;
+mod corruption;
 pub mod error;
 pub mod format;
 pub mod fuzz;
@@ -28,14 +32,16 @@ pub mod handoff;
 mod log;
 mod recovery;
 mod segment;
+mod shared;
 pub mod storage;
 pub mod verify;
 mod writer;
 
 pub use config::{Clock, Config, Durability, SystemClock, WriteObserver};
-pub use error::{Corruption, CorruptionKind, Error, Result};
+pub use error::{Corruption, CorruptionKind, Error, PoisonCause, Result};
 pub use format::record::Record;
 pub use format::Hash;
-pub use log::{Head, Log, PendingAppend, Receipt, Scan, Stats};
+pub use log::{Head, Log, PendingAppend, Scan, Stats};
 pub use recovery::{RecoveryReport, TailCut};
 pub use segment::{index_file_name, parse_segment_name, segment_file_name, walk};
+pub use shared::Receipt;

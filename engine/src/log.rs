@@ -2,11 +2,9 @@
 //! one writer, read by many.
 
 use std::ops::{Bound, RangeBounds};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
@@ -16,20 +14,9 @@ use crate::format::{Hash, LogId, Structure};
 use crate::handoff::{bounded, Sender, TrySendError};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{Cursor, Segment};
+use crate::shared::{Completion, HeadState, Receipt, Shared};
 use crate::storage::{FsStorage, Storage};
 use crate::writer::{self, Request, WriterHandles};
-
-/// The proof of a durable append: the record's place in the log and its
-/// chain hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Receipt {
-    /// The record's sequence number.
-    pub seq: u64,
-    /// The time the writer assigned, in nanoseconds since the Unix epoch.
-    pub created_at: u64,
-    /// The record's chain hash.
-    pub hash: Hash,
-}
 
 /// The newest durable record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,83 +47,6 @@ pub struct Stats {
     /// Spares the pre-writer failed to prepare (each removed again, and
     /// the next segment created as a plain file).
     pub spares_failed: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct StatCounters {
-    pub appends: AtomicU64,
-    pub writes: AtomicU64,
-    pub syncs: AtomicU64,
-    pub bytes: AtomicU64,
-    pub segments_sealed: AtomicU64,
-    pub segments_prewritten: AtomicU64,
-    pub spares_failed: AtomicU64,
-}
-
-/// Where durable data ends: the seq after the last durable record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HeadState {
-    pub next_seq: u64,
-    pub last_hash: Hash,
-    pub last_created_at: u64,
-}
-
-/// State shared by the log handle, the writer and the syncer.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub storage: Arc<dyn Storage>,
-    pub config: Config,
-    pub log_id: LogId,
-    /// Every segment in seq order; the last one is active.
-    pub segments: RwLock<Vec<Arc<Segment>>>,
-    pub head: RwLock<HeadState>,
-    /// The active segment's offset through which it is known durable.
-    pub synced_end: AtomicU64,
-    poisoned: AtomicBool,
-    poison_cause: Mutex<Option<String>>,
-    pub stats: StatCounters,
-    /// Appends submitted and not yet answered: the syncer's estimate of
-    /// how many appenders a sync can cover.
-    pub in_flight: AtomicUsize,
-    /// Appends in flight just before the last acknowledgement (the ones
-    /// acknowledged included): how many appenders were about lately.
-    pub acked_in_flight: AtomicUsize,
-    /// Jobs the writer has sent the syncer and the syncer has not finished;
-    /// the writer syncs a group itself only when this is zero.
-    pub sync_jobs: AtomicUsize,
-}
-
-impl Shared {
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire)
-    }
-
-    pub fn poison_cause(&self) -> Option<String> {
-        if !self.is_poisoned() {
-            return None;
-        }
-        self.poison_cause.lock().clone()
-    }
-
-    /// Whether `n` appends about to be committed are all there is: no other
-    /// append in flight, none about at the last acknowledgement either (the
-    /// first of a returning cohort is alone only for a moment), and nothing
-    /// at the syncer (so a sync now completes everything written, in order).
-    pub fn alone(&self, n: usize) -> bool {
-        self.in_flight.load(Ordering::Acquire) <= n
-            && self.acked_in_flight.load(Ordering::Acquire) <= n
-            && self.sync_jobs.load(Ordering::Acquire) == 0
-    }
-
-    /// Latches the first failure; every later append reports it.
-    pub fn poison(&self, e: &Error) {
-        let mut cause = self.poison_cause.lock();
-        if cause.is_none() {
-            *cause = Some(e.to_string());
-        }
-        self.poisoned.store(true, Ordering::Release);
-    }
 }
 
 /// A hash-chained, append-only log in a directory.
@@ -184,25 +94,14 @@ impl Log {
         let segments: Vec<Arc<Segment>> = rec.sealed.into_iter().map(Arc::new).collect();
         let synced_end = rec.active.end;
         let queue_depth = config.queue_depth;
-        let shared = Arc::new(Shared {
-            dir,
-            storage,
-            config,
-            log_id: rec.log_id,
-            segments: RwLock::new(segments),
-            head: RwLock::new(HeadState {
-                next_seq: rec.chain.next_seq,
-                last_hash: rec.chain.prev_hash,
-                last_created_at: rec.chain.last_created_at,
-            }),
-            synced_end: AtomicU64::new(synced_end),
-            poisoned: AtomicBool::new(false),
-            poison_cause: Mutex::new(None),
-            stats: StatCounters::default(),
-            in_flight: AtomicUsize::new(0),
-            acked_in_flight: AtomicUsize::new(0),
-            sync_jobs: AtomicUsize::new(0),
-        });
+        let head = HeadState {
+            next_seq: rec.chain.next_seq,
+            last_hash: rec.chain.prev_hash,
+            last_created_at: rec.chain.last_created_at,
+        };
+        let shared = Arc::new(Shared::new(
+            dir, storage, config, rec.log_id, segments, head, synced_end,
+        ));
         if rec.report.spare_failed {
             shared.stats.spares_failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -421,7 +320,7 @@ impl Log {
                 head: next.checked_sub(1),
             });
         }
-        let (_, _, rec) = locate(&self.shared, seq)?;
+        let (_, rec) = locate(&self.shared, seq)?;
         Ok(rec)
     }
 
@@ -496,12 +395,14 @@ impl Drop for Log {
     }
 }
 
-fn segment_cursor(shared: &Shared, seg: &Segment, pos: u64) -> Cursor {
+/// A cursor at `pos` in `seg`, where the record `seq` starts.
+fn segment_cursor(shared: &Shared, seg: &Segment, pos: u64, seq: u64) -> Cursor {
     let end = seg.footer.as_ref().map_or(u64::MAX, |f| f.records_end);
     Cursor::new(
         seg.file.clone(),
         seg.path.clone(),
         pos,
+        seq,
         end,
         shared
             .config
@@ -510,21 +411,11 @@ fn segment_cursor(shared: &Shared, seg: &Segment, pos: u64) -> Cursor {
     )
 }
 
-fn index_mismatch(seg: &Segment, at: u64, expected: u64, found: u64) -> Error {
-    Corruption::new(
-        &seg.path,
-        at,
-        Some(expected),
-        CorruptionKind::SeqGap { expected, found },
-    )
-    .into()
-}
-
 /// Finds the durable record `seq`: its segment, a cursor just after it, and
 /// the record. The sparse index gives a starting point; if the record there
 /// is not the one the entry names, the index is not trusted and the segment
 /// is scanned from its first record.
-fn locate(shared: &Shared, seq: u64) -> Result<(Arc<Segment>, Cursor, Record)> {
+fn locate(shared: &Shared, seq: u64) -> Result<(Cursor, Record)> {
     let seg = {
         let segs = shared.segments.read();
         let i = segs.partition_point(|s| s.first_seq <= seq);
@@ -557,7 +448,7 @@ fn locate(shared: &Shared, seq: u64) -> Result<(Arc<Segment>, Cursor, Record)> {
         .map(|e| (u64::from(e.pos), seg.first_seq + u64::from(e.rel_seq)));
     let next_seq = shared.head.read().next_seq;
     match find_in_segment(shared, &seg, hint, next_seq, |r| r.seq == seq)? {
-        Some((cursor, rec)) => Ok((seg, cursor, rec)),
+        Some(found) => Ok(found),
         None => Err(Corruption::new(
             &seg.path,
             0,
@@ -584,35 +475,33 @@ fn find_in_segment(
     mut stop: impl FnMut(&Record) -> bool,
 ) -> Result<Option<(Cursor, Record)>> {
     let start = (HEADER_LEN as u64, seg.first_seq);
-    let attempts = match hint {
-        Some(h) if h != start => vec![h, start],
-        _ => vec![start],
-    };
-    let last = attempts.len() - 1;
-    'attempt: for (n, (pos, start_seq)) in attempts.into_iter().enumerate() {
-        let mut cursor = segment_cursor(shared, seg, pos);
-        let mut expected = start_seq;
-        while expected < next_seq {
-            let (at, rec) = match cursor.next_record() {
-                Ok(Some(x)) => x,
-                Ok(None) => return Ok(None),
-                Err(_) if n < last => continue 'attempt,
-                Err(e) => return Err(e),
-            };
-            if rec.seq != expected {
-                if n < last {
-                    continue 'attempt;
-                }
-                return Err(index_mismatch(seg, at, expected, rec.seq));
-            }
-            if stop(&rec) {
-                return Ok(Some((cursor, rec)));
-            }
-            expected += 1;
+    if let Some(hint) = hint.filter(|&h| h != start) {
+        if let Ok(found) = scan_segment(shared, seg, hint, next_seq, &mut stop) {
+            return Ok(found);
         }
-        return Ok(None);
     }
-    unreachable!("the last attempt returns")
+    scan_segment(shared, seg, start, next_seq, &mut stop)
+}
+
+/// Reads `seg` from `(pos, seq)` until a record satisfies `stop` or the
+/// durable end (`next_seq`); the cursor checks each record's seq.
+fn scan_segment(
+    shared: &Shared,
+    seg: &Segment,
+    (pos, seq): (u64, u64),
+    next_seq: u64,
+    stop: &mut impl FnMut(&Record) -> bool,
+) -> Result<Option<(Cursor, Record)>> {
+    let mut cursor = segment_cursor(shared, seg, pos, seq);
+    for _ in seq..next_seq {
+        let Some((_, rec)) = cursor.next_record()? else {
+            return Ok(None);
+        };
+        if stop(&rec) {
+            return Ok(Some((cursor, rec)));
+        }
+    }
+    Ok(None)
 }
 
 /// Appends submitted with [`Log::submit_kind`] and not yet collected.
@@ -630,61 +519,13 @@ impl PendingAppend {
     }
 }
 
-/// What an append's submitter gets called with, exactly once.
-type OnDone = Box<dyn FnOnce(Result<Vec<Receipt>>) + Send>;
-
-/// An append's callback, counted in [`Shared::in_flight`] from submission
-/// until it is called. Dropped uncalled (the writer is gone), it is called
-/// with [`Error::Closed`], so that no submitter waits forever.
-pub(crate) struct Completion {
-    done: Option<OnDone>,
-    shared: Arc<Shared>,
-}
-
-impl Completion {
-    fn new(shared: &Arc<Shared>, done: OnDone) -> Completion {
-        // Counted from here until the submitter is called: the write
-        // path's estimate of how many appends a sync could cover.
-        shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        Completion {
-            done: Some(done),
-            shared: shared.clone(),
-        }
-    }
-
-    /// Calls the submitter with `result`.
-    pub(crate) fn call(mut self, result: Result<Vec<Receipt>>) {
-        self.finish(result);
-    }
-
-    /// Takes the callback back uncalled: the append was never queued.
-    fn defuse(mut self) {
-        if self.done.take().is_some() {
-            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    fn finish(&mut self, result: Result<Vec<Receipt>>) {
-        if let Some(done) = self.done.take() {
-            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            done(result);
-        }
-    }
-}
-
-impl Drop for Completion {
-    fn drop(&mut self) {
-        self.finish(Err(Error::Closed));
-    }
-}
-
 /// An iterator over durable records; see [`Log::scan`].
 #[derive(Debug)]
 pub struct Scan {
     shared: Arc<Shared>,
     next: u64,
     end: u64,
-    cursor: Option<(Arc<Segment>, Cursor)>,
+    cursor: Option<Cursor>,
     done: bool,
 }
 
@@ -696,19 +537,15 @@ impl Iterator for Scan {
             return None;
         }
         let step = match self.cursor.as_mut() {
-            Some((seg, cursor)) => match cursor.next_record() {
-                Ok(Some((_, rec))) if rec.seq == self.next => Ok(Some(rec)),
-                Ok(Some((at, rec))) => Err(index_mismatch(seg, at, self.next, rec.seq)),
-                Ok(None) => Ok(None),
-                Err(e) => Err(e),
-            },
+            // The cursor checks that the record is `self.next`.
+            Some(cursor) => cursor.next_record().map(|r| r.map(|(_, rec)| rec)),
             None => Ok(None),
         };
         let result = match step {
             Ok(Some(rec)) => Ok(rec),
             Ok(None) => match locate(&self.shared, self.next) {
-                Ok((seg, cursor, rec)) => {
-                    self.cursor = Some((seg, cursor));
+                Ok((cursor, rec)) => {
+                    self.cursor = Some(cursor);
                     Ok(rec)
                 }
                 Err(e) => Err(e),

@@ -27,12 +27,13 @@ use parking_lot::{Mutex, RwLock};
 use crate::chain;
 use crate::chain::ChainState;
 use crate::config::Durability;
-use crate::error::{Error, Result};
+use crate::error::{CorruptionKind, Error, PoisonCause, Result};
 use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::record::{self, RECORD_OVERHEAD};
-use crate::log::{Completion, HeadState, Receipt, Shared};
+use crate::format::Structure;
 use crate::segment::{self, ActiveState, LiveIndex, Segment, SegmentIndex};
+use crate::shared::{Completion, HeadState, Receipt, Shared};
 use crate::storage::{write_all_at, StorageFile};
 
 /// Groups written but not yet synced, at most. Bounds the receipts held by
@@ -194,7 +195,29 @@ struct Active {
     end: u64,
     records: u64,
     first_created_at: Option<u64>,
-    segment: Arc<Segment>,
+    /// Its index, shared with its entry in the segment list (where readers
+    /// find it as [`SegmentIndex::Live`]): an active segment's index is
+    /// always live, and holding it here says so.
+    live: Arc<RwLock<LiveIndex>>,
+}
+
+/// The segment-list entry for an active segment starting at `first_seq`,
+/// and the live index it shares with the writer's [`Active`].
+fn active_segment(
+    first_seq: u64,
+    path: &std::path::Path,
+    file: &Arc<dyn StorageFile>,
+    live: LiveIndex,
+) -> (Arc<Segment>, Arc<RwLock<LiveIndex>>) {
+    let live = Arc::new(RwLock::new(live));
+    let segment = Arc::new(Segment {
+        first_seq,
+        path: path.to_path_buf(),
+        file: file.clone(),
+        index: SegmentIndex::Live(live.clone()),
+        footer: None,
+    });
+    (segment, live)
 }
 
 pub(crate) struct WriterHandles {
@@ -219,16 +242,10 @@ pub(crate) fn start(
     chain: ChainState,
     rx: Receiver<Request>,
 ) -> Result<WriterHandles> {
-    let segment = Arc::new(Segment {
-        first_seq: active.first_seq,
-        path: active.path.clone(),
-        file: active.file.clone(),
-        index: SegmentIndex::Live(RwLock::new(active.live)),
-        footer: None,
-    });
+    let (segment, live) = active_segment(active.first_seq, &active.path, &active.file, active.live);
     let records = chain.next_seq - active.first_seq;
     // The active segment joins the list before the writer can roll it.
-    shared.segments.write().push(segment.clone());
+    shared.segments.write().push(segment);
     let (sync_tx, sync_rx) = bounded(SYNC_QUEUE_DEPTH);
     let syncer = {
         let s = shared.clone();
@@ -254,7 +271,7 @@ pub(crate) fn start(
             end: active.end,
             records,
             first_created_at: active.first_created_at,
-            segment: segment.clone(),
+            live,
         },
         chain,
         buf: Vec::new(),
@@ -378,7 +395,7 @@ impl Writer {
                     let now = self.shared.config.clock.now_nanos();
                     if now >= deadline {
                         if let Err(e) = self.roll() {
-                            self.shared.poison(&e);
+                            self.shared.poison("roll segment", &e);
                         }
                         continue;
                     }
@@ -403,8 +420,8 @@ impl Writer {
         let segment_size = self.shared.config.segment_size;
         if self.active.records > 0 && self.active.end + encoded > segment_size {
             if let Err(e) = self.roll() {
-                self.shared.poison(&e);
-                fail_all(group.into_iter().map(|r| r.reply), || replicate(&e));
+                let cause = self.shared.poison("roll segment", &e);
+                fail_all(group.into_iter().map(|r| r.reply), || replicate(&e, &cause));
                 return;
             }
         }
@@ -414,10 +431,7 @@ impl Writer {
         let durable_through = u32::try_from(self.shared.synced_end.load(Ordering::Acquire))
             .expect("segment offsets fit in 32 bits");
         self.buf.clear();
-        let mut live = match &self.active.segment.index {
-            SegmentIndex::Live(l) => l.read().clone_tail(),
-            SegmentIndex::Sealed { .. } => unreachable!("the active segment has a live index"),
-        };
+        let mut live = self.active.live.read().clone_tail();
         let mut waiters = Vec::with_capacity(group.len());
         for req in group {
             // One reading of the clock per request: a batch's records share
@@ -466,12 +480,24 @@ impl Writer {
             });
         }
         let count: u64 = waiters.iter().map(|w| w.receipts.len() as u64).sum();
+        // Right before the bytes go to disk: they decode, CRC by CRC, to the
+        // records just assigned (debug builds only: it decodes the group).
+        debug_assert_eq!(
+            decode_receipts(&self.buf),
+            Ok(waiters
+                .iter()
+                .flat_map(|w| w.receipts.iter().copied())
+                .collect::<Vec<_>>()),
+            "the group about to be written does not decode to the seqs and hashes the writer assigned"
+        );
 
         // One write for the whole group.
         if let Err(e) = write_all_at(&*self.active.file, &self.buf, self.active.end) {
             let e = Error::io("write", &self.active.path, e);
-            self.shared.poison(&e);
-            fail_all(waiters.into_iter().map(|w| w.reply), || replicate(&e));
+            let cause = self.shared.poison("write group", &e);
+            fail_all(waiters.into_iter().map(|w| w.reply), || {
+                replicate(&e, &cause)
+            });
             return;
         }
         self.shared.stats.writes.fetch_add(1, Ordering::Relaxed);
@@ -481,9 +507,7 @@ impl Writer {
             .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         self.active.end += self.buf.len() as u64;
         self.active.records += count;
-        if let SegmentIndex::Live(l) = &self.active.segment.index {
-            l.write().append_tail(live);
-        }
+        self.active.live.write().append_tail(live);
         let group = Group {
             file: self.active.file.clone(),
             path: self.active.path.clone(),
@@ -533,10 +557,7 @@ impl Writer {
         let shared = self.shared.clone();
         let storage = &*shared.storage;
         let a = &self.active;
-        let live = match &a.segment.index {
-            SegmentIndex::Live(l) => l.read().clone(),
-            SegmentIndex::Sealed { .. } => unreachable!("the active segment has a live index"),
-        };
+        let live = a.live.read().clone();
         let footer = Footer {
             first_seq: a.first_seq,
             last_seq: self.chain.next_seq - 1,
@@ -553,7 +574,7 @@ impl Writer {
         // 2. Seal: footer, sync, index files, read-only, directory sync.
         segment::seal_segment(storage, &shared.dir, &a.path, &*a.file, &footer, &live)?;
         let index = segment::load_sealed_index(storage, &shared.dir, &footer)?
-            .unwrap_or(SegmentIndex::Live(RwLock::new(live)));
+            .unwrap_or_else(|| SegmentIndex::Live(Arc::new(RwLock::new(live))));
         let sealed = Arc::new(Segment {
             first_seq: a.first_seq,
             path: a.path.clone(),
@@ -604,18 +625,12 @@ impl Writer {
         let file = storage
             .open_write(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        let segment = Arc::new(Segment {
-            first_seq: header.first_seq,
-            path: path.clone(),
-            file: file.clone(),
-            index: SegmentIndex::Live(RwLock::new(LiveIndex::default())),
-            footer: None,
-        });
+        let (segment, live) = active_segment(header.first_seq, &path, &file, LiveIndex::default());
         {
             let mut segs = shared.segments.write();
             let last = segs.len() - 1;
             segs[last] = sealed;
-            segs.push(segment.clone());
+            segs.push(segment);
         }
         shared
             .synced_end
@@ -628,7 +643,7 @@ impl Writer {
             end: HEADER_LEN as u64,
             records: 0,
             first_created_at: None,
-            segment,
+            live,
         };
         Ok(())
     }
@@ -735,23 +750,21 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
             // Never retry: after a failed fdatasync the kernel may have
             // dropped the dirty pages, so a later success proves nothing.
             let e = Error::io("fdatasync", &last.path, e);
-            shared.poison(&e);
-            fail_all(replies(groups), || replicate(&e));
+            let cause = shared.poison("sync group", &e);
+            fail_all(replies(groups), || replicate(&e, &cause));
             return 0;
         }
         shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
         shared.synced_end.store(last.end, Ordering::Release);
     }
     // Publish the head before acknowledging, so that a reader who saw the
-    // receipt finds the record.
-    {
-        let mut head = shared.head.write();
-        // Groups complete in write order (the writer syncs inline only when
-        // no job is outstanding), so the head only moves forward.
-        debug_assert!(last.head.next_seq >= head.next_seq, "head moved backwards");
-        if last.head.next_seq >= head.next_seq {
-            *head = last.head;
-        }
+    // receipt finds the record. Groups complete in write order (the writer
+    // syncs inline only when no job is outstanding), so the head only moves
+    // forward; if it would not, the log is poisoned and nothing acknowledged.
+    if let Err(e) = shared.publish_head(last.head) {
+        let cause = shared.poison("publish head", &e);
+        fail_all(replies(groups), || replicate(&e, &cause));
+        return 0;
     }
     if let Some(o) = &shared.config.observer {
         let records = waiters().map(|w| w.receipts.len() as u64).sum();
@@ -771,14 +784,43 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
     in_flight
 }
 
+/// The receipts that the records encoded back to back in `group` decode to,
+/// checking each one's CRC and fields; for the check before a group is
+/// written.
+fn decode_receipts(group: &[u8]) -> std::result::Result<Vec<Receipt>, CorruptionKind> {
+    let mut receipts = Vec::new();
+    let mut at = 0;
+    while at < group.len() {
+        match record::decode(&group[at..], record::MAX_PAYLOAD_LEN)? {
+            record::Decoded::Record(r) => {
+                receipts.push(Receipt {
+                    seq: r.seq,
+                    created_at: r.created_at,
+                    hash: r.hash,
+                });
+                at += r.encoded_len();
+            }
+            record::Decoded::Incomplete { needed } => {
+                return Err(CorruptionKind::Truncated {
+                    what: Structure::Record,
+                    needed: needed as u64,
+                    available: (group.len() - at) as u64,
+                })
+            }
+        }
+    }
+    Ok(receipts)
+}
+
 fn fail_all(replies: impl Iterator<Item = Completion>, err: impl Fn() -> Error) {
     for r in replies {
         r.call(Err(err()));
     }
 }
 
-/// A copy of an error for each waiter of a failed group.
-fn replicate(e: &Error) -> Error {
+/// A copy of an error for each waiter of a failed group: the error itself
+/// where it can be copied, else the poisoning it caused (`cause`).
+fn replicate(e: &Error, cause: &PoisonCause) -> Error {
     match e {
         Error::Io { op, path, source } => Error::Io {
             op,
@@ -788,11 +830,57 @@ fn replicate(e: &Error) -> Error {
                 None => io::Error::new(source.kind(), source.to_string()),
             },
         },
-        Error::Poisoned { cause } => Error::Poisoned {
+        &Error::HeadMovedBackwards {
+            head_next_seq,
+            group_next_seq,
+        } => Error::HeadMovedBackwards {
+            head_next_seq,
+            group_next_seq,
+        },
+        _ => Error::Poisoned {
             cause: cause.clone(),
         },
-        other => Error::Poisoned {
-            cause: other.to_string(),
-        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_decodes_to_its_receipts_and_damage_is_caught() {
+        let first = chain::step(&[0; 32], 7, 100, 1, b"a");
+        let second = chain::step(&first, 8, 100, 1, b"bc");
+        let mut group = Vec::new();
+        record::encode(&mut group, 7, 100, 1, 128, b"a", &first);
+        record::encode(&mut group, 8, 100, 1, 128, b"bc", &second);
+        let receipt = |seq, hash| Receipt {
+            seq,
+            created_at: 100,
+            hash,
+        };
+        assert_eq!(
+            decode_receipts(&group),
+            Ok(vec![receipt(7, first), receipt(8, second)])
+        );
+
+        let mut flipped = group.clone();
+        flipped[RECORD_OVERHEAD + 1 + 40] ^= 1;
+        assert!(
+            matches!(
+                decode_receipts(&flipped),
+                Err(CorruptionKind::ChecksumMismatch { .. })
+            ),
+            "{:?}",
+            decode_receipts(&flipped)
+        );
+        assert_eq!(
+            decode_receipts(&group[..group.len() - 1]),
+            Err(CorruptionKind::Truncated {
+                what: Structure::Record,
+                needed: (RECORD_OVERHEAD + 2) as u64,
+                available: (RECORD_OVERHEAD + 1) as u64,
+            })
+        );
     }
 }

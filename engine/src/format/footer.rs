@@ -24,7 +24,7 @@ use super::{
     bad_field, check_fixed, check_reserved, get_array, get_u16, get_u32, get_u64, put_u16, put_u32,
     put_u64, Hash, Structure, FORMAT_VERSION,
 };
-use crate::error::CorruptionKind;
+use crate::corruption::CorruptionKind;
 
 /// Magic bytes at the start of the seal footer.
 pub const FOOTER_MAGIC: [u8; 8] = *b"CLOGEND\0";

@@ -30,7 +30,7 @@ use super::{
     bad_field, check_fixed, check_reserved, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64,
     Structure, FORMAT_VERSION,
 };
-use crate::error::CorruptionKind;
+use crate::corruption::CorruptionKind;
 
 /// Magic bytes of the offset index file.
 pub const OFFSET_INDEX_MAGIC: [u8; 8] = *b"CLOGIDX\0";

@@ -17,47 +17,12 @@ pub use header::SegmentHeader;
 pub use index::{IndexHeader, OffsetEntry, TimeEntry};
 pub use record::{Record, RecordRef};
 
-/// A SHA-256 digest.
-pub type Hash = [u8; 32];
-
-/// Length of a [`Hash`](type@Hash) in bytes.
-pub const HASH_LEN: usize = 32;
+pub use crate::chain::{Hash, LogId, HASH_LEN, LOG_ID_LEN};
+use crate::corruption::CorruptionKind;
+pub use crate::corruption::Structure;
 
 /// The format version this build writes and reads, for every structure.
 pub const FORMAT_VERSION: u16 = 1;
-
-/// Length of the random identity of a log, carried in every segment header.
-pub const LOG_ID_LEN: usize = 16;
-
-/// The identity of a log.
-pub type LogId = [u8; LOG_ID_LEN];
-
-/// The on-disk structures, named in errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Structure {
-    /// The fixed header at the start of a segment file.
-    SegmentHeader,
-    /// A record inside a segment.
-    Record,
-    /// The seal footer at the end of a sealed segment.
-    SegmentFooter,
-    /// The sparse offset index file (`.idx`).
-    OffsetIndex,
-    /// The time index file (`.tix`).
-    TimeIndex,
-}
-
-impl fmt::Display for Structure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Structure::SegmentHeader => "segment header",
-            Structure::Record => "record",
-            Structure::SegmentFooter => "segment footer",
-            Structure::OffsetIndex => "offset index",
-            Structure::TimeIndex => "time index",
-        })
-    }
-}
 
 /// CRC-32 (IEEE 802.3 polynomial, as computed by `crc32fast`) over `bytes`.
 pub fn crc32(bytes: &[u8]) -> u32 {
@@ -99,8 +64,6 @@ pub(crate) fn put_u32(b: &mut [u8], at: usize, v: u32) {
 pub(crate) fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
-
-use crate::error::CorruptionKind;
 
 /// Checks the magic, version and trailing checksum shared by every
 /// fixed-size structure (header, footer, index header). `crc_at` is the

@@ -20,7 +20,7 @@
 //! must refuse to open); see docs/durability.md.
 
 use super::{bad_field, get_array, get_u32, get_u64, put_u32, put_u64, Hash, Structure};
-use crate::error::CorruptionKind;
+use crate::corruption::CorruptionKind;
 
 /// Bytes before the payload.
 pub const RECORD_HEADER_LEN: usize = 32;

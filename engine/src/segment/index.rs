@@ -2,6 +2,7 @@
 //! from their files (sealed segments).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 
@@ -82,8 +83,10 @@ impl LiveIndex {
 /// The index of one segment.
 #[derive(Debug)]
 pub(crate) enum SegmentIndex {
-    /// The active segment's entries, appended to by the writer.
-    Live(RwLock<LiveIndex>),
+    /// The active segment's entries, appended to by the writer (which
+    /// holds the same index); or a sealed segment's, kept in memory when
+    /// its index files could not be loaded after sealing.
+    Live(Arc<RwLock<LiveIndex>>),
     /// A sealed segment's index files, validated when loaded.
     Sealed {
         offsets: FileBytes,

@@ -294,7 +294,7 @@ mod tests {
         // The second 1 MiB write of zeros fills the disk half way through.
         faulty.set_plan(Some(FaultPlan {
             short_write: true,
-            errno: 28,
+            errno: 28, // ENOSPC: its raw OS error is io::ErrorKind::StorageFull
             ..FaultPlan::eio(Op::Write, 2)
         }));
         let spare = dir.path().join(SPARE_NAME);

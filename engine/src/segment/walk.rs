@@ -63,6 +63,7 @@ pub enum End {
 
 /// What is wrong with a segment, by the rule it breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Damage {
     /// The header does not decode, names another seq, or the file is too
     /// long to be a segment.
