@@ -42,7 +42,8 @@ pub enum KeyError {
     /// A signer key does not start with `PRIVATE+KEY+`.
     #[error("a signer key starts with PRIVATE+KEY+")]
     NotPrivate,
-    /// Not three `+`-separated parts after any `PRIVATE+KEY+`.
+    /// Fewer than three `+`-separated parts after any `PRIVATE+KEY+` (the
+    /// third, base64, may itself hold `+`).
     #[error("a key is name+keyid+key, found {parts} '+'-separated parts")]
     Parts {
         /// The number of parts found.
@@ -103,7 +104,8 @@ pub fn key_id(name: &str, public_key: &[u8; 32]) -> u32 {
 /// Splits `name+keyid+base64` into the name, the key ID and the 32 key
 /// bytes, checking the name, the hex and the type byte.
 fn split_key(s: &str) -> Result<(&str, u32, [u8; KEY_LEN]), KeyError> {
-    let parts: Vec<&str> = s.split('+').collect();
+    // Base64 has '+' in its alphabet: only the first two '+' separate.
+    let parts: Vec<&str> = s.splitn(3, '+').collect();
     let [name, id, material] = parts[..] else {
         return Err(KeyError::Parts { parts: parts.len() });
     };
@@ -300,7 +302,11 @@ mod tests {
         );
         assert_eq!(
             VerifierKey::parse(&format!("x+{SPEC_VKEY}")),
-            Err(KeyError::Parts { parts: 4 })
+            Err(KeyError::KeyIdHex("example.com/foo".into()))
+        );
+        assert_eq!(
+            VerifierKey::parse("example.com/foo"),
+            Err(KeyError::Parts { parts: 1 })
         );
         assert_eq!(
             VerifierKey::parse(&SPEC_VKEY.replace("530d903a", "530D903A")),
