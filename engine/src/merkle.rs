@@ -795,7 +795,10 @@ mod tests {
         let h = [0u8; 32];
         assert!(matches!(
             inclusion_proof(&t, 3, 3),
-            Err(ProveError::Size(SizeError::IndexOutOfRange { index: 3, size: 3 }))
+            Err(ProveError::Size(SizeError::IndexOutOfRange {
+                index: 3,
+                size: 3
+            }))
         ));
         assert!(matches!(
             consistency_proof(&t, 4, 3),
@@ -810,7 +813,10 @@ mod tests {
         ));
         assert_eq!(
             verify_inclusion(0, 0, &h, &[], &h),
-            Err(VerifyError::Size(SizeError::IndexOutOfRange { index: 0, size: 0 }))
+            Err(VerifyError::Size(SizeError::IndexOutOfRange {
+                index: 0,
+                size: 0
+            }))
         );
         assert_eq!(
             verify_inclusion(u64::MAX, u64::MAX, &h, &[], &h),

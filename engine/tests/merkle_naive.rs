@@ -7,8 +7,8 @@ mod common;
 
 use common::Rng;
 use engine::merkle::{
-    consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root_at, verify_consistency,
-    verify_inclusion, Frontier, MemoryTree, SizeError, VerifyError,
+    consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root_at,
+    verify_consistency, verify_inclusion, Frontier, MemoryTree, SizeError, VerifyError,
 };
 use engine::Hash;
 
@@ -78,7 +78,14 @@ fn flip(h: &Hash, byte: usize) -> Hash {
 /// The inclusion proof of `index` in `size` verifies, and fails with the
 /// right reason for a flipped proof byte, a flipped leaf, another index and a
 /// shortened or lengthened proof.
-fn check_inclusion(tree: &MemoryTree, index: u64, size: u64, leaf: &Hash, root: &Hash, rng: &mut Rng) {
+fn check_inclusion(
+    tree: &MemoryTree,
+    index: u64,
+    size: u64,
+    leaf: &Hash,
+    root: &Hash,
+    rng: &mut Rng,
+) {
     let proof = inclusion_proof(tree, index, size).expect("prove");
     assert_eq!(verify_inclusion(index, size, leaf, &proof, root), Ok(()));
     if !proof.is_empty() {
@@ -118,7 +125,10 @@ fn check_inclusion(tree: &MemoryTree, index: u64, size: u64, leaf: &Hash, root: 
     }
     assert_eq!(
         verify_inclusion(size, size, leaf, &proof, root),
-        Err(VerifyError::Size(SizeError::IndexOutOfRange { index: size, size }))
+        Err(VerifyError::Size(SizeError::IndexOutOfRange {
+            index: size,
+            size
+        }))
     );
 }
 
@@ -128,7 +138,10 @@ fn check_inclusion(tree: &MemoryTree, index: u64, size: u64, leaf: &Hash, root: 
 fn check_consistency(tree: &MemoryTree, old: u64, new: u64, roots: (&Hash, &Hash), rng: &mut Rng) {
     let (old_root, new_root) = roots;
     let proof = consistency_proof(tree, old, new).expect("prove");
-    assert_eq!(verify_consistency(old, new, old_root, new_root, &proof), Ok(()));
+    assert_eq!(
+        verify_consistency(old, new, old_root, new_root, &proof),
+        Ok(())
+    );
     if old == new {
         assert!(proof.is_empty());
         return;
@@ -144,9 +157,15 @@ fn check_consistency(tree: &MemoryTree, old: u64, new: u64, roots: (&Hash, &Hash
     // new root; otherwise the proof rebuilds the old root and it differs.
     let wrong_old = verify_consistency(old, new, &flip(old_root, 5), new_root, &proof);
     if old.is_power_of_two() {
-        assert!(matches!(wrong_old, Err(VerifyError::NewRootMismatch { .. })));
+        assert!(matches!(
+            wrong_old,
+            Err(VerifyError::NewRootMismatch { .. })
+        ));
     } else {
-        assert!(matches!(wrong_old, Err(VerifyError::OldRootMismatch { .. })));
+        assert!(matches!(
+            wrong_old,
+            Err(VerifyError::OldRootMismatch { .. })
+        ));
     }
     assert!(matches!(
         verify_consistency(old, new, old_root, &flip(new_root, 7), &proof),
@@ -277,7 +296,9 @@ fn random_sizes_and_pairs_to_a_million_leaves() {
     for (&size, root) in &roots {
         assert_eq!(root_at(&tree, size).as_ref(), Ok(root), "root at {size}");
         assert_eq!(
-            Frontier::from_source(&tree, size).map(|f| f.root()).as_ref(),
+            Frontier::from_source(&tree, size)
+                .map(|f| f.root())
+                .as_ref(),
             Ok(root)
         );
     }
@@ -285,7 +306,14 @@ fn random_sizes_and_pairs_to_a_million_leaves() {
     for _ in 0..cases {
         let size = recorded[rng.below(recorded.len() as u64) as usize];
         let index = rng.below(size);
-        check_inclusion(&tree, index, size, &d[index as usize], &roots[&size], &mut rng);
+        check_inclusion(
+            &tree,
+            index,
+            size,
+            &d[index as usize],
+            &roots[&size],
+            &mut rng,
+        );
         let a = recorded[rng.below(recorded.len() as u64) as usize];
         let b = recorded[rng.below(recorded.len() as u64) as usize];
         let (old, new) = (a.min(b), a.max(b));

@@ -200,7 +200,8 @@ fn inclusion_vectors() {
 /// that equal sizes with an empty proof pass when the two "roots" are the
 /// same 14 bytes. Its typed equivalent (the same 32 bytes twice) is run
 /// instead.
-const SAME_ROOTS_NOT_HASHES: &str = "consistency/additional/sizes-are-equal-one-and-proof-is-empty.json";
+const SAME_ROOTS_NOT_HASHES: &str =
+    "consistency/additional/sizes-are-equal-one-and-proof-is-empty.json";
 
 #[test]
 fn consistency_vectors() {
@@ -245,7 +246,11 @@ fn generated_proofs_equal_the_happy_paths() {
         }
         let (index, size) = (number(&v["leafIdx"]), number(&v["treeSize"]));
         let expected = proof(&v["proof"]).expect("hashes");
-        assert_eq!(inclusion_proof(&t, index, size).ok(), Some(expected), "{name}");
+        assert_eq!(
+            inclusion_proof(&t, index, size).ok(),
+            Some(expected),
+            "{name}"
+        );
         assert_eq!(hash(&v["root"]), root_at(&t, size).ok(), "{name}");
         checked += 1;
     }
@@ -255,7 +260,11 @@ fn generated_proofs_equal_the_happy_paths() {
         }
         let (old, new) = (number(&v["size1"]), number(&v["size2"]));
         let expected = proof(&v["proof"]).expect("hashes");
-        assert_eq!(consistency_proof(&t, old, new).ok(), Some(expected), "{name}");
+        assert_eq!(
+            consistency_proof(&t, old, new).ok(),
+            Some(expected),
+            "{name}"
+        );
         checked += 1;
     }
     assert_eq!(checked, 10);

@@ -17,7 +17,8 @@ const SPEC_NOTE: &str = "This is an example message.\n\n\u{2014} example.com/foo
 /// golang.org/x/mod's sumdb/note/example_test.go, commit
 /// fe2ec04f7c3c3aa6fad97631aafcff6e49e2d1db (the ecosystem's reference
 /// implementation of signed notes).
-const GO_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+const GO_SKEY: &str =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
 const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
 const GO_SIG_LINE: &str = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
@@ -173,7 +174,10 @@ fn note_shape_errors() {
             format!("text\n\n{sig}").into_bytes(),
             NoteError::NoFinalNewline,
         ),
-        (format!("text\n{sig}\n").into_bytes(), NoteError::NoSeparator),
+        (
+            format!("text\n{sig}\n").into_bytes(),
+            NoteError::NoSeparator,
+        ),
         (b"text\n\n".to_vec(), NoteError::NoSignatures),
         (
             format!("text\n\n{sig}\n\n").into_bytes(),
@@ -292,13 +296,13 @@ fn size_and_signature_count_bounds() {
     let signed = note::sign(&largest, &[&key]).expect("fits");
     assert_eq!(signed.len(), MAX_NOTE_LEN);
     assert!(note::open(signed.as_bytes(), &[key.verifier()]).is_ok());
-    assert_eq!(note::sign("no newline", &[&key]), Err(NoteError::NoFinalNewline));
+    assert_eq!(
+        note::sign("no newline", &[&key]),
+        Err(NoteError::NoFinalNewline)
+    );
     assert_eq!(
         note::sign("a\u{7}\n", &[&key]),
-        Err(NoteError::ControlChar {
-            offset: 1,
-            byte: 7
-        })
+        Err(NoteError::ControlChar { offset: 1, byte: 7 })
     );
 }
 
@@ -322,12 +326,18 @@ fn checkpoints_round_trip_through_a_signed_note() {
         let c = checkpoint(size);
         let signed = c.sign(&key).expect("sign");
         assert!(signed.starts_with(&format!("example.com/chainlog/events\n{size}\n")));
-        assert_eq!(Checkpoint::open(signed.as_bytes(), &[key.verifier()]), Ok(c));
+        assert_eq!(
+            Checkpoint::open(signed.as_bytes(), &[key.verifier()]),
+            Ok(c)
+        );
     }
     let mut c = checkpoint(5);
     c.extensions = vec!["ext: one".into()];
     let signed = c.sign(&key).expect("sign");
-    assert_eq!(Checkpoint::open(signed.as_bytes(), &[key.verifier()]), Ok(c));
+    assert_eq!(
+        Checkpoint::open(signed.as_bytes(), &[key.verifier()]),
+        Ok(c)
+    );
 }
 
 #[test]
@@ -343,7 +353,10 @@ fn checkpoint_tampering_is_refused() {
     });
     // An edited size (a truncated log's checkpoint) or root.
     let smaller = signed.replacen("\n1000\n", "\n999\n", 1);
-    assert_eq!(Checkpoint::open(smaller.as_bytes(), &known), Err(bad_sig.clone()));
+    assert_eq!(
+        Checkpoint::open(smaller.as_bytes(), &known),
+        Err(bad_sig.clone())
+    );
     let root = base64::encode(&c.root_hash);
     let other_root = base64::encode(&checkpoint(999).root_hash);
     let rerooted = signed.replacen(&root, &other_root, 1);

@@ -159,14 +159,8 @@ mod tests {
     fn strict_decoding_rejects_every_other_spelling() {
         assert_eq!(decode("Zg="), Err(Base64Error::Length { len: 3 }));
         assert_eq!(decode("Zg"), Err(Base64Error::Length { len: 2 }));
-        assert_eq!(
-            decode("Zh=="),
-            Err(Base64Error::NonCanonical { offset: 1 })
-        );
-        assert_eq!(
-            decode("Zm9="),
-            Err(Base64Error::NonCanonical { offset: 2 })
-        );
+        assert_eq!(decode("Zh=="), Err(Base64Error::NonCanonical { offset: 1 }));
+        assert_eq!(decode("Zm9="), Err(Base64Error::NonCanonical { offset: 2 }));
         assert_eq!(
             decode("Zg==Zg=="),
             Err(Base64Error::Char {
@@ -195,10 +189,7 @@ mod tests {
                 byte: b'='
             })
         );
-        assert_eq!(
-            decode("Zm9v\n"),
-            Err(Base64Error::Length { len: 5 })
-        );
+        assert_eq!(decode("Zm9v\n"), Err(Base64Error::Length { len: 5 }));
         assert_eq!(
             decode("Zm 9"),
             Err(Base64Error::Char {

@@ -213,7 +213,10 @@ mod tests {
                 CheckpointError::TooFewLines { lines: 2 },
             ),
             (format!("\n5\n{root}\n"), CheckpointError::EmptyOrigin),
-            (format!("o\t\n5\n{root}\n"), CheckpointError::OriginControlChar),
+            (
+                format!("o\t\n5\n{root}\n"),
+                CheckpointError::OriginControlChar,
+            ),
             (
                 format!("o\n01\n{root}\n"),
                 CheckpointError::SizeLeadingZero("01".into()),

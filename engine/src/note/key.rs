@@ -329,7 +329,9 @@ mod tests {
                 stated: 0x530d_903a,
                 computed: key_id(
                     "example.com/bar",
-                    &VerifierKey::parse(SPEC_VKEY).expect("spec key").public_key()
+                    &VerifierKey::parse(SPEC_VKEY)
+                        .expect("spec key")
+                        .public_key()
                 )
             })
         );
@@ -358,7 +360,10 @@ mod tests {
             VerifierKey::parse("a+00000000+AQ="),
             Err(KeyError::Base64(_))
         ));
-        assert_eq!(SignerKey::parse(SPEC_VKEY).err(), Some(KeyError::NotPrivate));
+        assert_eq!(
+            SignerKey::parse(SPEC_VKEY).err(),
+            Some(KeyError::NotPrivate)
+        );
     }
 
     #[test]
