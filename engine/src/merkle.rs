@@ -277,7 +277,7 @@ impl MemoryTree {
             }
             let row = &mut self.levels[level];
             row.push(carry);
-            if row.len() % 2 == 1 {
+            if !row.len().is_multiple_of(2) {
                 return;
             }
             carry = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
