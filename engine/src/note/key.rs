@@ -246,12 +246,14 @@ impl SignerKey {
         )
     }
 
-    /// The key's name.
+    /// The key's name, written on its signature lines (for a log, by
+    /// convention its checkpoints' origin).
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The key ID.
+    /// The key ID its signatures start with ([`key_id`] of the name and the
+    /// public key).
     pub fn id(&self) -> u32 {
         self.id
     }

@@ -259,7 +259,9 @@ impl Note {
         Ok(signed_by)
     }
 
-    /// The note as bytes: the text, the empty line, the signature lines.
+    /// The note as text: the text, the empty line, the signature lines. It
+    /// writes what it holds; for a note from [`parse`](Note::parse) that is
+    /// exactly the bytes parsed (base64 has one spelling).
     pub fn encode(&self) -> String {
         let mut out = self.text.clone();
         out.push('\n');
