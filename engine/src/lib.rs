@@ -30,6 +30,8 @@ pub mod format;
 pub mod fuzz;
 pub mod handoff;
 mod log;
+pub mod merkle;
+pub mod note;
 mod recovery;
 mod segment;
 mod shared;
