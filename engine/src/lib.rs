@@ -6,6 +6,9 @@
 //! structure), [`storage`] (the file-system seam), `segment` (creation,
 //! sealing, reading, indexes), `recovery` (opening a directory), `writer`
 //! (group commit), [`Log`] (the API), and [`verify`] (full verification).
+//! `testing` (the storage doubles, the fuzz bodies and the seeded generator)
+//! exists only with the `testing` feature, for tests, fuzz targets and
+//! benches; production builds never enable it.
 //! `docs/format.md` and `docs/durability.md` are the specification and the
 //! crash argument.
 //!
@@ -23,12 +26,13 @@ pub mod chain;
 pub mod config;
 pub mod error;
 pub mod format;
-pub mod fuzz;
 pub mod handoff;
 mod log;
 mod recovery;
 mod segment;
 pub mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod verify;
 mod writer;
 
