@@ -267,7 +267,7 @@ fn bad_input_gets_an_error_and_a_close_while_good_clients_are_served() {
         for t in 0..4u64 {
             let by_code = &by_code;
             scope.spawn(move || {
-                let mut rng = Rng::new(0x6a7b_a6e0 + t * 0x1234_5678);
+                let mut rng = Rng::new(0x6a7b_a6e3 + t * 0x1234_5678);
                 for i in 0..50 {
                     let len = 1 + rng.below(300) as usize;
                     let mut garbage = rng.bytes(len);
@@ -295,7 +295,9 @@ fn bad_input_gets_an_error_and_a_close_while_good_clients_are_served() {
     });
     let by_code = by_code.into_inner().unwrap();
     assert_eq!(by_code.values().sum::<u32>(), 200);
-    // The seed exercises both outcomes after a handshake.
+    // The seed exercises both outcomes after a handshake: random bytes
+    // almost always declare too long a frame, so a bad frame there is one
+    // too short for its header (two of the hundred, with this seed).
     assert!(
         by_code.get("too_large").copied().unwrap_or(0) > 0,
         "{by_code:?}"
