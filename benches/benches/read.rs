@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use engine::testing::Rng;
 use engine::{Config, Durability, Log};
 
 const RECORDS: u64 = 200_000;
@@ -29,22 +30,14 @@ fn read_side(c: &mut Criterion) {
     let mut g = c.benchmark_group("read");
     g.sample_size(20).measurement_time(Duration::from_secs(4));
     g.throughput(Throughput::Elements(1));
-    let mut x = 12345u64;
+    let mut rng = Rng::new(12345);
     g.bench_function("point_read_via_index", |b| {
-        b.iter(|| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            black_box(log.read((x >> 11) % RECORDS).expect("read"))
-        })
+        b.iter(|| black_box(log.read(rng.below(RECORDS)).expect("read")))
     });
     g.bench_function("seek_time", |b| {
         b.iter(|| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
             black_box(
-                log.seek_time(head.created_at - (x >> 40) % 1_000_000)
+                log.seek_time(head.created_at - rng.below(1_000_000))
                     .expect("seek"),
             )
         })

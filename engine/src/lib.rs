@@ -9,6 +9,9 @@
 //! reading, indexes), `recovery` (opening a directory), `writer` (group
 //! commit, over the state it shares with the API), [`Log`] (the API), and
 //! [`verify`] (full verification). No two modules import each other.
+//! `testing` (the storage doubles, the fuzz bodies and the seeded generator)
+//! exists only with the `testing` feature, for tests, fuzz targets and
+//! benches; production builds never enable it.
 //! `docs/format.md` and `docs/durability.md` are the specification and the
 //! crash argument.
 //!
@@ -27,7 +30,6 @@ pub mod config;
 mod corruption;
 pub mod error;
 pub mod format;
-pub mod fuzz;
 pub mod handoff;
 mod log;
 pub mod merkle;
@@ -36,6 +38,8 @@ mod recovery;
 mod segment;
 mod shared;
 pub mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod verify;
 mod writer;
 

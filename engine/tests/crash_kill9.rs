@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::Rng;
+use engine::testing::Rng;
 use engine::{Config, Log};
 
 const CHILD_ENV: &str = "CHAINLOG_KILL9_CHILD_DIR";

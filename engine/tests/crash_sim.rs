@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::sim::{check_recovered, config_for, dir, scale, Outcome, Prewrite, Tally};
-use common::Rng;
-use engine::storage::{SimStorage, Storage};
+use engine::storage::Storage;
+use engine::testing::{Rng, SimStorage};
 use engine::{Config, Error, Log};
 
 /// A single-writer workload: appends of 1 to 3 records of 0 to 300 bytes,
@@ -307,7 +307,7 @@ fn concurrent_writers(storage: &SimStorage, cfg: &Config, seed: u64) -> Outcome 
 /// durable; recovery must make them durable before anything relies on
 /// them, or the power loss leaves a hole before acknowledged records.
 fn process_crash_sweep(name: &str, mode: Prewrite) {
-    use engine::storage::{FaultPlan, Op};
+    use engine::testing::{FaultPlan, Op};
     let cfg = config_for(mode);
     let started = Instant::now();
     let mut tally = Tally::default();

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::sim::{check_recovered, config, config_for, dir, Outcome, Prewrite, Tally, MODES};
-use engine::storage::{FaultPlan, Op, SimStorage, Storage};
+use engine::storage::Storage;
+use engine::testing::{FaultPlan, Op, SimStorage};
 use engine::{Config, Durability, Log};
 
 /// Chosen so that the crash in `setup` tears the tail (asserted below).

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use engine::fuzz;
+use engine::testing::fuzz;
 
 type Body = fn(&[u8]);
 
@@ -42,7 +42,8 @@ fn stored_inputs_and_seeded_mutations_never_crash() {
 #[test]
 #[ignore = "regenerates fuzz/corpus seeds"]
 fn write_seed_corpus() {
-    use engine::storage::{SimStorage, Storage};
+    use engine::storage::Storage;
+    use engine::testing::SimStorage;
     let storage = SimStorage::new(3);
     let dir = Path::new("/seed/log");
     storage.create_dir_all(dir).expect("mkdir");

@@ -5,7 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{make_writable, payload, small_config, Rng};
+use common::{make_writable, payload, small_config};
+use engine::testing::Rng;
 use engine::{Config, Log};
 
 fn config() -> Config {

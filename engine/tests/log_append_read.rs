@@ -5,7 +5,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{payload, small_config, ManualClock, Rng};
+use common::{payload, small_config, ManualClock};
+use engine::testing::Rng;
 use engine::{chain, Config, Durability, Error, Log};
 
 #[test]

@@ -3,13 +3,11 @@
 //! leaf hashes): every size from 1 to 2,000, then random sizes and pairs up to
 //! 1,000,000 leaves (CHAINLOG_MERKLE_CASES of each, default 1,000).
 
-mod common;
-
-use common::Rng;
 use engine::merkle::{
     consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root_at,
     verify_consistency, verify_inclusion, Frontier, MemoryTree, SizeError, VerifyError,
 };
+use engine::testing::Rng;
 use engine::Hash;
 
 fn leaves(n: u64) -> Vec<Hash> {

@@ -4,11 +4,9 @@
 //! bytes it came from (one spelling per value). The cargo-fuzz targets over
 //! the same functions come later.
 
-mod common;
-
-use common::Rng;
 use engine::merkle::{self, Frontier, VerifyError};
 use engine::note::{self, base64, Checkpoint, Note, SignerKey, VerifierKey};
+use engine::testing::Rng;
 
 fn iters() -> u64 {
     std::env::var("CHAINLOG_FUZZ_ITERS")

@@ -7,7 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{payload, small_config};
-use engine::storage::{FaultPlan, FaultyStorage, FsStorage, Op, Storage};
+use engine::storage::{FsStorage, Storage};
+use engine::testing::{FaultPlan, FaultyStorage, Op};
 use engine::{Config, Error, Log};
 
 fn config() -> Config {

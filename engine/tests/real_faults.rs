@@ -257,7 +257,8 @@ fn fdatasync_eio_under_fiu_run() {
     // which libfiu seeds from the clock, can only hit the child's appends.
     drop(Log::open(dir.path(), config()).expect("create"));
     {
-        use engine::storage::{FaultPlan, FaultyStorage, FsStorage, Op};
+        use engine::storage::FsStorage;
+        use engine::testing::{FaultPlan, FaultyStorage, Op};
         let counting = FaultyStorage::new(std::sync::Arc::new(FsStorage));
         counting.set_plan(Some(FaultPlan::eio(Op::Sync, u64::MAX)));
         let log =

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::sim::{config, dir};
-use engine::storage::{SimStorage, Storage};
+use engine::storage::Storage;
+use engine::testing::SimStorage;
 use engine::{Error, Log, Record};
 
 /// A log directory's files: bytes and read-only flag.

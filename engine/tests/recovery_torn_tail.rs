@@ -109,7 +109,7 @@ fn garbage_after_the_last_record_is_cut_and_zeros_are_where_the_log_ends() {
     let base = tempfile::tempdir().expect("tempdir");
     let orig = base.path().join("orig");
     make_log(&orig, 5);
-    let mut rng = common::Rng::new(3);
+    let mut rng = engine::testing::Rng::new(3);
     for (name, tail) in [
         ("zeros-1", vec![0u8; 1]),
         ("zeros-4096", vec![0u8; 4096]),

@@ -1,4 +1,4 @@
-//! Fuzz target: `engine::fuzz::index_file` (see engine/src/fuzz.rs).
+//! Fuzz target: `engine::testing::fuzz::index_file` (see engine/src/testing/fuzz.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| engine::fuzz::index_file(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| engine::testing::fuzz::index_file(data));

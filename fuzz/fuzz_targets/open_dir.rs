@@ -1,4 +1,4 @@
-//! Fuzz target: `engine::fuzz::open_dir` (see engine/src/fuzz.rs).
+//! Fuzz target: `engine::testing::fuzz::open_dir` (see engine/src/testing/fuzz.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| engine::fuzz::open_dir(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| engine::testing::fuzz::open_dir(data));

@@ -1,4 +1,4 @@
-//! Fuzz target: `engine::fuzz::record` (see engine/src/fuzz.rs).
+//! Fuzz target: `engine::testing::fuzz::record` (see engine/src/testing/fuzz.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| engine::fuzz::record(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| engine::testing::fuzz::record(data));

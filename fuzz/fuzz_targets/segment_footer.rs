@@ -1,4 +1,4 @@
-//! Fuzz target: `engine::fuzz::segment_footer` (see engine/src/fuzz.rs).
+//! Fuzz target: `engine::testing::fuzz::segment_footer` (see engine/src/testing/fuzz.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| engine::fuzz::segment_footer(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| engine::testing::fuzz::segment_footer(data));

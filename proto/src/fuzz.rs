@@ -1,6 +1,7 @@
 //! The bodies of the protocol's fuzz targets (`fuzz/`), here so that
 //! `cargo test` replays the stored corpus through the same code
 //! (`proto/tests/fuzz_corpus.rs`). Each panics only on a real bug.
+//! Compiled only with the `testing` feature (tests and `fuzz/`).
 
 use std::time::Duration;
 

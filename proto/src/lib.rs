@@ -15,9 +15,12 @@
 //!   allocation-free pass on every append.
 //! - [`msg`]: the requests and responses carried in frames.
 //! - [`wire`]: the primitive readers and writers the others are built from.
+//! - `fuzz` (only with the `testing` feature, which production builds never
+//!   enable): the bodies of the fuzz targets, replayed by the tests.
 
 pub mod event;
 pub mod frame;
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzz;
 pub mod json;
 pub mod msg;

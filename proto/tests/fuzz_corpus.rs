@@ -41,7 +41,7 @@ fn stored_inputs_and_seeded_mutations_never_crash() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000);
     for (target, body) in TARGETS {
-        let stored = engine::fuzz::replay_corpus(&fuzz_dir(), target, body, iters);
+        let stored = engine::testing::fuzz::replay_corpus(&fuzz_dir(), target, body, iters);
         assert!(stored > 0, "no stored corpus for {target}");
         eprintln!("{target}: {stored} stored inputs, {iters} mutations");
     }

@@ -5,6 +5,7 @@
 //! mutated texts, or CHAINLOG_FUZZ_ITERS).
 #![allow(clippy::unwrap_used)]
 
+use engine::testing::Rng;
 use proto::event::{Event, Limits};
 use proto::json::{check_object, JsonError, JsonErrorKind as K, MAX_DEPTH};
 
@@ -286,32 +287,6 @@ fn errors_read_as_what_was_expected_and_where() {
     );
 }
 
-/// A seeded xorshift64* source.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn one_in(&mut self, n: usize) -> bool {
-        self.below(n) == 0
-    }
-
-    fn pick<'a, T>(&mut self, of: &'a [T]) -> &'a T {
-        &of[self.below(of.len())]
-    }
-}
-
 /// Writes valid JSON, with whitespace, escapes, non-ASCII text and numbers
 /// of every shape.
 struct Gen<'r> {
@@ -399,7 +374,7 @@ impl Gen<'_> {
                 }
             } else if self.rng.one_in(8) {
                 // A run long enough for the eight-byte scan.
-                let n = self.rng.below(40);
+                let n = self.rng.below(40) as usize;
                 self.out.extend(std::iter::repeat_n('x', n));
             } else {
                 let p = *self.rng.pick(PIECES);
@@ -433,7 +408,7 @@ impl Gen<'_> {
 
     fn digits(&mut self, at_least: usize) {
         let most = if self.rng.one_in(10) { 40 } else { 4 };
-        let n = at_least + self.rng.below(most);
+        let n = at_least + self.rng.below(most) as usize;
         for _ in 0..n {
             self.out.push(char::from(b'0' + self.rng.below(10) as u8));
         }
@@ -441,7 +416,7 @@ impl Gen<'_> {
 
     /// A chain of 120..=135 levels (objects and arrays mixed) round a value.
     fn deep(&mut self) {
-        let levels = 120 + self.rng.below(16);
+        let levels = 120 + self.rng.below(16) as usize;
         let mut closers = Vec::new();
         self.out.push_str("{\"deep\":");
         closers.push('}');
@@ -477,10 +452,11 @@ fn mutate(rng: &mut Rng, text: &mut String) {
         at
     };
     for _ in 0..1 + rng.below(3) {
-        let at = boundary(text, rng.below(text.len() + 1));
+        let at = boundary(text, rng.below(text.len() as u64 + 1) as usize);
         match rng.below(6) {
             0 if text[at..].starts_with(|c: char| c.is_ascii()) => {
-                let c = INSERTS[rng.below(INSERTS.len())]
+                let c = rng
+                    .pick(INSERTS)
                     .chars()
                     .next()
                     .filter(char::is_ascii)
@@ -493,9 +469,9 @@ fn mutate(rng: &mut Rng, text: &mut String) {
                 }
             }
             2 => text.truncate(at),
-            3 | 4 => text.insert_str(at, INSERTS[rng.below(INSERTS.len())]),
+            3 | 4 => text.insert_str(at, rng.pick::<&str>(INSERTS)),
             _ => {
-                let end = boundary(text, at + rng.below(text.len() - at + 1));
+                let end = boundary(text, at + rng.below((text.len() - at) as u64 + 1) as usize);
                 let slice = text[at..end].to_string();
                 text.insert_str(end, &slice);
             }
@@ -509,7 +485,7 @@ fn agrees_with_serde_json_on_generated_and_mutated_texts() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
-    let mut rng = Rng(0x6a73_6f6e_6368_6b31);
+    let mut rng = Rng::new(0x6a73_6f6e_6368_6b31);
     let (mut accepted, mut refused, mut too_deep) = (0usize, 0usize, 0usize);
     for _ in 0..iters {
         let mut g = Gen {

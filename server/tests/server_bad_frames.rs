@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use client::{ErrorCode, Query};
 use common::*;
+use engine::testing::Rng;
 use proto::frame::{self, FrameError};
 use proto::msg::{self, kind, Response};
 
@@ -131,7 +132,7 @@ fn bad_input_gets_an_error_and_a_close_while_good_clients_are_served() {
     );
     let addr = daemon.addr;
     let _show = ShowLogOnFailure(daemon.stderr.clone());
-    let mut rng = Rng(0x05ee_dbad_f00d);
+    let mut rng = Rng::new(0x05ee_dbad_f00d);
 
     // Warm-up: appends, and a few bad connections, before the baseline.
     let mut admin_c = connect(addr, &admin);
@@ -155,7 +156,7 @@ fn bad_input_gets_an_error_and_a_close_while_good_clients_are_served() {
     // and a longer run of them.
     for len in [frame::PREAMBLE_LEN, 64] {
         let mut s = raw_connect(addr);
-        let mut garbage: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let mut garbage = rng.bytes(len);
         garbage[0] = b'X'; // never the magic
         s.write_all(&garbage).unwrap();
         expect_error_then_close(&mut s, ErrorCode::BadFrame, &format!("{len} random bytes"));
@@ -266,10 +267,10 @@ fn bad_input_gets_an_error_and_a_close_while_good_clients_are_served() {
         for t in 0..4u64 {
             let by_code = &by_code;
             scope.spawn(move || {
-                let mut rng = Rng(0x6a7b_a6e0 + t * 0x1234_5678);
+                let mut rng = Rng::new(0x6a7b_a6e3 + t * 0x1234_5678);
                 for i in 0..50 {
                     let len = 1 + rng.below(300) as usize;
-                    let mut garbage: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                    let mut garbage = rng.bytes(len);
                     let after_handshake = i % 2 == 1;
                     let (mut s, code) = if after_handshake {
                         let code = expected_code_after_handshake(&garbage);
@@ -294,7 +295,9 @@ fn bad_input_gets_an_error_and_a_close_while_good_clients_are_served() {
     });
     let by_code = by_code.into_inner().unwrap();
     assert_eq!(by_code.values().sum::<u32>(), 200);
-    // The seed exercises both outcomes after a handshake.
+    // The seed exercises both outcomes after a handshake: random bytes
+    // almost always declare too long a frame, so a bad frame there is one
+    // too short for its header (two of the hundred, with this seed).
     assert!(
         by_code.get("too_large").copied().unwrap_or(0) > 0,
         "{by_code:?}"

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use client::{AppendReceipt, Client, ErrorCode, Event};
 use common::*;
+use engine::testing::Rng;
 use proto::msg::{self, Request, Response};
 
 /// The server's thread count, from /proc.
@@ -307,7 +308,7 @@ fn every_receipt_survives_kill_9_under_16_pipelining_clients() {
                     if c.auth(&text).is_err() {
                         return (got, sent);
                     }
-                    let mut rng = Rng(0x51f1_5eed + t * 31 + round as u64 * 1000);
+                    let mut rng = Rng::new(0x51f1_5eed + t * 31 + round as u64 * 1000);
                     let mut in_flight = std::collections::VecDeque::new();
                     let mut i = 0;
                     loop {

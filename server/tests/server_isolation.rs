@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use client::{Client, ErrorCode, Event, Query, TimeField};
 use common::*;
+use engine::testing::Rng;
 
 const SEC: u64 = 1_000_000_000;
 const BASE: u64 = 1_700_000_000 * SEC;
@@ -134,7 +135,7 @@ fn a_tenant_limited_key_sees_and_writes_only_its_tenant() {
     let mut cb = connect(server.addr(), &key_b);
     let info = ca.auth(&key_a.text).unwrap();
     assert_eq!(info.tenants, vec!["a".to_string()]);
-    let mut rng = Rng(0x1501_a7e5);
+    let mut rng = Rng::new(0x1501_a7e5);
     let mut model: Vec<Stored> = Vec::new();
     // Seed: 300 events of b and c only (so the first index block holds no
     // "a"), then 400 of all three, in batches of 100.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use engine::testing::Rng;
 
 fn rounds() -> usize {
     std::env::var("CHAINLOG_SERVER_KILL9_ROUNDS")
@@ -39,7 +40,7 @@ fn every_receipt_survives_kill_9_under_load() {
                     if c.auth(&text).is_err() {
                         return got;
                     }
-                    let mut rng = Rng(0x9e37_79b9 + t * 7 + round as u64 * 1000);
+                    let mut rng = Rng::new(0x9e37_79b9 + t * 7 + round as u64 * 1000);
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let n = 1 + rng.below(20) as usize;

@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use engine::testing::Rng;
 use tools::{dump_cmd, verify_cmd, EXIT_ERROR, EXIT_INVALID, EXIT_VALID};
 
 fn materialise(dir: &Path, input: &[u8]) {
     std::fs::create_dir_all(dir).expect("mkdir");
-    for (name, bytes) in engine::fuzz::split_files(input) {
+    for (name, bytes) in engine::testing::fuzz::split_files(input) {
         std::fs::write(dir.join(name), bytes).expect("write");
     }
 }
@@ -22,13 +23,7 @@ fn arbitrary_directories_never_panic_the_tools() {
         .collect();
     assert!(!seeds.is_empty());
     let base = tempfile::tempdir().expect("tempdir");
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rand = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut outcomes = [0u32; 3];
     for i in 0..300 {
         let mut input = seeds[i % seeds.len()].clone();
@@ -36,8 +31,8 @@ fn arbitrary_directories_never_panic_the_tools() {
             if input.is_empty() {
                 break;
             }
-            let at = (rand() % input.len() as u64) as usize;
-            input[at] = rand() as u8;
+            let at = rng.below(input.len() as u64) as usize;
+            input[at] = rng.next_u64() as u8;
         }
         let dir = base.path().join(format!("case-{i}"));
         materialise(&dir, &input);

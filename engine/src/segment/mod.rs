@@ -285,7 +285,8 @@ pub(crate) fn seal_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{FaultPlan, FaultyStorage, FsStorage, Op};
+    use crate::storage::FsStorage;
+    use crate::testing::{FaultPlan, FaultyStorage, Op};
 
     #[test]
     fn a_spare_that_fails_or_is_cancelled_is_removed() {

@@ -2,8 +2,9 @@
 //!
 //! Everything the engine does to disk goes through [`Storage`] and
 //! [`StorageFile`], so that tests can put a fault-injecting or power-loss
-//! simulating implementation behind the same calls. [`FsStorage`] is the
-//! real one.
+//! simulating implementation behind the same calls (`testing::FaultyStorage`
+//! and `testing::SimStorage`, with the `testing` feature). [`FsStorage`] is
+//! the real one, and the only one production builds contain.
 
 use std::fmt::Debug;
 use std::io;
@@ -11,13 +12,9 @@ use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
-pub mod fault;
 mod fs;
-pub mod sim;
 
-pub use fault::{FaultPlan, FaultyStorage, Op};
 pub use fs::FsStorage;
-pub use sim::SimStorage;
 
 /// File-system operations on paths.
 pub trait Storage: Send + Sync + Debug {

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use engine::storage::{SimStorage, Storage};
+use engine::storage::Storage;
+use engine::testing::SimStorage;
 use engine::{Clock, Config, Log, Receipt};
 
 /// A deterministic clock: every reading is 1 µs after the previous one.

@@ -80,22 +80,6 @@ pub fn event(tenant: &str, actor: &str, action: &str, resource: &str) -> Event {
     }
 }
 
-/// A deterministic generator (xorshift).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A `chainlogd` child process, with its stderr collected.
 pub struct Daemon {
     pub child: Child,

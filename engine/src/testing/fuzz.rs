@@ -7,11 +7,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::{Rng, SimStorage};
 use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::index::{self, IndexKind, OffsetEntry, TimeEntry, INDEX_HEADER_LEN};
 use crate::format::record::{self, Decoded};
-use crate::storage::{write_all_at, SimStorage, Storage};
+use crate::storage::{write_all_at, Storage};
 use crate::{Config, Log};
 
 /// The record decoder: whatever it accepts re-encodes to the same bytes.
@@ -244,10 +245,10 @@ pub fn replay_corpus(fuzz_dir: &Path, target: &str, body: fn(&[u8]), iters: u64)
     if stored.is_empty() {
         return 0;
     }
-    let mut rng = Mutator(0xf022_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(0xf022);
     for i in 0..iters {
         let base = &stored[rng.below(stored.len() as u64) as usize].1;
-        let input = rng.mutate(base);
+        let input = mutate(&mut rng, base);
         if let Err(p) = std::panic::catch_unwind(|| body(&input)) {
             let keep = fuzz_dir.join("artifacts").join(target);
             let _ = std::fs::create_dir_all(&keep);
@@ -260,57 +261,35 @@ pub fn replay_corpus(fuzz_dir: &Path, target: &str, body: fn(&[u8]), iters: u64)
     stored.len()
 }
 
-/// A seeded xorshift source of small, structure-blind mutations.
-struct Mutator(u64);
-
-impl Mutator {
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
-    }
-
-    /// One to four edits: a bit flip, a byte overwrite, a truncation, an
-    /// insertion of random bytes, or a fresh random input.
-    fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
-        let mut v = input.to_vec();
-        for _ in 0..1 + self.below(4) {
-            match self.below(5) {
-                0 if !v.is_empty() => {
-                    let i = self.below(v.len() as u64) as usize;
-                    v[i] ^= 1 << self.below(8);
-                }
-                1 if !v.is_empty() => {
-                    let i = self.below(v.len() as u64) as usize;
-                    v[i] = self.next_u64() as u8;
-                }
-                2 if !v.is_empty() => {
-                    let n = self.below(v.len() as u64 + 1) as usize;
-                    v.truncate(n);
-                }
-                3 => {
-                    let n = self.below(64) as usize;
-                    let extra = self.bytes(n);
-                    let at = self.below(v.len() as u64 + 1) as usize;
-                    v.splice(at..at, extra);
-                }
-                _ => {
-                    let n = self.below(200) as usize;
-                    v = self.bytes(n);
-                }
+/// One to four structure-blind edits: a bit flip, a byte overwrite, a
+/// truncation, an insertion of random bytes, or a fresh random input.
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(5) {
+            0 if !v.is_empty() => {
+                let i = rng.below(v.len() as u64) as usize;
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 if !v.is_empty() => {
+                let i = rng.below(v.len() as u64) as usize;
+                v[i] = rng.next_u64() as u8;
+            }
+            2 if !v.is_empty() => {
+                let n = rng.below(v.len() as u64 + 1) as usize;
+                v.truncate(n);
+            }
+            3 => {
+                let n = rng.below(64) as usize;
+                let extra = rng.bytes(n);
+                let at = rng.below(v.len() as u64 + 1) as usize;
+                v.splice(at..at, extra);
+            }
+            _ => {
+                let n = rng.below(200) as usize;
+                v = rng.bytes(n);
             }
         }
-        v
     }
+    v
 }

@@ -31,35 +31,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::fault::{FaultPlan, Op};
-use super::{FileBytes, Storage, StorageFile};
+use super::Rng;
+use crate::storage::{FileBytes, Storage, StorageFile};
 
 /// The sector size at which a torn write is cut.
 pub const SECTOR: u64 = 512;
-
-/// xorshift64*: small, deterministic, good enough to pick crash outcomes.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Pending {
@@ -233,7 +209,7 @@ impl State {
                             }
                             _ => {
                                 stats.garbage += 1;
-                                (0..data.len()).map(|_| self.rng.next() as u8).collect()
+                                self.rng.bytes(data.len())
                             }
                         };
                         let at = *offset as usize;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{FileBytes, Storage, StorageFile};
+use crate::storage::{DirLock, FileBytes, Storage, StorageFile};
 
 /// The kinds of operation a plan can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +189,7 @@ impl Storage for FaultyStorage {
         self.state.check(Op::Meta)?;
         self.inner.is_read_only(path)
     }
-    fn lock_dir(&self, dir: &Path) -> io::Result<super::DirLock> {
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
         self.inner.lock_dir(dir)
     }
 }
