@@ -1,8 +1,9 @@
 //! The engine's modules import each other without a cycle: when two need
 //! each other, the shared part is a third module (style.md). A module is a
 //! file or folder directly under `engine/src`; an import is any
-//! `crate::NAME` path in its code (comments left out), with the names the
-//! crate root re-exports counted as the module they come from.
+//! `crate::NAME` path in its code (comments and unit tests left out), with
+//! the names the crate root re-exports counted as the module they come
+//! from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,11 +12,15 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// A file's text without `//` comments (doc comments included).
+/// A file's code: without `//` comments (doc comments included), and
+/// without its unit tests (from its `#[cfg(test)]` on, which by this
+/// crate's convention ends a file): tests may use the test harness
+/// (`testing`), which stands on the whole engine.
 fn code(path: &Path) -> String {
     std::fs::read_to_string(path)
         .expect("read source")
         .lines()
+        .take_while(|l| l.trim() != "#[cfg(test)]")
         .map(|l| l.find("//").map_or(l, |i| &l[..i]))
         .collect::<Vec<_>>()
         .join("\n")
