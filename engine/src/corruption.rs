@@ -28,6 +28,9 @@ pub enum Structure {
     OffsetIndex,
     /// The time index file (`.tix`).
     TimeIndex,
+    /// The Merkle tree file (`.tree`): the tree's frontier at a sealed
+    /// segment's end.
+    TreeFile,
 }
 
 impl fmt::Display for Structure {
@@ -38,6 +41,7 @@ impl fmt::Display for Structure {
             Structure::SegmentFooter => "segment footer",
             Structure::OffsetIndex => "offset index",
             Structure::TimeIndex => "time index",
+            Structure::TreeFile => "tree file",
         })
     }
 }
@@ -222,6 +226,30 @@ pub enum CorruptionKind {
         /// The durable watermark that valid record carries.
         durable_through: u64,
     },
+    /// A signed checkpoint commits to more records than the log holds: its
+    /// newest records were removed.
+    #[error("the checkpoint is for {size} records but the log holds {records} (newest records removed?)")]
+    CheckpointBeyondLog {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// Records in the verified log (an unbroken chain from seq 0).
+        records: u64,
+    },
+    /// The Merkle root recomputed from the log's first `size` records is
+    /// not the signed checkpoint's: the log was rewritten.
+    #[error(
+        "the tree of the first {size} records has root {}, but the checkpoint's root is {} (log rewritten?)",
+        hex(computed),
+        hex(signed)
+    )]
+    CheckpointRootMismatch {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// The root the checkpoint signs.
+        signed: Hash,
+        /// The root recomputed from the records.
+        computed: Hash,
+    },
     /// The log does not reach the head committed to outside it: its newest
     /// records were removed.
     #[error("the log ends at {last} but the expected head is seq {expected_seq} (newest records removed?)")]
@@ -280,6 +308,8 @@ impl CorruptionKind {
             CorruptionKind::Mismatch { .. } => "Mismatch",
             CorruptionKind::NotATornTail { .. } => "NotATornTail",
             CorruptionKind::HeadMissing { .. } => "HeadMissing",
+            CorruptionKind::CheckpointBeyondLog { .. } => "CheckpointBeyondLog",
+            CorruptionKind::CheckpointRootMismatch { .. } => "CheckpointRootMismatch",
             CorruptionKind::HeadHashMismatch { .. } => "HeadHashMismatch",
             CorruptionKind::IndexEntry { .. } => "IndexEntry",
         }

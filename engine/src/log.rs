@@ -27,6 +27,9 @@ pub struct Head {
     pub hash: Hash,
     /// Its `created_at`.
     pub created_at: u64,
+    /// The root of the log's Merkle tree over records `0..=seq` (tree size
+    /// `seq + 1`; each leaf is a record's chain hash, see docs/format.md).
+    pub tree_root: Hash,
 }
 
 /// Counters of the write path since the log was opened.
@@ -98,6 +101,7 @@ impl Log {
             next_seq: rec.chain.next_seq,
             last_hash: rec.chain.prev_hash,
             last_created_at: rec.chain.last_created_at,
+            tree_root: rec.tree.root(),
         };
         let shared = Arc::new(Shared::new(
             dir, storage, config, rec.log_id, segments, head, synced_end,
@@ -106,7 +110,7 @@ impl Log {
             shared.stats.spares_failed.fetch_add(1, Ordering::Relaxed);
         }
         let (tx, rx) = bounded(queue_depth);
-        let handles = writer::start(shared.clone(), rec.active, rec.chain, rx)?;
+        let handles = writer::start(shared.clone(), rec.active, rec.chain, rec.tree, rx)?;
         Ok(Log {
             _lock: lock,
             shared,
@@ -278,6 +282,7 @@ impl Log {
             seq: h.next_seq - 1,
             hash: h.last_hash,
             created_at: h.last_created_at,
+            tree_root: h.tree_root,
         })
     }
 

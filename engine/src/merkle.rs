@@ -225,6 +225,118 @@ impl fmt::Debug for Frontier {
 }
 
 // ---------------------------------------------------------------------------
+// Compact ranges
+
+/// The perfect subtrees covering leaves `[begin, end)` for any `begin`: the
+/// largest aligned subtrees that fit, left to right (levels rising, then
+/// falling). Two adjacent ranges merge into one without their leaves, so
+/// that pieces of a log hashed separately (its segments, on several
+/// threads) give the tree of the whole. A range from leaf 0 is a
+/// [`Frontier`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Range {
+    begin: u64,
+    end: u64,
+    /// `(level, hash)` of each subtree, left to right.
+    nodes: Vec<(u32, Hash)>,
+}
+
+/// Why two ranges do not merge.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("the range [{next_begin}, ..) does not start where [.., {end}) ends")]
+pub struct NotAdjacent {
+    /// Where the first range ends.
+    pub end: u64,
+    /// Where the second begins.
+    pub next_begin: u64,
+}
+
+impl Range {
+    /// The empty range at leaf `begin`.
+    pub fn new(begin: u64) -> Range {
+        Range {
+            begin,
+            end: begin,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// The first leaf covered.
+    pub fn begin(&self) -> u64 {
+        self.begin
+    }
+
+    /// One past the last leaf covered.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Appends one leaf, given as its leaf hash.
+    ///
+    /// # Panics
+    /// If the range already ends at leaf `u64::MAX`.
+    pub fn push(&mut self, leaf: Hash) {
+        self.push_node(0, leaf);
+    }
+
+    /// Appends the perfect subtree of `2^level` leaves starting at `end`
+    /// (which `2^level` divides), merging it with the subtrees it completes.
+    fn push_node(&mut self, level: u32, hash: Hash) {
+        let size = 1u64 << level;
+        assert!(self.end <= u64::MAX - size, "the Merkle tree is full");
+        let (mut level, mut hash) = (level, hash);
+        let mut index = self.end >> level;
+        // A right child merges with its left sibling when the sibling lies
+        // inside the range: it is then the range's last subtree.
+        while index & 1 == 1 && (index - 1) << level >= self.begin {
+            match self.nodes.last() {
+                Some(&(l, left)) if l == level => {
+                    hash = node_hash(&left, &hash);
+                    self.nodes.pop();
+                    level += 1;
+                    index >>= 1;
+                }
+                _ => break,
+            }
+        }
+        self.nodes.push((level, hash));
+        self.end += size;
+    }
+
+    /// Appends `next`, which must begin where this range ends.
+    pub fn append(&mut self, next: &Range) -> Result<(), NotAdjacent> {
+        if next.begin != self.end {
+            return Err(NotAdjacent {
+                end: self.end,
+                next_begin: next.begin,
+            });
+        }
+        for &(level, hash) in &next.nodes {
+            self.push_node(level, hash);
+        }
+        Ok(())
+    }
+
+    /// The frontier, when the range starts at leaf 0.
+    pub fn frontier(&self) -> Option<Frontier> {
+        (self.begin == 0).then(|| Frontier {
+            size: self.end,
+            hashes: self.nodes.iter().map(|&(_, h)| h).collect(),
+        })
+    }
+}
+
+impl From<&Frontier> for Range {
+    fn from(f: &Frontier) -> Range {
+        Range {
+            begin: 0,
+            end: f.size,
+            nodes: f.subtrees().map(|(level, _, h)| (level, h)).collect(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Stored subtrees and proof generation
 
 /// Where proof generation reads the hashes of perfect subtrees.
@@ -678,6 +790,58 @@ pub fn verify_consistency(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_hashed_apart_merge_to_the_frontier_of_the_whole() {
+        let all = leaves(300);
+        let mut whole = Frontier::new();
+        for l in &all {
+            whole.push(*l);
+        }
+        // Cut points that split perfect subtrees in every way.
+        for cuts in [
+            vec![0, 300],
+            vec![0, 1, 300],
+            vec![0, 7, 8, 9, 300],
+            vec![0, 100, 128, 129, 255, 256, 300],
+        ] {
+            let mut merged = Range::new(0);
+            for w in cuts.windows(2) {
+                let mut piece = Range::new(w[0]);
+                for l in &all[w[0] as usize..w[1] as usize] {
+                    piece.push(*l);
+                }
+                assert_eq!(piece.end(), w[1]);
+                merged.append(&piece).expect("adjacent");
+                // At every cut, the root of the tree so far.
+                let f = merged.frontier().expect("from leaf 0");
+                assert_eq!(f.root(), naive_root(&all[..w[1] as usize]), "cuts {cuts:?}");
+            }
+            assert_eq!(merged.frontier(), Some(whole.clone()), "cuts {cuts:?}");
+        }
+        assert_eq!(Range::from(&whole).frontier(), Some(whole.clone()));
+        let gap = Range::new(301);
+        assert_eq!(
+            Range::from(&whole).append(&gap),
+            Err(NotAdjacent {
+                end: 300,
+                next_begin: 301
+            })
+        );
+        assert_eq!(gap.frontier(), None);
+    }
+
+    /// MTH by its definition.
+    fn naive_root(l: &[Hash]) -> Hash {
+        match l.len() {
+            0 => empty_root(),
+            1 => l[0],
+            n => {
+                let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+                node_hash(&naive_root(&l[..k]), &naive_root(&l[k..]))
+            }
+        }
+    }
 
     fn leaves(n: u64) -> Vec<Hash> {
         (0..n).map(|i| leaf_hash(&i.to_le_bytes())).collect()

@@ -17,7 +17,10 @@ use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::{LogId, Structure};
-use crate::segment::{self, load_sealed_index, walk, ActiveState, LiveIndex, Segment};
+use crate::merkle::{self, Frontier};
+use crate::segment::{
+    self, load_sealed_index, load_tree_file, walk, ActiveState, LiveIndex, Segment, NO_ROOT,
+};
 use crate::storage::{read_exact_at, write_all_at, Storage, StorageFile};
 
 /// What recovery found and did, for logs and tests.
@@ -32,6 +35,9 @@ pub struct RecoveryReport {
     /// Segments whose index files were missing or inconsistent and were
     /// rebuilt from the records.
     pub rebuilt_indexes: Vec<PathBuf>,
+    /// Sealed segments whose tree files were missing or did not agree with
+    /// their footers and were rebuilt from the records.
+    pub rebuilt_trees: Vec<PathBuf>,
     /// Sealed segments whose seal was interrupted and was finished.
     pub finished_seals: Vec<PathBuf>,
     /// The spare for an active segment recovery created could not be
@@ -61,6 +67,8 @@ pub(crate) struct Recovered {
     pub sealed: Vec<Segment>,
     pub active: ActiveState,
     pub chain: ChainState,
+    /// The Merkle tree over every record found.
+    pub tree: Frontier,
     pub report: RecoveryReport,
 }
 
@@ -72,6 +80,9 @@ struct CheckedSealed {
     /// The index rebuilt from the records (in phase 1, read-only), when the
     /// index files are missing or inconsistent.
     rebuild_index: Option<LiveIndex>,
+    /// The tree's frontier at the segment's end, recomputed from the
+    /// records, when its tree file is missing or does not agree.
+    rebuild_tree: Option<Frontier>,
     /// The file is still writable (the seal was interrupted).
     finish_seal: bool,
 }
@@ -146,6 +157,28 @@ fn rebuild_index(
     Ok(live)
 }
 
+/// The tree's frontier `tree` (at the segment's first seq) grown by the
+/// records of a sealed segment, which the walk checks on the way.
+fn grow_tree(
+    file: &dyn StorageFile,
+    path: &Path,
+    first_seq: u64,
+    prev_created_at: u64,
+    mut tree: Frontier,
+) -> Result<Frontier> {
+    let bytes = file.read_all().map_err(|e| Error::io("read", path, e))?;
+    let place = walk::Place {
+        name_seq: Some(first_seq),
+        may_be_open: false,
+        prev_created_at,
+    };
+    let walked = walk::segment(path, &bytes, place, |_, r| {
+        tree.push(merkle::leaf_hash(&r.hash))
+    });
+    walked.end.map_err(walk::damage_error)?;
+    Ok(tree)
+}
+
 /// With `prewrite_segments`, a spare for an active segment that recovery
 /// creates (a new log's first, or the successor of a segment sealed just
 /// before a crash), prepared here and now: without it that segment would
@@ -218,10 +251,12 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
     if seqs.is_empty() {
         // Index files or cut bytes without any segment: the segments were
         // removed. Never start a new log over the remains of an old one.
-        if let Some(n) = names
-            .iter()
-            .find(|n| n.ends_with(".idx") || n.ends_with(".tix") || n.contains(".seg.cut-"))
-        {
+        if let Some(n) = names.iter().find(|n| {
+            n.ends_with(".idx")
+                || n.ends_with(".tix")
+                || n.ends_with(".tree")
+                || n.contains(".seg.cut-")
+        }) {
             return Err(Corruption::new(
                 &dir.join(n),
                 0,
@@ -266,6 +301,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 prev_hash: header.prev_hash,
                 last_created_at: 0,
             },
+            tree: Frontier::new(),
             report,
         });
     }
@@ -273,6 +309,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
     // Phase 1: checks only.
     let mut log_id: Option<LogId> = None;
     let mut state: Option<ChainState> = None;
+    // The Merkle tree up to the segment being checked.
+    let mut tree = Frontier::new();
     let mut checked: Vec<CheckedSealed> = Vec::new();
     let mut last_active: Option<CheckedActive> = None;
 
@@ -358,6 +396,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 let bytes = file.read_all().map_err(|e| Error::io("read", &path, e))?;
                 let bytes = bytes.to_vec();
                 let mut live = LiveIndex::default();
+                let mut grown = tree.clone();
                 let interval = config.index_interval;
                 let place = walk::Place {
                     name_seq: Some(name_seq),
@@ -365,12 +404,13 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                     prev_created_at: prev_time,
                 };
                 let walked = walk::segment(&path, &bytes, place, |pos, r| {
-                    live.observe((r.seq - name_seq) as u32, pos, r.created_at, interval)
+                    live.observe((r.seq - name_seq) as u32, pos, r.created_at, interval);
+                    grown.push(merkle::leaf_hash(&r.hash));
                 });
                 match walked.end.map_err(walk::damage_error)? {
                     // The walk compares a footer with the records rather
                     // than with itself; one that matches them is a seal.
-                    walk::End::Sealed(footer) => (footer, Some(live)),
+                    walk::End::Sealed(footer) => (footer, Some((live, grown))),
                     end => {
                         let tail = match end {
                             walk::End::Torn(cause) => Some((walked.valid_end, cause)),
@@ -379,6 +419,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                             _ => None,
                         };
                         state = walked.chain;
+                        tree = grown;
                         last_active = Some(CheckedActive {
                             path,
                             header,
@@ -404,12 +445,41 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             )
             .into());
         }
+        let (walked_index, walked_tree) = walked_index.unzip();
         let rebuild_index = match load_sealed_index(storage, dir, &footer)? {
             Some(_) => None,
             None => Some(match walked_index {
                 Some(live) => live,
                 None => rebuild_index(&*file, &path, name_seq, prev_time, config.index_interval)?,
             }),
+        };
+        let rebuild_tree = match load_tree_file(storage, dir, &footer)? {
+            Some(frontier) => {
+                tree = frontier;
+                None
+            }
+            None => {
+                let rebuilt = match walked_tree {
+                    Some(t) => t,
+                    None => grow_tree(&*file, &path, name_seq, prev_time, tree.clone())?,
+                };
+                if footer.merkle_root != NO_ROOT && rebuilt.root() != footer.merkle_root {
+                    return Err(Corruption::new(
+                        &path,
+                        footer.records_end,
+                        Some(footer.last_seq),
+                        CorruptionKind::Mismatch {
+                            what: Structure::SegmentFooter,
+                            field: "merkle_root",
+                            expected: crate::error::hex(&rebuilt.root()),
+                            found: crate::error::hex(&footer.merkle_root),
+                        },
+                    )
+                    .into());
+                }
+                tree = rebuilt.clone();
+                Some(rebuilt)
+            }
         };
         state = Some(ChainState {
             next_seq: footer.last_seq + 1,
@@ -424,6 +494,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             file,
             footer,
             rebuild_index,
+            rebuild_tree,
             finish_seal,
         });
     }
@@ -451,6 +522,11 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
         if let Some(live) = c.rebuild_index {
             segment::write_indexes(storage, dir, c.footer.first_seq, &live)?;
             report.rebuilt_indexes.push(c.path.clone());
+            dir_dirty = true;
+        }
+        if let Some(frontier) = &c.rebuild_tree {
+            segment::write_tree_file(storage, dir, c.footer.first_seq, frontier)?;
+            report.rebuilt_trees.push(c.path.clone());
             dir_dirty = true;
         }
         if c.finish_seal {
@@ -576,6 +652,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
         sealed,
         active,
         chain: chain_state,
+        tree,
         report,
     })
 }

@@ -46,6 +46,8 @@ pub(crate) struct HeadState {
     pub next_seq: u64,
     pub last_hash: Hash,
     pub last_created_at: u64,
+    /// The root of the Merkle tree over records `0..next_seq`.
+    pub tree_root: Hash,
 }
 
 /// State shared by the log handle, the writer and the syncer.
@@ -216,6 +218,7 @@ mod tests {
             next_seq,
             last_hash: [next_seq as u8; 32],
             last_created_at: next_seq * 10,
+            tree_root: [next_seq as u8 ^ 0xff; 32],
         }
     }
 

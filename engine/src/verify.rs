@@ -27,7 +27,8 @@ use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::index::{self, IndexKind, OffsetEntry, TimeEntry, INDEX_HEADER_LEN};
 use crate::format::{Hash, LogId, Structure};
-use crate::segment::{index_file_name, parse_segment_name, segment_file_name, walk};
+use crate::merkle::{self, Range};
+use crate::segment::{index_file_name, parse_segment_name, segment_file_name, walk, NO_ROOT};
 use crate::storage::{read_exact_at, Storage};
 
 /// How to verify.
@@ -38,6 +39,10 @@ pub struct Options<'a> {
     /// A commitment to the head kept outside the log: the log must contain
     /// record `seq` with this hash.
     pub expect_head: Option<(u64, Hash)>,
+    /// A signed checkpoint's tree size and root, its signature already
+    /// checked by the caller: the Merkle tree recomputed from the log's
+    /// first `size` records must have this root.
+    pub checkpoint: Option<(u64, Hash)>,
     /// Called after each segment with the bytes it held.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
@@ -104,6 +109,13 @@ pub struct Report {
     pub head_checked: bool,
     /// The head commitment's failure, if it failed.
     pub head_problem: Option<Corruption>,
+    /// The root of the Merkle tree recomputed from every record of the
+    /// unbroken chain (the tree of [`head`](Self::head)'s seq + 1 records).
+    pub tree_root: Option<Hash>,
+    /// True when a checkpoint was given and checked.
+    pub checkpoint_checked: bool,
+    /// The checkpoint's failure, if it failed.
+    pub checkpoint_problem: Option<Corruption>,
 }
 
 impl Report {
@@ -112,6 +124,7 @@ impl Report {
     pub fn is_valid(&self) -> bool {
         self.gaps.is_empty()
             && self.head_problem.is_none()
+            && self.checkpoint_problem.is_none()
             && self.segments.iter().all(|s| s.error.is_none())
     }
 
@@ -121,6 +134,7 @@ impl Report {
             .iter()
             .chain(self.segments.iter().filter_map(|s| s.error.as_ref()))
             .chain(self.head_problem.iter())
+            .chain(self.checkpoint_problem.iter())
             .collect()
     }
 }
@@ -139,6 +153,12 @@ struct Checked {
     captured: Option<(Hash, PathBuf, u64)>,
     /// Where the valid records end.
     valid_end: u64,
+    /// The Merkle tree's leaves of the segment's valid records.
+    range: Range,
+    /// The range up to the checkpoint's size, when it ends in this segment.
+    range_at_checkpoint: Option<Range>,
+    /// The seal, when valid.
+    footer: Option<Footer>,
     tail: Option<UnverifiedTail>,
 }
 
@@ -154,7 +174,10 @@ pub fn verify(storage: &dyn Storage, dir: &Path, options: &Options<'_>) -> Resul
     let names = storage.list(dir).map_err(|e| Error::io("list", dir, e))?;
     let mut seqs: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
     seqs.sort_unstable();
-    let capture = options.expect_head.map(|(s, _)| s);
+    let capture = Capture {
+        head: options.expect_head.map(|(s, _)| s),
+        tree_size: options.checkpoint.map(|(s, _)| s),
+    };
     let results: Vec<Mutex<Option<Result<Checked>>>> =
         seqs.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
@@ -188,7 +211,13 @@ pub fn verify(storage: &dyn Storage, dir: &Path, options: &Options<'_>) -> Resul
     for r in results {
         checked.push(r.into_inner().expect("every segment was checked")?);
     }
-    Ok(link(dir, &seqs, checked, options.expect_head))
+    Ok(link(
+        dir,
+        &seqs,
+        checked,
+        options.expect_head,
+        options.checkpoint,
+    ))
 }
 
 /// Checks the links between independently checked segments, in order.
@@ -197,6 +226,7 @@ fn link(
     seqs: &[u64],
     checked: Vec<Checked>,
     expect_head: Option<(u64, Hash)>,
+    checkpoint: Option<(u64, Hash)>,
 ) -> Report {
     let mut report = Report {
         log_id: None,
@@ -208,6 +238,9 @@ fn link(
         tail: None,
         head_checked: expect_head.is_some(),
         head_problem: None,
+        tree_root: None,
+        checkpoint_checked: checkpoint.is_some(),
+        checkpoint_problem: None,
     };
     let mut prev: Option<ChainState> = None;
     let mut chain_intact = true;
@@ -215,6 +248,9 @@ fn link(
     // Where the intact chain ends: a missing head commitment is reported
     // there.
     let mut chain_end: Option<(PathBuf, u64)> = None;
+    // The Merkle tree of the intact chain so far, and at the checkpoint.
+    let mut tree = Some(Range::new(0));
+    let mut tree_at_checkpoint: Option<Hash> = None;
     for (i, (c, &seq)) in checked.into_iter().zip(seqs).enumerate() {
         let path = dir.join(segment_file_name(seq));
         if let Some(h) = &c.header {
@@ -270,6 +306,43 @@ fn link(
             }
         }
         chain_intact &= report.gaps.is_empty() && c.verdict.error.is_none();
+        let mut c = c;
+        if let Some(t) = tree.as_mut().filter(|_| chain_intact) {
+            let start = t.clone();
+            if t.append(&c.range).is_ok() {
+                if let Some(partial) = &c.range_at_checkpoint {
+                    let mut at = start;
+                    if at.append(partial).is_ok() {
+                        tree_at_checkpoint = at.frontier().map(|f| f.root());
+                    }
+                }
+                // The seal's root: the tree of every record through this
+                // segment's last (not recorded by segments sealed before
+                // the log kept a tree).
+                let root = t.frontier().map(|f| f.root());
+                if let (Some(f), Some(root)) = (&c.footer, root) {
+                    if f.merkle_root != NO_ROOT && f.merkle_root != root {
+                        c.verdict.error = Some(Corruption::new(
+                            &path,
+                            f.records_end,
+                            Some(f.last_seq),
+                            CorruptionKind::Mismatch {
+                                what: Structure::SegmentFooter,
+                                field: "merkle_root",
+                                expected: crate::error::hex(&root),
+                                found: crate::error::hex(&f.merkle_root),
+                            },
+                        ));
+                        chain_intact = false;
+                    }
+                }
+            } else {
+                tree = None;
+            }
+        }
+        if !chain_intact {
+            tree = None;
+        }
         report.records_checked += c.verdict.records;
         report.bytes_checked += c.verdict.bytes;
         if chain_intact {
@@ -286,6 +359,40 @@ fn link(
         }
         prev = c.end;
         report.segments.push(c.verdict);
+    }
+    // The tree of the intact chain: through the head.
+    let records = report.head.map_or(0, |(s, _)| s + 1);
+    if let Some(t) = &tree {
+        report.tree_root = t
+            .frontier()
+            .filter(|f| f.size() == records)
+            .map(|f| f.root());
+    }
+    if let Some((size, signed)) = checkpoint {
+        let (file, pos) = chain_end.clone().unwrap_or_else(|| {
+            seqs.first().map_or_else(
+                || (dir.to_path_buf(), 0),
+                |s| (dir.join(segment_file_name(*s)), 0),
+            )
+        });
+        let kind = match tree_at_checkpoint {
+            _ if size > records => Some(CorruptionKind::CheckpointBeyondLog { size, records }),
+            Some(computed) if computed == signed => None,
+            Some(computed) => Some(CorruptionKind::CheckpointRootMismatch {
+                size,
+                signed,
+                computed,
+            }),
+            // The empty tree.
+            None if size == 0 && signed == merkle::empty_root() => None,
+            None => Some(CorruptionKind::CheckpointRootMismatch {
+                size,
+                signed,
+                computed: merkle::empty_root(),
+            }),
+        };
+        report.checkpoint_problem =
+            kind.map(|k| Corruption::new(&file, pos, size.checked_sub(1), k));
     }
     if let Some((seq, hash)) = expect_head {
         report.head_problem = match (report.head, captured) {
@@ -392,7 +499,7 @@ fn check_segment(
     path: &Path,
     name_seq: u64,
     is_last: bool,
-    capture: Option<u64>,
+    capture: Capture,
     buf: &mut Vec<u8>,
 ) -> Result<Checked> {
     // Sealed (read-only) segments are never written or truncated by the
@@ -426,6 +533,9 @@ fn check_segment(
             end: None,
             captured: None,
             valid_end: 0,
+            range: Range::new(name_seq),
+            range_at_checkpoint: None,
+            footer: None,
             tail: None,
         })
     };
@@ -506,9 +616,16 @@ fn check_segment(
         // Time order across segments is checked when they are linked.
         prev_created_at: 0,
     };
+    let mut range = Range::new(name_seq);
+    // A checkpoint of the records before this segment's first.
+    let mut range_at_checkpoint = (capture.tree_size == Some(name_seq)).then(|| range.clone());
     let walked = walk::segment(path, bytes, place, |pos, r| {
-        if capture == Some(r.seq) {
+        if capture.head == Some(r.seq) {
             captured = Some((r.hash, pos));
+        }
+        range.push(merkle::leaf_hash(&r.hash));
+        if capture.tree_size == Some(range.end()) {
+            range_at_checkpoint = Some(range.clone());
         }
         // Entries before this record's position name no record start.
         while let Some(&(epos, kind, entry, seq, _)) = expected_at.get(next_entry) {
@@ -539,6 +656,7 @@ fn check_segment(
     verdict.records = walked.records;
     let header = walked.header;
     let mut tail = None;
+    let mut sealed = None;
     match walked.end {
         // A bad header is not this segment's header: no link to check.
         Err(walk::Damage::Header(c)) => return fail(verdict, *c, None),
@@ -559,8 +677,9 @@ fn check_segment(
                 len: bytes.len() as u64 - pos,
             });
         }
-        Ok(walk::End::Sealed(_)) => {
+        Ok(walk::End::Sealed(f)) => {
             verdict.sealed = true;
+            sealed = Some(f);
             if let Some(c) = index_error {
                 return fail(verdict, c, header);
             }
@@ -582,6 +701,18 @@ fn check_segment(
         end: walked.chain,
         captured: captured.map(|(hash, pos)| (hash, path.to_path_buf(), pos)),
         valid_end: walked.valid_end,
+        range,
+        range_at_checkpoint,
+        footer: sealed,
         tail,
     })
+}
+
+/// What the walk of each segment keeps aside for the checks across them.
+#[derive(Debug, Clone, Copy)]
+struct Capture {
+    /// The head commitment's seq: its record's hash and place.
+    head: Option<u64>,
+    /// The checkpoint's tree size: the Merkle range up to it.
+    tree_size: Option<u64>,
 }

@@ -32,6 +32,7 @@ use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::record::{self, RECORD_OVERHEAD};
 use crate::format::Structure;
+use crate::merkle::{self, Frontier};
 use crate::segment::{self, ActiveState, LiveIndex, Segment, SegmentIndex};
 use crate::shared::{Completion, HeadState, Receipt, Shared};
 use crate::storage::{write_all_at, StorageFile};
@@ -240,8 +241,14 @@ pub(crate) fn start(
     shared: Arc<Shared>,
     active: ActiveState,
     chain: ChainState,
+    tree: Frontier,
     rx: Receiver<Request>,
 ) -> Result<WriterHandles> {
+    assert_eq!(
+        tree.size(),
+        chain.next_seq,
+        "the Merkle tree holds one leaf per record"
+    );
     let (segment, live) = active_segment(active.first_seq, &active.path, &active.file, active.live);
     let records = chain.next_seq - active.first_seq;
     // The active segment joins the list before the writer can roll it.
@@ -274,6 +281,7 @@ pub(crate) fn start(
             live,
         },
         chain,
+        tree,
         buf: Vec::new(),
         sync_tx,
         syncer: Some(syncer),
@@ -365,6 +373,9 @@ pub(crate) struct Writer {
     rx: Arc<Receiver<Request>>,
     active: Active,
     chain: ChainState,
+    /// The Merkle tree over every record written (leaf data: each record's
+    /// chain hash).
+    tree: Frontier,
     buf: Vec<u8>,
     sync_tx: Sender<SyncJob>,
     syncer: Option<JoinHandle<()>>,
@@ -467,6 +478,7 @@ impl Writer {
                     prev_hash: hash,
                     last_created_at: created_at,
                 };
+                self.tree.push(merkle::leaf_hash(&hash));
                 self.active.first_created_at.get_or_insert(created_at);
                 receipts.push(Receipt {
                     seq,
@@ -516,6 +528,7 @@ impl Writer {
                 next_seq: self.chain.next_seq,
                 last_hash: self.chain.prev_hash,
                 last_created_at: self.chain.last_created_at,
+                tree_root: self.tree.root(),
             },
             waiters,
         };
@@ -567,12 +580,20 @@ impl Writer {
             last_created_at: self.chain.last_created_at,
             sealed_at: shared.config.clock.now_nanos(),
             last_hash: self.chain.prev_hash,
-            merkle_root: [0; 32],
+            merkle_root: self.tree.root(),
             signature: [0; 64],
         };
         let sealed_first_created_at = footer.first_created_at;
         // 2. Seal: footer, sync, index files, read-only, directory sync.
-        segment::seal_segment(storage, &shared.dir, &a.path, &*a.file, &footer, &live)?;
+        segment::seal_segment(
+            storage,
+            &shared.dir,
+            &a.path,
+            &*a.file,
+            &footer,
+            &live,
+            &self.tree,
+        )?;
         let index = segment::load_sealed_index(storage, &shared.dir, &footer)?
             .unwrap_or_else(|| SegmentIndex::Live(Arc::new(RwLock::new(live))));
         let sealed = Arc::new(Segment {

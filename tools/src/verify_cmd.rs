@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use engine::note::checkpoint::Checkpoint;
+use engine::note::key::VerifierKey;
 use engine::storage::FsStorage;
 use engine::verify::{self, Options, Report};
 use engine::Hash;
@@ -22,6 +24,12 @@ pub struct Args {
     pub json: bool,
     /// The head committed to outside the log.
     pub expect_head: Option<(u64, Hash)>,
+    /// A signed checkpoint (a C2SP tlog-checkpoint signed note) to check
+    /// the log against, with `key`.
+    pub checkpoint: Option<PathBuf>,
+    /// The checkpoint's verifier key (`name+keyid+base64`), or `@FILE`
+    /// holding one.
+    pub key: Option<String>,
     /// Worker threads (default: the machine's cores).
     pub threads: Option<usize>,
     /// Report speeds, beside the single-core SHA-256 chain speed.
@@ -33,7 +41,7 @@ pub struct Args {
 
 /// What a guarantee line says when no head commitment was given.
 pub const NOT_CHECKED: &str = "NOT CHECKED: without an external commitment to the head \
-(--expect-head SEQ:HASH), the removal of the newest records and a rewrite of the whole log \
+(--checkpoint FILE --key VKEY, or --expect-head SEQ:HASH), the removal of the newest records and a rewrite of the whole log \
 cannot be detected by a hash chain";
 
 /// Parses `SEQ:HASH` (HASH: 64 hex digits).
@@ -124,9 +132,18 @@ fn run_inner(args: &Args, out: &mut dyn Write) -> Result<i32, String> {
             b.inc(n);
         }
     };
+    let checkpoint = match (&args.checkpoint, &args.key) {
+        (None, None) => None,
+        (Some(path), Some(key)) => Some(open_checkpoint(path, key)?),
+        _ => return Err("--checkpoint and --key go together".to_owned()),
+    };
     let options = Options {
         threads,
         expect_head: args.expect_head,
+        checkpoint: checkpoint
+            .as_ref()
+            .and_then(|c| c.as_ref().ok())
+            .map(|c| (c.size, c.root_hash)),
         progress: Some(&progress),
     };
     let started = Instant::now();
@@ -140,18 +157,56 @@ fn run_inner(args: &Args, out: &mut dyn Write) -> Result<i32, String> {
         threads,
         sha_records_per_sec: measure_chain_speed(),
     });
+    let checkpoint = checkpoint.as_ref();
     let text = if args.json {
-        serde_json::to_string_pretty(&to_json(&args.dir, &report, stats.as_ref()))
+        serde_json::to_string_pretty(&to_json(&args.dir, &report, checkpoint, stats.as_ref()))
             .map_err(|e| e.to_string())?
     } else {
-        to_text(&report, stats.as_ref())
+        to_text(&report, checkpoint, stats.as_ref())
     };
     writeln!(out, "{text}").map_err(|e| e.to_string())?;
-    Ok(if report.is_valid() {
-        EXIT_VALID
-    } else {
-        EXIT_INVALID
-    })
+    Ok(
+        if report.is_valid() && checkpoint.is_none_or(|c| c.is_ok()) {
+            EXIT_VALID
+        } else {
+            EXIT_INVALID
+        },
+    )
+}
+
+fn checkpoint_json(report: &Report, checkpoint: Option<&Opened>) -> Value {
+    match checkpoint {
+        None => json!({ "checked": false }),
+        Some(Err(e)) => json!({
+            "checked": true,
+            "valid": false,
+            "error": { "kind": "CheckpointNotAccepted", "message": e },
+        }),
+        Some(Ok(c)) => json!({
+            "checked": true,
+            "valid": report.checkpoint_problem.is_none(),
+            "origin": c.origin,
+            "size": c.size,
+            "root": engine::error::hex(&c.root_hash),
+            "error": report.checkpoint_problem.as_ref().map(corruption),
+        }),
+    }
+}
+
+/// A checkpoint given to check the log against: parsed and its signature
+/// verified, or why not (which makes the verdict invalid, exit 1).
+type Opened = Result<Checkpoint, String>;
+
+/// Reads the checkpoint file and the key. A file or key that cannot be read
+/// or parsed is a usage error; a note the key did not sign is a verdict.
+fn open_checkpoint(path: &Path, key: &str) -> Result<Opened, String> {
+    let key_text = match key.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
+        None => key.to_owned(),
+    };
+    let key = VerifierKey::parse(key_text.trim()).map_err(|e| format!("--key: {e}"))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Checkpoint::open(&bytes, &[key]).map_err(|e| e.to_string()))
 }
 
 fn segment_sizes(dir: &Path) -> Result<Vec<u64>, String> {
@@ -195,7 +250,7 @@ pub fn summary(report: &Report) -> String {
 
 /// The verdict as text: one line per segment, gaps, warnings, a summary,
 /// and what the head commitment did or could not check.
-pub fn to_text(report: &Report, stats: Option<&Stats>) -> String {
+pub fn to_text(report: &Report, checkpoint: Option<&Opened>, stats: Option<&Stats>) -> String {
     let mut lines = Vec::new();
     for seg in &report.segments {
         let name = file_name(&seg.path);
@@ -237,12 +292,33 @@ pub fn to_text(report: &Report, stats: Option<&Stats>) -> String {
         ));
     }
     lines.push(summary(report));
-    if !report.head_checked {
+    match checkpoint {
+        None => {}
+        Some(Err(e)) => lines.push(format!("checkpoint INVALID: {e}")),
+        Some(Ok(_)) if report.checkpoint_problem.is_some() => {
+            let kind = report
+                .checkpoint_problem
+                .as_ref()
+                .map(|p| p.kind.to_string());
+            lines.push(format!("checkpoint INVALID: {}", kind.unwrap_or_default()));
+        }
+        Some(Ok(c)) => lines.push(format!(
+            "checkpoint: verified ({}, {} records, root {}): no newest records removed, no rewrite",
+            c.origin,
+            c.size,
+            engine::error::hex(&c.root_hash)
+        )),
+    }
+    if report.head_checked {
+        if let Some(p) = &report.head_problem {
+            lines.push(format!("head commitment INVALID: {}", p.kind));
+        } else {
+            lines.push(
+                "head commitment: verified (no newest records removed, no rewrite)".to_owned(),
+            );
+        }
+    } else if checkpoint.is_none() {
         lines.push(NOT_CHECKED.to_owned());
-    } else if let Some(p) = &report.head_problem {
-        lines.push(format!("head commitment INVALID: {}", p.kind));
-    } else {
-        lines.push("head commitment: verified (no newest records removed, no rewrite)".to_owned());
     }
     if let Some(s) = stats {
         lines.push(stats_line(report, s));
@@ -270,7 +346,12 @@ fn stats_line(report: &Report, s: &Stats) -> String {
 }
 
 /// The verdict as one JSON document (schema in docs/operations.md).
-pub fn to_json(dir: &Path, report: &Report, stats: Option<&Stats>) -> Value {
+pub fn to_json(
+    dir: &Path,
+    report: &Report,
+    checkpoint: Option<&Opened>,
+    stats: Option<&Stats>,
+) -> Value {
     let segments: Vec<Value> = report
         .segments
         .iter()
@@ -290,7 +371,7 @@ pub fn to_json(dir: &Path, report: &Report, stats: Option<&Stats>) -> Value {
         .collect();
     let mut doc = json!({
         "dir": dir.display().to_string(),
-        "valid": report.is_valid(),
+        "valid": report.is_valid() && checkpoint.is_none_or(|c| c.is_ok()),
         "log_id": report.log_id.map(|id| engine::error::hex(&id)),
         "segments": segments,
         "gaps": report.gaps.iter().map(corruption).collect::<Vec<_>>(),
@@ -306,8 +387,10 @@ pub fn to_json(dir: &Path, report: &Report, stats: Option<&Stats>) -> Value {
             "checked": report.head_checked,
             "valid": report.head_checked.then(|| report.head_problem.is_none()),
             "error": report.head_problem.as_ref().map(corruption),
-            "note": (!report.head_checked).then_some(NOT_CHECKED),
+            "note": (!report.head_checked && checkpoint.is_none()).then_some(NOT_CHECKED),
         },
+        "tree_root": report.tree_root.map(|r| engine::error::hex(&r)),
+        "checkpoint": checkpoint_json(report, checkpoint),
         "summary": summary(report),
     });
     if let Some(s) = stats {

@@ -279,3 +279,118 @@ fn exit_codes_for_invalid_usage_and_io_errors() {
         "{help}"
     );
 }
+
+/// A checkpoint of the log's head, signed by a key made from `seed`; its
+/// verifier key.
+fn signed_checkpoint(dir: &Path, size: u64, root: engine::Hash, seed: u8) -> (String, String) {
+    let key =
+        engine::note::SignerKey::from_seed("chainlog.test/verify-cli", &[seed; 32]).expect("key");
+    let note = engine::note::Checkpoint {
+        origin: "chainlog.test/verify-cli".to_owned(),
+        size,
+        root_hash: root,
+        extensions: Vec::new(),
+    }
+    .sign(&key)
+    .expect("sign");
+    let path = dir.join(format!("checkpoint-{size}-{seed}.txt"));
+    std::fs::write(&path, note).expect("write");
+    (
+        path.to_str().expect("path").to_owned(),
+        key.verifier().to_string(),
+    )
+}
+
+#[test]
+fn a_signed_checkpoint_proves_nothing_was_cut_or_rewritten() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let dir = base.path().join("log");
+    let receipts = make_log(&dir, 120, "a");
+    let log = Log::open(&dir, config(*b"verify-cli-logid")).expect("open");
+    let head = log.head().expect("head");
+    drop(log);
+    assert_eq!((head.seq, head.hash), (119, receipts[119].hash));
+    let (cp, vkey) = signed_checkpoint(base.path(), 120, head.tree_root, 1);
+    let d = dir.to_str().expect("path");
+    let (code, out, err) = run(&[d, "--checkpoint", &cp, "--key", &vkey]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("checkpoint: verified (chainlog.test/verify-cli, 120 records"),
+        "{out}"
+    );
+    assert!(!out.contains("NOT CHECKED"), "{out}");
+    // The key from a file.
+    let key_file = base.path().join("vkey");
+    std::fs::write(&key_file, format!("{vkey}\n")).expect("write");
+    let at = format!("@{}", key_file.display());
+    assert_eq!(run(&[d, "--checkpoint", &cp, "--key", &at]).0, 0);
+
+    let verdict = |cp: &str, key: &str| -> (i32, Value) {
+        let (code, out, _) = run(&[d, "--checkpoint", cp, "--key", key, "--json"]);
+        (code, serde_json::from_str(&out).expect("json"))
+    };
+    // Signed by another key: not accepted.
+    let (other_cp, _) = signed_checkpoint(base.path(), 120, head.tree_root, 2);
+    let (code, v) = verdict(&other_cp, &vkey);
+    assert_eq!(code, 1);
+    assert_eq!(v["checkpoint"]["valid"], false);
+    assert_eq!(v["checkpoint"]["error"]["kind"], "CheckpointNotAccepted");
+    // An edited size: the signature no longer holds.
+    let edited = std::fs::read_to_string(&cp)
+        .expect("read")
+        .replacen("\n120\n", "\n119\n", 1);
+    let edited_path = base.path().join("edited.txt");
+    std::fs::write(&edited_path, edited).expect("write");
+    let (code, v) = verdict(edited_path.to_str().expect("path"), &vkey);
+    assert_eq!(code, 1);
+    assert_eq!(v["checkpoint"]["error"]["kind"], "CheckpointNotAccepted");
+    // The newest record removed.
+    let active = std::fs::read_dir(&dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .max()
+        .expect("segments");
+    let len = std::fs::metadata(&active).expect("stat").len();
+    let truncated = base.path().join("truncated");
+    std::fs::create_dir(&truncated).expect("mkdir");
+    for e in std::fs::read_dir(&dir).expect("read_dir") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), truncated.join(e.file_name())).expect("copy");
+    }
+    let t_active = truncated.join(active.file_name().expect("name"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t_active)
+        .expect("open")
+        .set_len(len - (64 + "a 119".len() as u64))
+        .expect("truncate");
+    let (code, out, _) = run(&[
+        truncated.to_str().expect("path"),
+        "--checkpoint",
+        &cp,
+        "--key",
+        &vkey,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["checkpoint"]["error"]["kind"], "CheckpointBeyondLog");
+    // A rewrite: same identity and length, other content.
+    let forged = base.path().join("forged");
+    make_log(&forged, 120, "b");
+    let (code, out, _) = run(&[
+        forged.to_str().expect("path"),
+        "--checkpoint",
+        &cp,
+        "--key",
+        &vkey,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["checkpoint"]["error"]["kind"], "CheckpointRootMismatch");
+    assert_eq!(v["valid"], false);
+    // --checkpoint without --key is a usage error.
+    assert_eq!(run(&[d, "--checkpoint", &cp]).0, 2);
+}

@@ -11,6 +11,7 @@ pub mod footer;
 pub mod header;
 pub mod index;
 pub mod record;
+pub mod tree;
 
 pub use footer::Footer;
 pub use header::SegmentHeader;

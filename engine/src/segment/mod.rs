@@ -4,10 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::format;
 use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::SegmentHeader;
 use crate::format::index::IndexKind;
+use crate::merkle::Frontier;
 use crate::storage::{write_all_at, Storage, StorageFile};
+use crate::Hash;
 
 pub(crate) mod cursor;
 pub(crate) mod index;
@@ -37,6 +40,11 @@ pub fn index_file_name(first_seq: u64, kind: IndexKind) -> String {
         IndexKind::Time => "tix",
     };
     format!("{first_seq:0NAME_DIGITS$}.{ext}")
+}
+
+/// The tree file beside a segment: `.tree` (see `format::tree`).
+pub fn tree_file_name(first_seq: u64) -> String {
+    format!("{first_seq:0NAME_DIGITS$}.tree")
 }
 
 /// The first seq named by a segment file name, if `name` is one.
@@ -221,6 +229,56 @@ pub(crate) fn write_new_file(storage: &dyn Storage, path: &Path, bytes: &[u8]) -
         .map_err(|e| Error::io("fdatasync", path, e))
 }
 
+/// Writes a sealed segment's tree file (the frontier at its end) and makes
+/// it read-only. The caller syncs the directory afterwards.
+pub(crate) fn write_tree_file(
+    storage: &dyn Storage,
+    dir: &Path,
+    first_seq: u64,
+    frontier: &Frontier,
+) -> Result<()> {
+    let name = tree_file_name(first_seq);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    remove_stale(storage, &tmp)?;
+    write_new_file(storage, &tmp, &format::tree::encode(first_seq, frontier))?;
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    storage
+        .set_read_only(&path)
+        .map_err(|e| Error::io("make read-only", &path, e))
+}
+
+/// A sealed segment's tree file, when it is there and agrees with the
+/// footer (its segment, its size, and the root, when the footer records
+/// one); `None` otherwise (derived data: the caller rebuilds it from the
+/// records).
+pub(crate) fn load_tree_file(
+    storage: &dyn Storage,
+    dir: &Path,
+    footer: &Footer,
+) -> Result<Option<Frontier>> {
+    let path = dir.join(tree_file_name(footer.first_seq));
+    let file = match storage.open_read(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", &path, e)),
+    };
+    let bytes = file.read_all().map_err(|e| Error::io("map", &path, e))?;
+    let Ok(t) = format::tree::decode(&bytes) else {
+        return Ok(None);
+    };
+    let agrees = t.first_seq == footer.first_seq
+        && t.frontier.size() == footer.last_seq + 1
+        && (footer.merkle_root == NO_ROOT || t.frontier.root() == footer.merkle_root);
+    Ok(agrees.then_some(t.frontier))
+}
+
+/// A footer's `merkle_root` when the segment was sealed before the log kept
+/// a Merkle tree (no SHA-256 output is all zeros in practice).
+pub const NO_ROOT: Hash = [0; 32];
+
 /// Writes both index files of a sealed segment and makes them read-only.
 /// The caller syncs the directory afterwards.
 pub(crate) fn write_indexes(
@@ -246,8 +304,9 @@ pub(crate) fn write_indexes(
 /// 2. `fdatasync`: the footer is durable (a crash before this leaves a torn
 ///    footer, which recovery cuts as a torn tail: the segment is active
 ///    again and is sealed anew);
-/// 3. write both index files, each synced before its rename (a crash leaves
-///    them missing or stale, and recovery rebuilds them from the records);
+/// 3. write both index files and the tree file, each synced before its
+///    rename (a crash leaves them missing or stale, and recovery rebuilds
+///    them from the records);
 /// 4. make the segment read-only (durable through the inode's fsync);
 /// 5. `fsync` the directory: the index names are durable.
 pub(crate) fn seal_segment(
@@ -257,8 +316,14 @@ pub(crate) fn seal_segment(
     file: &dyn StorageFile,
     footer: &Footer,
     live: &LiveIndex,
+    tree: &Frontier,
 ) -> Result<()> {
     assert!(footer.record_count > 0, "an empty segment is never sealed");
+    assert_eq!(
+        tree.size(),
+        footer.last_seq + 1,
+        "the tree sealed with a segment ends at its last record"
+    );
     // A pre-written segment: cut the unused zeros first, keeping room for
     // the footer. A crash before the footer's sync leaves zeros or a torn
     // footer after the records; either way recovery finds the segment
@@ -273,6 +338,7 @@ pub(crate) fn seal_segment(
     file.sync_data()
         .map_err(|e| Error::io("fdatasync footer", path, e))?;
     write_indexes(storage, dir, footer.first_seq, live)?;
+    write_tree_file(storage, dir, footer.first_seq, tree)?;
     storage
         .set_read_only(path)
         .map_err(|e| Error::io("make read-only", path, e))?;

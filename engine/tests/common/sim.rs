@@ -97,6 +97,8 @@ pub struct Tally {
     pub dir_ops_lost: u64,
     /// Cases whose final recovery cut a torn tail.
     pub cuts: u64,
+    /// Cases whose final recovery rebuilt a tree file.
+    pub trees_rebuilt: u64,
     /// Cases in which fewer appends were acknowledged than attempted.
     pub fewer_acks: u64,
     /// Cases whose active segment, after the crash, ended in zeros
@@ -119,6 +121,7 @@ impl Tally {
     pub fn checked(&mut self, out: &Outcome, rec: &Recovered) {
         self.cases += 1;
         self.cuts += u64::from(rec.cut);
+        self.trees_rebuilt += u64::from(rec.trees_rebuilt);
         self.zeros_at_end += u64::from(rec.zeros_at_end);
         self.fewer_acks += u64::from(out.acked.len() < out.attempted.len());
     }
@@ -131,6 +134,7 @@ impl Tally {
         self.garbage += o.garbage;
         self.dir_ops_lost += o.dir_ops_lost;
         self.cuts += o.cuts;
+        self.trees_rebuilt += o.trees_rebuilt;
         self.fewer_acks += o.fewer_acks;
         self.zeros_at_end += o.zeros_at_end;
     }
@@ -144,6 +148,7 @@ impl Tally {
             ("garbage writes", self.garbage),
             ("lost directory entries", self.dir_ops_lost),
             ("recovery cuts", self.cuts),
+            ("tree files rebuilt", self.trees_rebuilt),
             (
                 "cases with fewer acknowledgements than attempts",
                 self.fewer_acks,
@@ -165,7 +170,7 @@ impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} cases, {} crashes: {} torn, {} dropped, {} garbage writes, {} directory changes lost; {} recoveries cut a tail, {} active segments ended in zeros, {} cases acknowledged fewer than attempted",
+            "{} cases, {} crashes: {} torn, {} dropped, {} garbage writes, {} directory changes lost; {} recoveries cut a tail, {} rebuilt a tree file, {} active segments ended in zeros, {} cases acknowledged fewer than attempted",
             self.cases,
             self.crashes,
             self.torn,
@@ -173,6 +178,7 @@ impl std::fmt::Display for Tally {
             self.garbage,
             self.dir_ops_lost,
             self.cuts,
+            self.trees_rebuilt,
             self.zeros_at_end,
             self.fewer_acks
         )
@@ -188,6 +194,8 @@ pub struct Recovered {
     pub cut: bool,
     /// Whether the last segment ended in zeros before recovery.
     pub zeros_at_end: bool,
+    /// Whether recovery rebuilt a tree file (lost or torn by the crash).
+    pub trees_rebuilt: bool,
 }
 
 /// True when the last segment file ends in at least 64 zero bytes: the
@@ -268,8 +276,17 @@ pub fn check_recovered(
         report.problems()
     );
     assert_eq!(report.head.map(|h| h.0 + 1).unwrap_or(0), recs.len() as u64);
+    // The tree recovery continues is the one the records give.
+    if let Some(h) = log.head() {
+        assert_eq!(
+            Some(h.tree_root),
+            report.tree_root,
+            "the recovered Merkle tree is not the records'"
+        );
+    }
     // The recovered log takes appends and reopens with the exact count.
     let cut = log.recovery_report().cut.is_some();
+    let trees_rebuilt = !log.recovery_report().rebuilt_trees.is_empty();
     let r = log
         .append(b"after recovery")
         .expect("append after recovery");
@@ -282,5 +299,6 @@ pub fn check_recovered(
         records: recs.len() as u64,
         cut,
         zeros_at_end,
+        trees_rebuilt,
     }
 }
