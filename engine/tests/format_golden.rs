@@ -65,6 +65,16 @@ fn example_time_index() -> Vec<u8> {
     index::encode_file(IndexKind::Time, 42, &e)
 }
 
+/// A tree file: the frontier after three records whose chain hashes are
+/// 32 x 0x11, 0x22 and 0x33, beside a segment starting at seq 0.
+fn example_tree() -> Vec<u8> {
+    let mut f = engine::merkle::Frontier::new();
+    for b in [0x11u8, 0x22, 0x33] {
+        f.push(engine::merkle::leaf_hash(&[b; 32]));
+    }
+    engine::format::tree::encode(0, &f)
+}
+
 fn hex_block(bytes: &[u8]) -> String {
     bytes
         .chunks(16)
@@ -97,12 +107,13 @@ fn doc_block(doc: &str, name: &str) -> Vec<u8> {
 fn golden_bytes_match_docs_format_md() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/format.md"))
         .expect("docs/format.md");
-    let examples: [(&str, Vec<u8>); 5] = [
+    let examples: [(&str, Vec<u8>); 6] = [
         ("header", example_header().encode().to_vec()),
         ("record", example_record()),
         ("footer", example_footer().encode().to_vec()),
         ("offset-index", example_offset_index()),
         ("time-index", example_time_index()),
+        ("tree", example_tree()),
     ];
     if std::env::var_os("CHAINLOG_PRINT_GOLDEN").is_some() {
         for (name, bytes) in &examples {
@@ -419,13 +430,37 @@ fn footer_by_hand() -> Vec<u8> {
     l.done()
 }
 
+/// The tree file of [`example_tree`], with the RFC 6962 hashes computed
+/// here: leaf = SHA-256(0x00 || chain hash), node = SHA-256(0x01 || l || r).
+fn tree_by_hand() -> Vec<u8> {
+    let leaf = |b: u8| sha256(&[&[0x00], &[b; 32]]);
+    let (l0, l1, l2) = (leaf(0x11), leaf(0x22), leaf(0x33));
+    let first_two = sha256(&[&[0x01], &l0, &l1]);
+    let mut hashes = Vec::new();
+    hashes.extend_from_slice(&first_two);
+    hashes.extend_from_slice(&l2);
+    let mut l = Layout::new(64 + 64);
+    l.put(0, b"CLOGTRE\0");
+    l.u16(8, 1);
+    l.u16(10, 2);
+    l.u32(12, 0);
+    l.u64(16, 0);
+    l.u64(24, 3);
+    l.u32(32, crc32(&[&hashes]));
+    l.put(36, &[0; 24]);
+    let crc = crc32(&[&l.bytes[..60]]);
+    l.u32(60, crc);
+    l.put(64, &hashes);
+    l.done()
+}
+
 #[test]
 fn the_documented_layouts_built_by_hand_match_the_code_and_the_doc() {
     // The CRC written here is the standard one (its check value).
     assert_eq!(crc32(&[b"123456789"]), 0xcbf4_3926);
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/format.md"))
         .expect("docs/format.md");
-    let cases: [(&str, Vec<u8>, Vec<u8>); 3] = [
+    let cases: [(&str, Vec<u8>, Vec<u8>); 4] = [
         (
             "header",
             header_by_hand(),
@@ -437,6 +472,7 @@ fn the_documented_layouts_built_by_hand_match_the_code_and_the_doc() {
             footer_by_hand(),
             example_footer().encode().to_vec(),
         ),
+        ("tree", tree_by_hand(), example_tree()),
     ];
     for (name, by_hand, by_code) in &cases {
         assert_eq!(
