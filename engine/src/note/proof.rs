@@ -302,13 +302,15 @@ impl Proof {
         let text = std::str::from_utf8(bytes).map_err(|e| ProofError::NotUtf8 {
             offset: e.valid_up_to(),
         })?;
+        // The header first, so that any other file is named as such.
+        if text.split('\n').next() != Some(HEADER) {
+            return Err(ProofError::Header);
+        }
         // Proof lines are never empty: the first empty line ends them.
         let split = text.find("\n\n").ok_or(ProofError::NoCheckpoint)?;
         let (head, signed) = (&text[..split], &text[split + 2..]);
-        let mut lines = head.split('\n').zip(1usize..).peekable();
-        if lines.next().map(|(l, _)| l) != Some(HEADER) {
-            return Err(ProofError::Header);
-        }
+        // Past the header line, which was checked.
+        let mut lines = head.split('\n').zip(1usize..).skip(1).peekable();
         let extra = match lines.peek().and_then(|(l, _)| l.strip_prefix(EXTRA_PREFIX)) {
             Some(encoded) => {
                 lines.next();
