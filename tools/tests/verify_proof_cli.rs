@@ -454,3 +454,50 @@ fn bad_input_is_a_usage_error() {
     let msg = doc["error"].as_str().expect("error");
     assert!(msg.starts_with("/nonexistent/p.tlog-proof: "), "{msg}");
 }
+
+/// The text of the fenced block after `<!-- golden:NAME -->` in `doc`.
+fn doc_block(doc: &str, name: &str) -> String {
+    let marker = format!("<!-- golden:{name} -->");
+    let at = doc.find(&marker).unwrap_or_else(|| panic!("no {marker}"));
+    let rest = &doc[at + marker.len()..];
+    let start = rest.find("```text\n").expect("text block") + "```text\n".len();
+    let end = rest[start..].find("```").expect("block end") + start;
+    rest[start..end].to_owned()
+}
+
+#[test]
+fn the_documented_example_gives_the_documented_verdicts() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/");
+    let format = std::fs::read_to_string(format!("{docs}format.md")).expect("format.md");
+    let cli = std::fs::read_to_string(format!("{docs}cli.md")).expect("cli.md");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proof = dir.path().join("seq3.tlog-proof");
+    let key = dir.path().join("audit.vkey");
+    let text = doc_block(&format, "tlog-proof");
+    std::fs::write(&proof, &text).expect("write");
+    std::fs::write(&key, doc_block(&format, "tlog-proof-vkey")).expect("write");
+    let at = format!("@{}", key.display());
+    let check = |path: &Path, expected: &str| {
+        let (code, out, err) = run(&[
+            "verify-proof",
+            "--proof",
+            path.to_str().expect("path"),
+            "--vkey",
+            &at,
+            "--hash",
+            "47dd001f8ff239021a4153b7ab29bc9a1da9b8d2d45ad2333f6120d45a93d6bf",
+        ]);
+        assert_eq!(out, expected, "{err}");
+        code
+    };
+    assert_eq!(check(&proof, &doc_block(&cli, "verify-proof-valid")), 0);
+    let edited = dir.path().join("edited.tlog-proof");
+    let size_line = "\naudit.example.com/default\n5\n";
+    assert!(text.contains(size_line));
+    std::fs::write(
+        &edited,
+        text.replacen(size_line, "\naudit.example.com/default\n6\n", 1),
+    )
+    .expect("write");
+    assert_eq!(check(&edited, &doc_block(&cli, "verify-proof-invalid")), 1);
+}
