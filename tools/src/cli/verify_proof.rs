@@ -65,7 +65,8 @@ enum Outcome {
     },
     /// The proof was checked against the key and `hash`.
     Checked {
-        proof: Proof,
+        /// Boxed: a proof is large beside a malformed file's message.
+        proof: Box<Proof>,
         hash: Hash,
         source: HashSource,
         /// `None` when the proof holds; else a stable kind and a message.
@@ -161,7 +162,7 @@ fn check(args: &Args) -> Result<Verdict, String> {
     Ok(Verdict {
         key: name,
         outcome: Outcome::Checked {
-            proof,
+            proof: Box::new(proof),
             hash,
             source,
             error,
