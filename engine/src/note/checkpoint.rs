@@ -13,7 +13,7 @@
 
 use thiserror::Error;
 
-use super::{base64, NoteError, SignerKey, VerifierKey};
+use super::{base64, DecimalProblem, NoteError, SignerKey, VerifierKey};
 use crate::Hash;
 
 /// Why text is not a checkpoint, or a note is not a signed one.
@@ -83,14 +83,14 @@ fn has_control(s: &str) -> bool {
 }
 
 fn parse_size(line: &str) -> Result<u64, CheckpointError> {
-    if line.is_empty() || !line.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(CheckpointError::SizeNotDecimal(line.to_owned()));
-    }
-    if line.len() > 1 && line.starts_with('0') {
-        return Err(CheckpointError::SizeLeadingZero(line.to_owned()));
-    }
-    line.parse()
-        .map_err(|_| CheckpointError::SizeOverflow(line.to_owned()))
+    super::parse_decimal(line).map_err(|p| {
+        let line = line.to_owned();
+        match p {
+            DecimalProblem::NotDecimal => CheckpointError::SizeNotDecimal(line),
+            DecimalProblem::LeadingZero => CheckpointError::SizeLeadingZero(line),
+            DecimalProblem::Overflow => CheckpointError::SizeOverflow(line),
+        }
+    })
 }
 
 impl Checkpoint {

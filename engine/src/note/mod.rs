@@ -27,9 +27,11 @@ use thiserror::Error;
 pub mod base64;
 pub mod checkpoint;
 pub mod key;
+pub mod proof;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use key::{KeyError, SignerKey, VerifierKey};
+pub use proof::{Proof, ProofError, ProofVerifyError};
 
 /// The largest note read or written, in bytes.
 pub const MAX_NOTE_LEN: usize = 1 << 20;
@@ -39,6 +41,31 @@ pub const MAX_SIGNATURES: usize = 100;
 
 /// What starts a signature line: an em dash (U+2014) and a space.
 const SIGNATURE_PREFIX: &str = "\u{2014} ";
+
+/// Why text is not a number as the C2SP formats write one: ASCII decimal
+/// digits, no sign, no space, no leading zero (but `0` itself), at most
+/// `u64::MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecimalProblem {
+    /// Empty, or a character other than `0-9`.
+    NotDecimal,
+    /// More than one digit, the first a `0`.
+    LeadingZero,
+    /// Larger than `u64::MAX`.
+    Overflow,
+}
+
+/// Parses a canonical decimal number (see [`DecimalProblem`]): each value
+/// has one spelling.
+fn parse_decimal(text: &str) -> Result<u64, DecimalProblem> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DecimalProblem::NotDecimal);
+    }
+    if text.len() > 1 && text.starts_with('0') {
+        return Err(DecimalProblem::LeadingZero);
+    }
+    text.parse().map_err(|_| DecimalProblem::Overflow)
+}
 
 /// What is wrong with one signature line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The `chainlog` command-line client: append, query, tail, import,
-//! schema, keys.
+//! schema, keys; and verify-proof, which needs no server.
 //!
 //! The binary (`src/bin/chainlog.rs`) parses [`Cli`] and calls [`run`];
 //! each command is a module here, over the Rust client.
@@ -17,6 +17,7 @@ pub mod bench;
 pub mod event_json;
 pub mod import;
 pub mod time;
+pub mod verify_proof;
 
 /// The most event bytes one append request carries: under the server's
 /// default frame limit (1 MiB of events plus their length prefixes).
@@ -75,6 +76,8 @@ pub enum Command {
     Keys(admin::KeysCmd),
     /// Closed-loop append load with latency percentiles, beside the disk's raw ceiling.
     Bench(bench::Args),
+    /// Check a tlog-proof file offline: the checkpoint's signature, then the record's inclusion.
+    VerifyProof(verify_proof::Args),
 }
 
 /// `chainlog query`.
@@ -241,6 +244,7 @@ pub fn run(cli: &Cli) -> i32 {
         Command::Schema(s) => admin::schema(cli, s),
         Command::Keys(k) => admin::keys(cli, k),
         Command::Bench(b) => bench::run(cli, b),
+        Command::VerifyProof(v) => Ok(verify_proof::run(v, &mut io::stdout().lock())),
     };
     match result {
         Ok(code) => code,
