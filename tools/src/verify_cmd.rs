@@ -50,8 +50,8 @@ pub fn parse_head(s: &str) -> Result<(u64, Hash), String> {
         .split_once(':')
         .ok_or_else(|| format!("expected SEQ:HASH, got {s:?}"))?;
     let seq: u64 = seq.parse().map_err(|_| format!("bad seq {seq:?}"))?;
-    if hash.len() != 64 {
-        return Err(format!("hash must be 64 hex digits, got {}", hash.len()));
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("hash must be 64 hex digits, got {hash:?}"));
     }
     let mut out = [0u8; 32];
     for (i, b) in out.iter_mut().enumerate() {

@@ -267,6 +267,10 @@ fn exit_codes_for_invalid_usage_and_io_errors() {
     // Usage and I/O errors.
     assert_eq!(run(&[]).0, 2);
     assert_eq!(run(&[d, "--expect-head", "12:nothex"]).0, 2);
+    // 64 bytes that are not 64 characters: a usage error, not a crash.
+    let multibyte = format!("0:a{}", "é".repeat(31)) + "b";
+    assert_eq!(multibyte.len(), 2 + 64);
+    assert_eq!(run(&[d, "--expect-head", &multibyte]).0, 2);
     assert_eq!(run(&["/nonexistent/chainlog/dir"]).0, 2);
     let empty = tempfile::tempdir().expect("tempdir");
     let (code, _, err) = run(&[empty.path().to_str().expect("path")]);
