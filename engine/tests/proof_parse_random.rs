@@ -4,11 +4,9 @@
 //! the bytes it came from, and nothing but the proof that was made
 //! verifies for its record.
 
-mod common;
-
-use common::Rng;
 use engine::merkle::{self, MemoryTree};
 use engine::note::{Checkpoint, Proof, SignerKey};
+use engine::testing::Rng;
 use engine::Hash;
 
 fn iters() -> u64 {
