@@ -74,6 +74,15 @@ impl From<std::io::Error> for ClientError {
 /// Client results.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// A signed checkpoint as the server sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// The C2SP signed note: origin, tree size, base64 root, signatures.
+    pub note: String,
+    /// The verifier key (`name+keyid+base64`) the server says signs it.
+    pub verifier_key: String,
+}
+
 /// What the server said the key allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthInfo {
@@ -336,6 +345,19 @@ impl Client {
         match self.call(&Request::RevokeKey { id: id.into() })? {
             Response::Done => Ok(()),
             other => Err(unexpected("revoke key", &other)),
+        }
+    }
+
+    /// A signed checkpoint of every durable record of the key's log: a C2SP
+    /// tlog-checkpoint signed note, and the verifier key the server says
+    /// signs it (check it against one obtained out of band: the server can
+    /// sign with any key). Needs the read right.
+    pub fn checkpoint(&mut self) -> Result<SignedCheckpoint> {
+        match self.call(&Request::Checkpoint)? {
+            Response::Checkpoint { note, verifier_key } => {
+                Ok(SignedCheckpoint { note, verifier_key })
+            }
+            other => Err(unexpected("checkpoint", &other)),
         }
     }
 

@@ -36,6 +36,8 @@ pub mod kind {
     pub const GET_SCHEMA: u8 = 0x0d;
     /// Request (admin): replace the log's action schema.
     pub const SET_SCHEMA: u8 = 0x0e;
+    /// Request (read): a signed checkpoint of the log's durable records.
+    pub const CHECKPOINT: u8 = 0x0f;
 
     /// Response to AUTH.
     pub const AUTH_OK: u8 = 0x81;
@@ -60,6 +62,8 @@ pub mod kind {
     pub const KEY_CREATED: u8 = 0x8a;
     /// Response to GET_SCHEMA.
     pub const SCHEMA: u8 = 0x8b;
+    /// Response to CHECKPOINT: the signed note and the key that verifies it.
+    pub const CHECKPOINT_OK: u8 = 0x8c;
     /// Response to anything: a typed error.
     pub const ERROR: u8 = 0xff;
 }
@@ -345,6 +349,8 @@ pub enum Request<'a> {
     GetSchema,
     /// Replace the log's action schema (admin).
     SetSchema(SchemaSpec),
+    /// A signed checkpoint of every durable record (read).
+    Checkpoint,
 }
 
 /// Appends a complete request frame to `out`.
@@ -363,6 +369,7 @@ pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
         Request::CreateKey { .. } => kind::CREATE_KEY,
         Request::RevokeKey { .. } => kind::REVOKE_KEY,
         Request::GetSchema => kind::GET_SCHEMA,
+        Request::Checkpoint => kind::CHECKPOINT,
         Request::SetSchema(_) => kind::SET_SCHEMA,
     };
     let at = crate::frame::begin_frame(out, k, request_id);
@@ -405,7 +412,11 @@ pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
         }
         Request::Tail { from } => wire::put_u64(out, *from),
         Request::Cancel { request_id } => wire::put_u32(out, *request_id),
-        Request::Stats | Request::UnknownActions | Request::ListKeys | Request::GetSchema => {}
+        Request::Stats
+        | Request::UnknownActions
+        | Request::ListKeys
+        | Request::GetSchema
+        | Request::Checkpoint => {}
         Request::Ping(v) => wire::put_u64(out, *v),
         Request::CreateKey {
             id,
@@ -511,6 +522,7 @@ pub fn decode_request(k: u8, body: &[u8]) -> Result<Request<'_>, DecodeError> {
             id: r.str16("key id")?.to_owned(),
         },
         kind::GET_SCHEMA => Request::GetSchema,
+        kind::CHECKPOINT => Request::Checkpoint,
         kind::SET_SCHEMA => Request::SetSchema(schema(&mut r)?),
         k => {
             return Err(DecodeError::Invalid {
@@ -636,6 +648,15 @@ pub enum Response {
     },
     /// The log's schema.
     Schema(SchemaInfo),
+    /// A signed checkpoint: a C2SP tlog-checkpoint signed note, and the
+    /// C2SP verifier key (`name+keyid+base64`) that verifies it.
+    Checkpoint {
+        /// The note's text, signature lines included.
+        note: String,
+        /// The log's verifier key. Check it against one obtained out of
+        /// band: a server can sign with any key it likes.
+        verifier_key: String,
+    },
     /// A typed error.
     Error(ErrorReply),
 }
@@ -674,6 +695,7 @@ pub fn encode_response(out: &mut Vec<u8>, request_id: u32, resp: &Response) {
         Response::Keys(_) => kind::KEYS,
         Response::KeyCreated { .. } => kind::KEY_CREATED,
         Response::Schema(_) => kind::SCHEMA,
+        Response::Checkpoint { .. } => kind::CHECKPOINT_OK,
         Response::Error(_) => kind::ERROR,
     };
     let at = crate::frame::begin_frame(out, k, request_id);
@@ -744,6 +766,10 @@ pub fn encode_response(out: &mut Vec<u8>, request_id: u32, resp: &Response) {
         Response::Schema(info) => {
             out.push(origin_byte(info.origin));
             put_schema(out, &info.spec);
+        }
+        Response::Checkpoint { note, verifier_key } => {
+            wire::put_bytes16(out, note.as_bytes());
+            wire::put_bytes16(out, verifier_key.as_bytes());
         }
         Response::Error(e) => encode_error_body(out, e),
     }
@@ -978,6 +1004,10 @@ pub fn decode_response(k: u8, body: &[u8]) -> Result<Response, DecodeError> {
         kind::KEY_CREATED => Response::KeyCreated {
             id: r.str16("key id")?.to_owned(),
             key: r.str16("key")?.to_owned(),
+        },
+        kind::CHECKPOINT_OK => Response::Checkpoint {
+            note: r.str16("note")?.to_owned(),
+            verifier_key: r.str16("verifier key")?.to_owned(),
         },
         kind::SCHEMA => {
             let origin = origin(&mut r)?;

@@ -155,6 +155,20 @@ pub struct LogConfig {
     pub commit_inline: bool,
     /// `"sync"` (the default) or `"unsafe-no-sync"`.
     pub durability: Durability,
+    /// The log's identity in its signed checkpoints (C2SP origin line), also
+    /// its signing key's name; empty: `chainlog/NAME`.
+    pub checkpoint_origin: String,
+    /// The log's Ed25519 signing key (a C2SP signer key file); empty:
+    /// `DATA_DIR/keys/NAME.key`, generated on first start (mode 0600).
+    /// Never inside the log's directory, which is copied to auditors.
+    pub checkpoint_key_file: PathBuf,
+    /// A checkpoint is issued when this many seconds passed since the last
+    /// one and records were added; 0: never on time alone.
+    pub checkpoint_interval_secs: u64,
+    /// A checkpoint is issued when this many records were added since the
+    /// last one; 0: never on count alone. (One is also issued at every
+    /// seal, and on request.)
+    pub checkpoint_every_records: u64,
     /// FOR TESTS ONLY: the clock for the log's `created_at`, its dedup
     /// window and admission's "now" (the system clock by default). Never
     /// read from a config file, so that a test can move time without
@@ -182,12 +196,25 @@ impl Default for LogConfig {
             queue_depth: 4096,
             commit_inline: true,
             durability: Durability::Sync,
+            checkpoint_origin: String::new(),
+            checkpoint_key_file: PathBuf::new(),
+            checkpoint_interval_secs: 60,
+            checkpoint_every_records: 100_000,
             clock: Arc::new(engine::SystemClock),
         }
     }
 }
 
 impl LogConfig {
+    /// The origin of its checkpoints.
+    pub fn origin(&self) -> String {
+        if self.checkpoint_origin.is_empty() {
+            format!("chainlog/{}", self.name)
+        } else {
+            self.checkpoint_origin.clone()
+        }
+    }
+
     /// The event limits this log enforces.
     pub fn limits(&self) -> proto::Limits {
         proto::Limits {
@@ -231,6 +258,13 @@ impl ServerConfig {
                 return bad(format!(
                     "log name {:?} must be 1-64 of [A-Za-z0-9_-]",
                     l.name
+                ));
+            }
+            if !engine::note::key::valid_name(&l.origin()) {
+                return bad(format!(
+                    "log {:?}: checkpoint_origin {:?} must be a key name: non-empty, no spaces or '+'",
+                    l.name,
+                    l.origin()
                 ));
             }
             if self.logs[..i].iter().any(|o| o.name == l.name) {

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 
 pub mod admin;
 pub mod auth;
+pub mod checkpoints;
 pub mod config;
 mod conn;
 mod ctx;
@@ -65,4 +66,7 @@ pub enum ServerError {
     /// A socket or file operation failed.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    /// A log's checkpoint key or checkpoints file is unusable.
+    #[error("log {0}: {1}")]
+    Checkpoints(String, checkpoints::CheckpointError),
 }

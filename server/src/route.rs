@@ -59,6 +59,9 @@ pub const NEEDS: &[(u8, Need)] = &[
     (kind::REVOKE_KEY, Need::Admin),
     (kind::GET_SCHEMA, Need::Admin),
     (kind::SET_SCHEMA, Need::Admin),
+    // A checkpoint shows only the log's size and root: every reader needs
+    // one to check a proof.
+    (kind::CHECKPOINT, Need::Right(rights::READ)),
 ];
 
 /// The need of a request frame type; `None` for a type that is not a
@@ -342,6 +345,20 @@ impl Session {
             Request::GetSchema => {
                 self.reply(id, &Response::Schema(admin::schema(&state)));
             }
+            Request::Checkpoint => self.blocking(id, move || {
+                let issued = state.checkpoints.issue(&state.log).map_err(|e| {
+                    tracing::warn!(log = %state.config.name, error = %e, "cannot issue a checkpoint");
+                    ErrorReply::new(ErrorCode::Internal, "cannot issue a checkpoint")
+                })?;
+                let verifier_key = state.checkpoints.verifier().to_string();
+                Ok(reply::frame(
+                    id,
+                    &Response::Checkpoint {
+                        note: issued.note,
+                        verifier_key,
+                    },
+                ))
+            }),
             Request::SetSchema(spec) => self.blocking(id, move || {
                 admin::set_schema(&ctx, &k, &state, spec)
                     .map(|()| reply::frame(id, &Response::Done))
@@ -512,6 +529,7 @@ mod tests {
             kind::REVOKE_KEY,
             kind::GET_SCHEMA,
             kind::SET_SCHEMA,
+            kind::CHECKPOINT,
         ] {
             assert!(need(k).is_some(), "frame type {k:#04x} has no need");
         }

@@ -64,8 +64,12 @@ impl Server {
             if runtime_schema.is_some() {
                 tracing::info!(log = %l.name, "using the schema set at runtime (managed.json), not the config's");
             }
-            let state = LogState::open(&config.data_dir, l.clone(), runtime_schema)
-                .map_err(|e| ServerError::Log(l.name.clone(), e))?;
+            let state = LogState::open(&config.data_dir, l.clone(), runtime_schema)?;
+            tracing::info!(
+                log = %l.name,
+                key = %state.checkpoints.verifier(),
+                "checkpoints are signed by this verifier key"
+            );
             let stats = state.stats();
             tracing::info!(
                 log = %l.name,
@@ -145,6 +149,19 @@ impl Server {
     /// A served log, by name.
     pub fn log(&self, name: &str) -> Option<&Arc<LogState>> {
         self.ctx.logs.get(name)
+    }
+
+    /// Each log's name and the verifier key of its checkpoints (C2SP
+    /// `name+keyid+base64`), by name.
+    pub fn verifier_keys(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<_> = self
+            .ctx
+            .logs
+            .iter()
+            .map(|(name, s)| (name.clone(), s.checkpoints.verifier().to_string()))
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// The data directory.

@@ -115,6 +115,9 @@ fn main() -> ExitCode {
         .map(|a| format!(", metrics on http://{a}/metrics"))
         .unwrap_or_default();
     println!("chainlogd listening on {}{metrics}", server.addr());
+    for (log, key) in server.verifier_keys() {
+        println!("chainlogd: log {log}: checkpoints verify with {key}");
+    }
     let _ = std::io::stdout().flush();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));

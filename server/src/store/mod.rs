@@ -20,6 +20,7 @@ use engine::{Config as EngineConfig, Log, WriteObserver};
 use parking_lot::{Condvar, Mutex, RwLock};
 use proto::msg::{ErrorCode, ErrorReply, LogStats};
 
+use crate::checkpoints::Checkpoints;
 use crate::config::LogConfig;
 use crate::dedup::Dedup;
 use crate::index::EventIndex;
@@ -165,11 +166,55 @@ pub struct LogState {
     sole: SoleAppender,
     /// The engine.
     pub log: Log,
+    /// Its signing key and signed checkpoints.
+    pub checkpoints: Checkpoints,
     stopping: AtomicBool,
     indexer: Mutex<Option<JoinHandle<()>>>,
+    /// Issues checkpoints on time, on count and at seals.
+    issuer: Mutex<Option<JoinHandle<()>>>,
     /// Serialises index catch-up between the indexer and queries.
     catch_up: Mutex<()>,
 }
+
+/// The checkpoint issuer of one log: wakes when the head moves (at most
+/// every [`CHECKPOINT_PERIOD`]) and issues a checkpoint when one is due: a
+/// segment was sealed, `checkpoint_every_records` records were added, or
+/// `checkpoint_interval_secs` passed with records added.
+fn issue_checkpoints(state: &std::sync::Weak<LogState>) {
+    let mut since = std::time::Instant::now();
+    let mut sealed = None;
+    loop {
+        let Some(s) = state.upgrade() else { return };
+        if s.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let seen = s.signal.generation();
+        let size = s.log.head().map_or(0, |h| h.seq + 1);
+        let now_sealed = s.log.stats().segments_sealed;
+        let sealed_since = sealed.is_some_and(|n| now_sealed > n);
+        sealed = Some(now_sealed);
+        let c = &s.config;
+        if s.checkpoints.due(
+            size,
+            sealed_since,
+            since.elapsed(),
+            c.checkpoint_every_records,
+            Duration::from_secs(c.checkpoint_interval_secs),
+        ) {
+            match s.checkpoints.issue(&s.log) {
+                Ok(_) => since = std::time::Instant::now(),
+                Err(e) => tracing::warn!(log = %c.name, error = %e, "cannot issue a checkpoint"),
+            }
+        }
+        let signal = s.signal.clone();
+        drop(s);
+        std::thread::sleep(CHECKPOINT_PERIOD);
+        signal.wait_past(seen, Duration::from_millis(500));
+    }
+}
+
+/// How often, at most, the checkpoint issuer looks at the log.
+const CHECKPOINT_PERIOD: Duration = Duration::from_millis(50);
 
 /// Maps an engine error to the protocol's.
 pub fn engine_error(e: &engine::Error) -> ErrorReply {
@@ -199,7 +244,14 @@ impl LogState {
         data_dir: &Path,
         config: LogConfig,
         runtime_schema: Option<Schema>,
-    ) -> Result<Arc<LogState>, engine::Error> {
+    ) -> Result<Arc<LogState>, crate::ServerError> {
+        let name = config.name.clone();
+        let log_error = |e| crate::ServerError::Log(name.clone(), e);
+        let key_file = if config.checkpoint_key_file.as_os_str().is_empty() {
+            data_dir.join("keys").join(format!("{}.key", config.name))
+        } else {
+            config.checkpoint_key_file.clone()
+        };
         let metrics = Arc::new(LogMetrics::new(&config.name));
         let signal = Arc::new(HeadSignal::default());
         let engine_config = EngineConfig {
@@ -218,7 +270,10 @@ impl LogState {
             })),
             ..EngineConfig::default()
         };
-        let log = Log::open(data_dir.join(&config.name), engine_config)?;
+        let log = Log::open(data_dir.join(&config.name), engine_config).map_err(log_error)?;
+        let checkpoints =
+            Checkpoints::open(&data_dir.join(&config.name), &key_file, config.origin())
+                .map_err(|e| crate::ServerError::Checkpoints(name.clone(), e))?;
         let runtime = runtime_schema.is_some();
         let schema = runtime_schema
             .unwrap_or_else(|| Schema::new(config.schema_mode, config.actions.clone()));
@@ -233,22 +288,27 @@ impl LogState {
             signal,
             sole: SoleAppender::new(),
             log,
+            checkpoints,
             config,
             stopping: AtomicBool::new(false),
             indexer: Mutex::new(None),
+            issuer: Mutex::new(None),
             catch_up: Mutex::new(()),
         });
-        state.catch_up(true)?;
+        state.catch_up(true).map_err(log_error)?;
+        let spawn_error = |e| crate::ServerError::Io("spawn a log's thread".into(), e);
         let weak = Arc::downgrade(&state);
         let handle = std::thread::Builder::new()
             .name(format!("chainlog-index-{}", state.config.name))
             .spawn(move || indexer::follow(&weak))
-            .map_err(|source| engine::Error::Io {
-                op: "spawn indexer thread",
-                path: data_dir.to_path_buf(),
-                source,
-            })?;
+            .map_err(spawn_error)?;
         *state.indexer.lock() = Some(handle);
+        let weak = Arc::downgrade(&state);
+        let handle = std::thread::Builder::new()
+            .name(format!("chainlog-checkpoint-{}", state.config.name))
+            .spawn(move || issue_checkpoints(&weak))
+            .map_err(spawn_error)?;
+        *state.issuer.lock() = Some(handle);
         Ok(state)
     }
 
@@ -274,6 +334,9 @@ impl LogState {
         self.stopping.store(true, Ordering::Release);
         self.signal.bump();
         if let Some(h) = self.indexer.lock().take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.issuer.lock().take() {
             let _ = h.join();
         }
     }

@@ -78,6 +78,16 @@ pub enum Command {
     Bench(bench::Args),
     /// Check a tlog-proof file offline: the checkpoint's signature, then the record's inclusion.
     VerifyProof(verify_proof::Args),
+    /// Print a signed checkpoint of every durable record (a C2SP tlog-checkpoint note), for segment-verify --checkpoint.
+    Checkpoint(CheckpointArgs),
+}
+
+/// `chainlog checkpoint`.
+#[derive(Debug, clap::Args)]
+pub struct CheckpointArgs {
+    /// Print the verifier key the server says signs it instead (compare it with the one chainlogd printed at start).
+    #[arg(long)]
+    pub verifier_key: bool,
 }
 
 /// `chainlog query`.
@@ -245,6 +255,7 @@ pub fn run(cli: &Cli) -> i32 {
         Command::Keys(k) => admin::keys(cli, k),
         Command::Bench(b) => bench::run(cli, b),
         Command::VerifyProof(v) => Ok(verify_proof::run(v, &mut io::stdout().lock())),
+        Command::Checkpoint(a) => checkpoint(cli, a),
     };
     match result {
         Ok(code) => code,
@@ -305,6 +316,19 @@ fn query(cli: &Cli, a: &QueryArgs) -> Result<i32, Failure> {
             break;
         }
         printer.print(&mut out, &e)?;
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+fn checkpoint(cli: &Cli, a: &CheckpointArgs) -> Result<i32, Failure> {
+    let signed = cli.connect()?.checkpoint()?;
+    let mut out = io::stdout().lock();
+    if a.verifier_key {
+        writeln!(out, "{}", signed.verifier_key)?;
+    } else {
+        // The note as it is signed: it ends with its last signature line.
+        write!(out, "{}", signed.note)?;
     }
     out.flush()?;
     Ok(EXIT_OK)
