@@ -12,12 +12,16 @@ use engine::testing::fuzz;
 
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 5] = [
+const TARGETS: [(&str, Body); 9] = [
     ("record", fuzz::record),
     ("segment_header", fuzz::segment_header),
     ("segment_footer", fuzz::segment_footer),
     ("index_file", fuzz::index_file),
     ("open_dir", fuzz::open_dir),
+    ("signed_note", fuzz::signed_note),
+    ("checkpoint", fuzz::checkpoint),
+    ("tlog_proof", fuzz::tlog_proof),
+    ("tree_file", fuzz::tree_file),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -103,6 +107,35 @@ fn write_seed_corpus() {
         .copied()
         .collect();
     write("open_dir", "seed-first-segment", &fuzz::join_files(&first));
+    // The trust formats: a tree file of the log, a signed checkpoint of it,
+    // and an inclusion proof at that checkpoint.
+    let tree = names
+        .iter()
+        .find(|n| n.ends_with(".tree"))
+        .expect("a sealed segment's tree file");
+    write("tree_file", "seed-tree", &read(tree));
+    let key = engine::note::SignerKey::from_seed("fuzz.example/log", &[7; 32]).expect("key");
+    let mut hashes = engine::merkle::MemoryTree::new();
+    for h in [[1u8; 32], [2; 32], [3; 32]] {
+        hashes.push(engine::merkle::leaf_hash(&h));
+    }
+    let cp = engine::note::Checkpoint {
+        origin: "fuzz.example/log".into(),
+        size: 3,
+        root_hash: engine::merkle::root_at(&hashes, 3).expect("root"),
+        extensions: vec!["an extension line".into()],
+    };
+    let note = cp.sign(&key).expect("sign");
+    write("signed_note", "seed-checkpoint-note", note.as_bytes());
+    write(
+        "checkpoint",
+        "seed-checkpoint",
+        cp.encode().expect("encode").as_bytes(),
+    );
+    let path = engine::merkle::inclusion_proof(&hashes, 1, 3).expect("proof");
+    let proof = engine::note::proof::Proof::for_record(1, &[2; 32], path, note.as_bytes())
+        .expect("proof file");
+    write("tlog_proof", "seed-proof", proof.encode().as_bytes());
 }
 
 /// The `open_dir` body's cross-checks of verification against recovery run

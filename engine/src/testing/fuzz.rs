@@ -57,6 +57,53 @@ pub fn segment_footer(data: &[u8]) {
     }
 }
 
+/// The signed-note parser: whatever it accepts re-encodes to the same
+/// bytes, and its text, parsed as a checkpoint, re-encodes too.
+pub fn signed_note(data: &[u8]) {
+    if let Ok(n) = crate::note::Note::parse(data) {
+        assert_eq!(n.encode().as_bytes(), data, "note does not round-trip");
+        checkpoint(n.text.as_bytes());
+    }
+}
+
+/// The checkpoint parser (a note's text): whatever it accepts re-encodes to
+/// the same text.
+pub fn checkpoint(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(c) = crate::note::Checkpoint::parse(text) {
+        assert_eq!(
+            c.encode().as_deref(),
+            Ok(text),
+            "checkpoint does not round-trip"
+        );
+    }
+}
+
+/// The tlog-proof decoder: whatever it accepts re-encodes to the same bytes,
+/// and checking it never panics.
+pub fn tlog_proof(data: &[u8]) {
+    if let Ok(p) = crate::note::proof::Proof::parse(data) {
+        assert_eq!(p.encode().as_bytes(), data, "proof does not round-trip");
+        let key = crate::note::SignerKey::from_seed("fuzz.example/log", &[7; 32])
+            .expect("a valid key name")
+            .verifier();
+        let _ = p.verify(&[key], &p.chain_hash().unwrap_or([0; 32]));
+    }
+}
+
+/// The tree file decoder: whatever it accepts re-encodes to the same bytes.
+pub fn tree_file(data: &[u8]) {
+    if let Ok(t) = crate::format::tree::decode(data) {
+        assert_eq!(
+            crate::format::tree::encode(t.first_seq, &t.frontier),
+            data,
+            "tree file does not round-trip"
+        );
+    }
+}
+
 /// The index file decoders (the first byte picks the kind): whatever they
 /// accept has whole entries that re-encode to the same bytes.
 pub fn index_file(data: &[u8]) {
@@ -86,7 +133,7 @@ pub fn index_file(data: &[u8]) {
 }
 
 /// The file kinds an `open_dir` input can create, by selector.
-const EXTS: [&str; 4] = ["seg", "idx", "tix", "seg.tmp"];
+const EXTS: [&str; 5] = ["seg", "idx", "tix", "seg.tmp", "tree"];
 
 /// Splits an input into files: repeated (kind: 1 byte, seq: 1 byte,
 /// length: 2 bytes little-endian, bytes), the last one taking what is left.

@@ -1,0 +1,4 @@
+//! Fuzz target: `engine::testing::fuzz::checkpoint` (see engine/src/testing/fuzz.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| engine::testing::fuzz::checkpoint(data));
