@@ -104,13 +104,13 @@ impl Log {
             tree_root: rec.tree.root(),
         };
         let shared = Arc::new(Shared::new(
-            dir, storage, config, rec.log_id, segments, head, synced_end,
+            dir, storage, config, rec.log_id, segments, head, rec.tree, synced_end,
         ));
         if rec.report.spare_failed {
             shared.stats.spares_failed.fetch_add(1, Ordering::Relaxed);
         }
         let (tx, rx) = bounded(queue_depth);
-        let handles = writer::start(shared.clone(), rec.active, rec.chain, rec.tree, rx)?;
+        let handles = writer::start(shared.clone(), rec.active, rec.chain, rx)?;
         Ok(Log {
             _lock: lock,
             shared,

@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::Config;
 use crate::error::{Error, PoisonCause, Result};
 use crate::format::{Hash, LogId};
+use crate::merkle::Frontier;
 use crate::segment::Segment;
 use crate::storage::Storage;
 
@@ -60,6 +61,9 @@ pub(crate) struct Shared {
     /// Every segment in seq order; the last one is active.
     pub segments: RwLock<Vec<Arc<Segment>>>,
     pub head: RwLock<HeadState>,
+    /// The Merkle tree over every record acknowledged (leaf data: each
+    /// record's chain hash), grown as groups complete.
+    pub tree: Mutex<Frontier>,
     /// The active segment's offset through which it is known durable.
     pub synced_end: AtomicU64,
     poisoned: AtomicBool,
@@ -80,6 +84,9 @@ impl Shared {
     /// The shared state of a log just recovered: `segments` are its sealed
     /// segments (the writer adds the active one), `head` where durable data
     /// ends.
+    // Every field a recovered log starts from; bundling them would only
+    // rename the list.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         dir: PathBuf,
         storage: Arc<dyn Storage>,
@@ -87,9 +94,11 @@ impl Shared {
         log_id: LogId,
         segments: Vec<Arc<Segment>>,
         head: HeadState,
+        tree: Frontier,
         synced_end: u64,
     ) -> Shared {
         Shared {
+            tree: Mutex::new(tree),
             dir,
             storage,
             config,
@@ -231,6 +240,7 @@ mod tests {
             [0; 16],
             Vec::new(),
             head(0),
+            Frontier::new(),
             0,
         );
         shared.publish_head(head(5)).expect("forward");
@@ -272,6 +282,7 @@ mod tests {
             [0; 16],
             Vec::new(),
             head(0),
+            Frontier::new(),
             0,
         );
         assert_eq!(shared.poison_cause(), None);

@@ -32,7 +32,7 @@ use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
 use crate::format::record::{self, RECORD_OVERHEAD};
 use crate::format::Structure;
-use crate::merkle::{self, Frontier};
+use crate::merkle;
 use crate::segment::{self, ActiveState, LiveIndex, Segment, SegmentIndex};
 use crate::shared::{Completion, HeadState, Receipt, Shared};
 use crate::storage::{write_all_at, StorageFile};
@@ -73,7 +73,8 @@ struct Group {
     path: PathBuf,
     /// The segment offset after this group.
     end: u64,
-    head: HeadState,
+    /// The chain after this group.
+    chain: ChainState,
     waiters: Vec<Waiter>,
 }
 
@@ -241,11 +242,10 @@ pub(crate) fn start(
     shared: Arc<Shared>,
     active: ActiveState,
     chain: ChainState,
-    tree: Frontier,
     rx: Receiver<Request>,
 ) -> Result<WriterHandles> {
     assert_eq!(
-        tree.size(),
+        shared.tree.lock().size(),
         chain.next_seq,
         "the Merkle tree holds one leaf per record"
     );
@@ -281,7 +281,6 @@ pub(crate) fn start(
             live,
         },
         chain,
-        tree,
         buf: Vec::new(),
         sync_tx,
         syncer: Some(syncer),
@@ -373,9 +372,6 @@ pub(crate) struct Writer {
     rx: Arc<Receiver<Request>>,
     active: Active,
     chain: ChainState,
-    /// The Merkle tree over every record written (leaf data: each record's
-    /// chain hash).
-    tree: Frontier,
     buf: Vec<u8>,
     sync_tx: Sender<SyncJob>,
     syncer: Option<JoinHandle<()>>,
@@ -478,7 +474,6 @@ impl Writer {
                     prev_hash: hash,
                     last_created_at: created_at,
                 };
-                self.tree.push(merkle::leaf_hash(&hash));
                 self.active.first_created_at.get_or_insert(created_at);
                 receipts.push(Receipt {
                     seq,
@@ -524,12 +519,7 @@ impl Writer {
             file: self.active.file.clone(),
             path: self.active.path.clone(),
             end: self.active.end,
-            head: HeadState {
-                next_seq: self.chain.next_seq,
-                last_hash: self.chain.prev_hash,
-                last_created_at: self.chain.last_created_at,
-                tree_root: self.tree.root(),
-            },
+            chain: self.chain,
             waiters,
         };
         // Light load: nothing else waiting to be written and the syncer
@@ -571,6 +561,14 @@ impl Writer {
         let storage = &*shared.storage;
         let a = &self.active;
         let live = a.live.read().clone();
+        // Every group was completed (the barrier above): the tree holds
+        // every record of the segment.
+        let tree = shared.tree.lock().clone();
+        assert_eq!(
+            tree.size(),
+            self.chain.next_seq,
+            "the tree sealed with a segment holds its records"
+        );
         let footer = Footer {
             first_seq: a.first_seq,
             last_seq: self.chain.next_seq - 1,
@@ -580,7 +578,7 @@ impl Writer {
             last_created_at: self.chain.last_created_at,
             sealed_at: shared.config.clock.now_nanos(),
             last_hash: self.chain.prev_hash,
-            merkle_root: self.tree.root(),
+            merkle_root: tree.root(),
             signature: [0; 64],
         };
         let sealed_first_created_at = footer.first_created_at;
@@ -592,7 +590,7 @@ impl Writer {
             &*a.file,
             &footer,
             &live,
-            &self.tree,
+            &tree,
         )?;
         let index = segment::load_sealed_index(storage, &shared.dir, &footer)?
             .unwrap_or_else(|| SegmentIndex::Live(Arc::new(RwLock::new(live))));
@@ -782,14 +780,29 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
     // receipt finds the record. Groups complete in write order (the writer
     // syncs inline only when no job is outstanding), so the head only moves
     // forward; if it would not, the log is poisoned and nothing acknowledged.
-    if let Err(e) = shared.publish_head(last.head) {
+    // The Merkle tree grows here, off the writer's path (the writer goes
+    // on forming the next group meanwhile); groups complete in write order,
+    // so it takes every record in seq order.
+    let head = {
+        let mut tree = shared.tree.lock();
+        for r in waiters().flat_map(|w| w.receipts.iter()) {
+            tree.push(merkle::leaf_hash(&r.hash));
+        }
+        HeadState {
+            next_seq: last.chain.next_seq,
+            last_hash: last.chain.prev_hash,
+            last_created_at: last.chain.last_created_at,
+            tree_root: tree.root(),
+        }
+    };
+    if let Err(e) = shared.publish_head(head) {
         let cause = shared.poison("publish head", &e);
         fail_all(replies(groups), || replicate(&e, &cause));
         return 0;
     }
     if let Some(o) = &shared.config.observer {
         let records = waiters().map(|w| w.receipts.len() as u64).sum();
-        o.on_durable(last.head.next_seq, records, sync_time);
+        o.on_durable(head.next_seq, records, sync_time);
     }
     let in_flight = shared.in_flight.load(Ordering::Acquire);
     shared.acked_in_flight.store(in_flight, Ordering::Release);

@@ -199,7 +199,7 @@ impl Default for LogConfig {
             checkpoint_origin: String::new(),
             checkpoint_key_file: PathBuf::new(),
             checkpoint_interval_secs: 60,
-            checkpoint_every_records: 100_000,
+            checkpoint_every_records: 1_000_000,
             clock: Arc::new(engine::SystemClock),
         }
     }

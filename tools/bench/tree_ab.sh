@@ -9,6 +9,8 @@
 #   tools/bench/tree_ab.sh CHAINLOGD_A CHAINLOGD_B [ROUNDS] [SECONDS] > ab.jsonl
 #   python3 tools/bench/summarize.py ab.jsonl
 #
+# B_LOG_CONFIG adds log settings to B's runs (for example
+# 'checkpoint_every_records = 0' to see the tree without checkpoint signing).
 # Labels: "A" and "B" (sync), "A-nosync" and "B-nosync" (unsafe-no-sync: the
 # front end and engine CPU without the disk, where the tree's cost shows
 # most). The load tool is target/release/chainlog of this checkout.
@@ -53,13 +55,15 @@ run() { # label clients batch
 
 for round in $(seq "$rounds"); do
   for side in A B; do
-    bin=$a; [ "$side" = B ] && bin=$b
-    start "$bin" ""
+    bin=$a; extra=""
+    if [ "$side" = B ]; then bin=$b; extra="${B_LOG_CONFIG:-}"; fi
+    start "$bin" "$extra"
     run "$side" 1 1
     run "$side" 16 1
     run "$side" 16 100
     stop
-    start "$bin" 'durability = "unsafe-no-sync"'
+    start "$bin" "$extra
+durability = \"unsafe-no-sync\""
     run "$side-nosync" 16 1
     run "$side-nosync" 16 100
     stop
