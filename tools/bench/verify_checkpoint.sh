@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
+# Offline verification with a signed checkpoint, at about 1 GiB: a fresh
+# chainlogd (release build, unsafe-no-sync so that the log fills fast) is
+# loaded with `chainlog bench` 16 x 100 until its log passes 1 GiB, a
+# checkpoint is fetched, the server stopped, and segment-verify --stats runs
+# cold (as root: the page cache dropped) and warm, with and without the
+# checkpoint, on 2 threads and on 1 (issue 15's figure; docs/benchmarks.md).
+#
+#   tools/bench/verify_checkpoint.sh
 set -euo pipefail
-bin=/work/main/target/release
-dir=$(mktemp -d -p /work chainlog-vfig.XXXXXX)
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+bin="$root/target/release"
+dir=$(mktemp -d -p "$PWD" chainlog-vfig.XXXXXX)
 key="clk_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 hash="$("$bin/chainlogd" hash-key "$key" | grep -o 'sha256:[0-9a-f]*')"
 mkdir -p "$dir/data"
