@@ -30,12 +30,15 @@ use crate::config::Durability;
 use crate::error::{CorruptionKind, Error, PoisonCause, Result};
 use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
+use crate::format::levels::{LevelNodes, MIN_LEVEL};
 use crate::format::record::{self, RECORD_OVERHEAD};
 use crate::format::Structure;
 use crate::merkle::{self, Frontier};
-use crate::segment::{self, ActiveState, LiveIndex, Segment, SegmentIndex};
+use crate::segment::levels::SealedLevels;
+use crate::segment::{self, ActiveState, LiveIndex, Segment, SegmentIndex, SegmentLevels};
 use crate::shared::{Completion, HeadState, Receipt, Shared};
 use crate::storage::{write_all_at, StorageFile};
+use crate::Hash;
 
 /// Groups written but not yet synced, at most. Bounds the receipts held by
 /// the syncer; the writer waits when the syncer falls this far behind.
@@ -200,25 +203,39 @@ struct Active {
     /// find it as [`SegmentIndex::Live`]): an active segment's index is
     /// always live, and holding it here says so.
     live: Arc<RwLock<LiveIndex>>,
+    /// The Merkle tree before its first record.
+    tree_start: Frontier,
+    /// The tree's nodes at `MIN_LEVEL` and up that its records complete,
+    /// shared with its entry in the segment list as the index is (proofs
+    /// read them as [`SegmentLevels::Live`]).
+    levels: Arc<RwLock<LevelNodes>>,
 }
 
 /// The segment-list entry for an active segment starting at `first_seq`,
-/// and the live index it shares with the writer's [`Active`].
+/// and the live index and level nodes it shares with the writer's
+/// [`Active`].
 fn active_segment(
     first_seq: u64,
     path: &std::path::Path,
     file: &Arc<dyn StorageFile>,
     live: LiveIndex,
-) -> (Arc<Segment>, Arc<RwLock<LiveIndex>>) {
+    levels: LevelNodes,
+) -> (
+    Arc<Segment>,
+    Arc<RwLock<LiveIndex>>,
+    Arc<RwLock<LevelNodes>>,
+) {
     let live = Arc::new(RwLock::new(live));
+    let levels = Arc::new(RwLock::new(levels));
     let segment = Arc::new(Segment {
         first_seq,
         path: path.to_path_buf(),
         file: file.clone(),
         index: SegmentIndex::Live(live.clone()),
+        levels: SegmentLevels::Live(levels.clone()),
         footer: None,
     });
-    (segment, live)
+    (segment, live, levels)
 }
 
 pub(crate) struct WriterHandles {
@@ -249,7 +266,18 @@ pub(crate) fn start(
         chain.next_seq,
         "the Merkle tree holds one leaf per record"
     );
-    let (segment, live) = active_segment(active.first_seq, &active.path, &active.file, active.live);
+    assert_eq!(
+        active.tree_start.size(),
+        active.first_seq,
+        "the active segment's tree starts before its first record"
+    );
+    let (segment, live, levels) = active_segment(
+        active.first_seq,
+        &active.path,
+        &active.file,
+        active.live,
+        active.levels,
+    );
     let records = chain.next_seq - active.first_seq;
     // The active segment joins the list before the writer can roll it.
     shared.segments.write().push(segment);
@@ -279,9 +307,12 @@ pub(crate) fn start(
             records,
             first_created_at: active.first_created_at,
             live,
+            tree_start: active.tree_start,
+            levels,
         },
         chain,
         tree,
+        completed: Vec::new(),
         buf: Vec::new(),
         sync_tx,
         syncer: Some(syncer),
@@ -376,6 +407,9 @@ pub(crate) struct Writer {
     /// The Merkle tree over every record written (leaf data: each record's
     /// chain hash).
     tree: Frontier,
+    /// The nodes at `MIN_LEVEL` and up that the group being written
+    /// completes, added to the active segment's levels once per group.
+    completed: Vec<(u32, u64, Hash)>,
     buf: Vec<u8>,
     sync_tx: Sender<SyncJob>,
     syncer: Option<JoinHandle<()>>,
@@ -478,7 +512,13 @@ impl Writer {
                     prev_hash: hash,
                     last_created_at: created_at,
                 };
-                self.tree.push(merkle::leaf_hash(&hash));
+                let completed = &mut self.completed;
+                self.tree
+                    .push_with(merkle::leaf_hash(&hash), |level, index, h| {
+                        if level >= MIN_LEVEL {
+                            completed.push((level, index, *h));
+                        }
+                    });
                 self.active.first_created_at.get_or_insert(created_at);
                 receipts.push(Receipt {
                     seq,
@@ -490,6 +530,15 @@ impl Writer {
                 reply: req.reply,
                 receipts,
             });
+        }
+        // The group's upper tree nodes join the active segment's before
+        // its records can be durable (a proof reads only durable ones).
+        // One node per 32 records on average: the lock is rarely taken.
+        if !self.completed.is_empty() {
+            let mut levels = self.active.levels.write();
+            for (level, index, h) in self.completed.drain(..) {
+                levels.record(level, index, &h);
+            }
         }
         let count: u64 = waiters.iter().map(|w| w.receipts.len() as u64).sum();
         // Right before the bytes go to disk: they decode, CRC by CRC, to the
@@ -593,14 +642,19 @@ impl Writer {
             &footer,
             &live,
             &self.tree,
+            &a.levels.read(),
         )?;
         let index = segment::load_sealed_index(storage, &shared.dir, &footer)?
             .unwrap_or_else(|| SegmentIndex::Live(Arc::new(RwLock::new(live))));
+        // The level nodes just written are loaded from their file (mapped)
+        // when a proof first needs them: the writer's memory holds the
+        // active segment's only.
         let sealed = Arc::new(Segment {
             first_seq: a.first_seq,
             path: a.path.clone(),
             file: a.file.clone(),
             index,
+            levels: SegmentLevels::Sealed(SealedLevels::new(a.tree_start.clone())),
             footer: Some(footer),
         });
         // 3. Create the next segment: header durable under its final name,
@@ -646,7 +700,13 @@ impl Writer {
         let file = storage
             .open_write(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        let (segment, live) = active_segment(header.first_seq, &path, &file, LiveIndex::default());
+        let (segment, live, levels) = active_segment(
+            header.first_seq,
+            &path,
+            &file,
+            LiveIndex::default(),
+            LevelNodes::new(header.first_seq, MIN_LEVEL),
+        );
         {
             let mut segs = shared.segments.write();
             let last = segs.len() - 1;
@@ -665,6 +725,8 @@ impl Writer {
             records: 0,
             first_created_at: None,
             live,
+            tree_start: self.tree.clone(),
+            levels,
         };
         Ok(())
     }
