@@ -2,12 +2,13 @@
 //! reading all of them.
 //!
 //! A proof needs the hashes of perfect subtrees ([`SubtreeSource`]). One at
-//! level `MIN_LEVEL` or above is read from where it was stored when its
-//! last leaf was written: the level file of the sealed segment holding that
-//! leaf, or the active segment's nodes in the writer's memory. One below is
-//! recomputed from at most `2^MIN_LEVEL` consecutive records' chain hashes
-//! (an aligned block, read through the sparse index). So a proof costs
-//! about `log2(n)` stored hashes and one or two blocks of records.
+//! level `L = Config::tree_min_level` or above is read from where it was
+//! stored when its last leaf was written: the level file of the sealed
+//! segment holding that leaf, or the active segment's nodes in the writer's
+//! memory. One below is recomputed from at most `2^L` consecutive records'
+//! chain hashes (an aligned block, read through the sparse index). So a
+//! proof costs about `log2(n)` stored hashes and one or two blocks of
+//! records.
 //!
 //! Stored nodes are derived data, never trusted over the records: every
 //! root and proof is verified before it is returned, against the root the
@@ -22,7 +23,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{Corruption, CorruptionKind, Error, Result};
-use crate::format::levels::MIN_LEVEL;
 use crate::format::Structure;
 use crate::merkle::{self, MemoryTree, ProveError, SubtreeSource, VerifyError};
 use crate::segment::levels::Loaded;
@@ -118,6 +118,7 @@ fn attempt<T>(
             size: head.next_seq,
             root: head.tree_root,
             read,
+            min_level: shared.config.tree_min_level,
             blocks: RefCell::new(Vec::new()),
             used: RefCell::new(Vec::new()),
         };
@@ -158,8 +159,10 @@ struct LogTree<'a> {
     /// The head's root, which every result is checked against.
     root: Hash,
     read: ReadHashes<'a>,
+    /// The lowest level stored.
+    min_level: u32,
     /// Blocks of leaf hashes read from the records, newest last: each the
-    /// tree over an aligned run of `2^MIN_LEVEL` leaves (fewer at the head).
+    /// tree over an aligned run of `2^min_level` leaves (fewer at the head).
     blocks: RefCell<Vec<(u64, MemoryTree)>>,
     /// The sealed segments (positions in `segments`) whose stored nodes
     /// were read.
@@ -213,7 +216,8 @@ impl LogTree<'_> {
         let found = match &seg.levels {
             SegmentLevels::Live(nodes) => nodes.read().node(level, index),
             SegmentLevels::Sealed(sealed) => {
-                let (stored, how) = sealed.get(&*self.shared.storage, &self.shared.dir, seg)?;
+                let (stored, how) =
+                    sealed.get(&*self.shared.storage, &self.shared.dir, seg, self.min_level)?;
                 if how == Loaded::Rebuilt {
                     self.count_rebuilt();
                 }
@@ -240,16 +244,16 @@ impl LogTree<'_> {
         })
     }
 
-    /// A node below `MIN_LEVEL`, from its block of records.
+    /// A node below `min_level`, from its block of records.
     fn computed(&self, level: u32, index: u64) -> Result<Hash> {
-        let block = (index << level) >> MIN_LEVEL;
-        let rel = index - (block << (MIN_LEVEL - level));
+        let block = (index << level) >> self.min_level;
+        let rel = index - (block << (self.min_level - level));
         let mut blocks = self.blocks.borrow_mut();
         let at = match blocks.iter().position(|(b, _)| *b == block) {
             Some(at) => at,
             None => {
-                let start = block << MIN_LEVEL;
-                let end = (start + (1 << MIN_LEVEL)).min(self.size);
+                let start = block << self.min_level;
+                let end = (start + (1 << self.min_level)).min(self.size);
                 let mut t = MemoryTree::new();
                 for h in (self.read)(start, end)? {
                     t.push(merkle::leaf_hash(&h));
@@ -277,7 +281,8 @@ impl LogTree<'_> {
         for &at in self.used.borrow().iter() {
             let seg = &self.segments[at];
             if let SegmentLevels::Sealed(sealed) = &seg.levels {
-                if sealed.repair(&*self.shared.storage, &self.shared.dir, seg)? {
+                let storage = &*self.shared.storage;
+                if sealed.repair(storage, &self.shared.dir, seg, self.min_level)? {
                     self.count_rebuilt();
                     differed = true;
                 }
@@ -307,7 +312,7 @@ impl SubtreeSource for LogTree<'_> {
                 seq: index.saturating_add(1).saturating_mul(1 << level.min(63)) - 1,
                 head: self.size.checked_sub(1),
             })?;
-        if level >= MIN_LEVEL {
+        if level >= self.min_level {
             self.stored(level, index, end - 1)
         } else {
             self.computed(level, index)

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::{SegmentHeader, HEADER_LEN};
-use crate::format::levels::{LevelNodes, MIN_LEVEL};
+use crate::format::levels::LevelNodes;
 use crate::format::{LogId, Structure};
 use crate::merkle::{self, Frontier};
 use crate::segment::levels::SealedLevels;
@@ -105,7 +105,8 @@ struct CheckedActive {
     tail: Option<(u64, CorruptionKind)>,
     /// The tree before the segment's first record.
     tree_start: Frontier,
-    /// The tree's nodes at `MIN_LEVEL` and up that its records complete.
+    /// The tree's nodes at `tree_min_level` and up that its records
+    /// complete.
     levels: LevelNodes,
 }
 
@@ -307,7 +308,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 live: LiveIndex::default(),
                 first_created_at: None,
                 tree_start: Frontier::new(),
-                levels: LevelNodes::new(0, MIN_LEVEL),
+                levels: LevelNodes::new(0, config.tree_min_level),
             },
             chain: ChainState {
                 next_seq: 0,
@@ -411,7 +412,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 let bytes = bytes.to_vec();
                 let mut live = LiveIndex::default();
                 let mut grown = tree.clone();
-                let mut levels = LevelNodes::new(name_seq, MIN_LEVEL);
+                let mut levels = LevelNodes::new(name_seq, config.tree_min_level);
                 let interval = config.index_interval;
                 let place = walk::Place {
                     name_seq: Some(name_seq),
@@ -672,7 +673,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 live: LiveIndex::default(),
                 first_created_at: None,
                 tree_start: tree.clone(),
-                levels: LevelNodes::new(chain_state.next_seq, MIN_LEVEL),
+                levels: LevelNodes::new(chain_state.next_seq, config.tree_min_level),
             }
         }
     };

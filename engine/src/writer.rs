@@ -30,7 +30,7 @@ use crate::config::Durability;
 use crate::error::{CorruptionKind, Error, PoisonCause, Result};
 use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
-use crate::format::levels::{LevelNodes, MIN_LEVEL};
+use crate::format::levels::LevelNodes;
 use crate::format::record::{self, RECORD_OVERHEAD};
 use crate::format::Structure;
 use crate::merkle::{self, Frontier};
@@ -205,7 +205,7 @@ struct Active {
     live: Arc<RwLock<LiveIndex>>,
     /// The Merkle tree before its first record.
     tree_start: Frontier,
-    /// The tree's nodes at `MIN_LEVEL` and up that its records complete,
+    /// The tree's nodes at `tree_min_level` and up that its records complete,
     /// shared with its entry in the segment list as the index is (proofs
     /// read them as [`SegmentLevels::Live`]).
     levels: Arc<RwLock<LevelNodes>>,
@@ -407,7 +407,7 @@ pub(crate) struct Writer {
     /// The Merkle tree over every record written (leaf data: each record's
     /// chain hash).
     tree: Frontier,
-    /// The nodes at `MIN_LEVEL` and up that the group being written
+    /// The nodes at `tree_min_level` and up that the group being written
     /// completes, added to the active segment's levels once per group.
     completed: Vec<(u32, u64, Hash)>,
     buf: Vec<u8>,
@@ -513,9 +513,10 @@ impl Writer {
                     last_created_at: created_at,
                 };
                 let completed = &mut self.completed;
+                let min_level = config.tree_min_level;
                 self.tree
                     .push_with(merkle::leaf_hash(&hash), |level, index, h| {
-                        if level >= MIN_LEVEL {
+                        if level >= min_level {
                             completed.push((level, index, *h));
                         }
                     });
@@ -705,7 +706,7 @@ impl Writer {
             &path,
             &file,
             LiveIndex::default(),
-            LevelNodes::new(header.first_seq, MIN_LEVEL),
+            LevelNodes::new(header.first_seq, shared.config.tree_min_level),
         );
         {
             let mut segs = shared.segments.write();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use engine::format::footer::{Footer, FOOTER_LEN};
-use engine::format::levels::{LEVELS_HEADER_LEN, MIN_LEVEL};
+use engine::format::levels::LEVELS_HEADER_LEN;
 use engine::merkle::{self, leaf_hash, MemoryTree, SizeError};
 use engine::testing::Rng;
 use engine::{Config, Error, Hash, Log};
@@ -25,8 +25,9 @@ fn records() -> u64 {
     })
 }
 
-/// Segments of about 14 records (a node at level 6 or above spans several)
-/// or about 150 (many such nodes inside one).
+/// Segments of about 14 records (a stored node, at level 6 or above with
+/// the default `tree_min_level`, spans several) or about 150 (many stored
+/// nodes inside one).
 fn config(segment_size: u64) -> Config {
     Config {
         segment_size,
@@ -176,8 +177,8 @@ fn make_writable(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
 }
 
-/// Replaces the level file's first node at `MIN_LEVEL`, recomputing its
-/// checksums: a file that decodes, and lies.
+/// Replaces the level file's first node (at its lowest level),
+/// recomputing its checksums: a file that decodes, and lies.
 fn edit_node_consistently(path: &Path) {
     make_writable(path);
     let mut b = std::fs::read(path).expect("read");
@@ -244,14 +245,7 @@ fn proofs_across_segments(segment_size: u64, seed: u64) {
     check_everything(&log, &hashes, dir.path(), 2, seed + 2);
     assert_eq!(log.stats().level_files_rebuilt, damaged.len() as u64);
     drop(log);
-    for (p, b) in &pristine {
-        assert_eq!(
-            &std::fs::read(p).expect("read"),
-            b,
-            "{} rewritten as it was",
-            p.display()
-        );
-    }
+    assert_pristine(&pristine);
 
     // 4. A node edited, its checksums made good: the proofs that read it
     // do not verify, its file is rebuilt from the records, and the proofs
@@ -263,7 +257,36 @@ fn proofs_across_segments(segment_size: u64, seed: u64) {
     check_everything(&log, &hashes, dir.path(), 2, seed + 3);
     assert_eq!(log.stats().level_files_rebuilt, damaged.len() as u64);
     drop(log);
-    for (p, b) in &pristine {
+    assert_pristine(&pristine);
+
+    // 5. Another lowest stored level: each file holding nodes from it up
+    // is rebuilt as a proof needs it, and back again.
+    let holding = |min_level: u32| {
+        sealed_ranges(dir.path())
+            .iter()
+            .filter(|&&(first, end)| end >> min_level > first >> min_level)
+            .count() as u64
+    };
+    let lower = Config {
+        tree_min_level: 3,
+        ..config(segment_size)
+    };
+    let log = Log::open(dir.path(), lower).expect("reopen");
+    check_everything(&log, &hashes, dir.path(), 2, seed + 4);
+    assert_eq!(log.stats().level_files_rebuilt, holding(3));
+    drop(log);
+    let log = Log::open(dir.path(), config(segment_size)).expect("reopen");
+    check_everything(&log, &hashes, dir.path(), 1, seed + 5);
+    assert_eq!(log.stats().level_files_rebuilt, holding(6));
+    assert_eq!(holding(6), lvl.len() as u64);
+    drop(log);
+    // (A file with no node from level 6 up is never needed at 6: it stays
+    // as level 3 left it.)
+    assert_pristine(lvl.iter().copied());
+}
+
+fn assert_pristine<'a>(pristine: impl IntoIterator<Item = &'a (PathBuf, Vec<u8>)>) {
+    for (p, b) in pristine {
         assert_eq!(
             &std::fs::read(p).expect("read"),
             b,
@@ -444,9 +467,5 @@ fn proofs_at_the_head_while_appends_go_on() {
     assert_eq!(
         log.tree_root_at(n).expect("root"),
         merkle::root_at(&t, n).expect("root")
-    );
-    assert_eq!(
-        MIN_LEVEL, 6,
-        "the sizes above were chosen for 64-leaf blocks"
     );
 }

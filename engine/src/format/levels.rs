@@ -1,9 +1,9 @@
 //! Level files: derived data beside each sealed segment, holding the hashes
 //! of the Merkle tree's upper nodes that the segment completes, so that an
 //! inclusion or consistency proof reads a few stored hashes and at most
-//! `2^MIN_LEVEL` records per proof edge rather than the whole log.
+//! `2^min_level` records per proof edge rather than the whole log.
 //!
-//! Which nodes: every perfect subtree at a level `L >= MIN_LEVEL` whose
+//! Which nodes: every perfect subtree at a level `L >= min_level` whose
 //! *last* leaf is one of the segment's records. Each node of the tree is
 //! completed by exactly one record, so each is in exactly one level file
 //! (or, for the active segment, in the writer's memory), whatever the
@@ -16,7 +16,7 @@
 //! offset len field
 //!      0   8 magic        "CLOGLVL\0"
 //!      8   2 version      1
-//!     10   2 min_level    the lowest level held (MIN_LEVEL)
+//!     10   2 min_level    the lowest level held (Config::tree_min_level)
 //!     12   4 flags        0 (reserved)
 //!     16   8 first_seq    the segment's first seq
 //!     24   8 tree_size    the segment's last seq + 1
@@ -42,14 +42,6 @@ use crate::Hash;
 pub const LEVELS_MAGIC: [u8; 8] = *b"CLOGLVL\0";
 /// Length of a level file's header.
 pub const LEVELS_HEADER_LEN: usize = 64;
-/// The lowest level whose nodes are stored. A node below it is recomputed
-/// from at most `2^MIN_LEVEL` (64) consecutive records' chain hashes, one
-/// short read through the sparse index; at 6 the stored nodes take about
-/// one byte per record (32 bytes per 32 records, every level above
-/// included), under 1% of a 64-byte event's record (docs/format.md gives
-/// the measurements behind the choice).
-pub const MIN_LEVEL: u32 = 6;
-
 const MIN_LEVEL_AT: usize = 10;
 const FLAGS_AT: usize = 12;
 const FIRST_SEQ_AT: usize = 16;
@@ -60,7 +52,6 @@ const RESERVED_AT: usize = 44;
 const CRC_AT: usize = LEVELS_HEADER_LEN - 4;
 
 const _: () = assert!(RESERVED_AT + 16 == CRC_AT);
-const _: () = assert!(MIN_LEVEL >= 1 && MIN_LEVEL < 64);
 
 /// The indexes of the nodes at `level` completed by the leaves
 /// `[first_seq, tree_size)`: `(first index, count)`.

@@ -16,7 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use super::{levels_file_name, walk, write_derived_file, Segment, NO_ROOT};
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::footer::Footer;
-use crate::format::levels::{self, LevelNodes, LevelsLayout, MIN_LEVEL};
+use crate::format::levels::{self, LevelNodes, LevelsLayout};
 use crate::format::Structure;
 use crate::merkle::{self, Frontier};
 use crate::storage::{FileBytes, Storage};
@@ -86,22 +86,27 @@ impl SealedLevels {
         }
     }
 
-    /// The segment's nodes: from memory, else from its level file, else
-    /// rebuilt from its records (and the file written anew).
+    /// The segment's nodes at `min_level` and up: from memory, else from
+    /// its level file, else rebuilt from its records (and the file written
+    /// anew).
     pub fn get(
         &self,
         storage: &dyn Storage,
         dir: &Path,
         seg: &Segment,
+        min_level: u32,
     ) -> Result<(Arc<StoredLevels>, Loaded)> {
         let mut loaded = self.loaded.lock();
         if let Some(l) = &*loaded {
             return Ok((l.clone(), Loaded::AsStored));
         }
         let footer = sealed_footer(seg)?;
-        let (l, how) = match load_levels_file(storage, dir, footer)? {
+        let (l, how) = match load_levels_file(storage, dir, footer, min_level)? {
             Some(l) => (l, Loaded::AsStored),
-            None => (self.rebuild(storage, dir, seg, footer)?, Loaded::Rebuilt),
+            None => (
+                self.rebuild(storage, dir, seg, footer, min_level)?,
+                Loaded::Rebuilt,
+            ),
         };
         let l = Arc::new(l);
         *loaded = Some(l.clone());
@@ -111,10 +116,16 @@ impl SealedLevels {
     /// Rebuilds the nodes from the records and, if they differ from those
     /// loaded, replaces them (in memory and on disk). Returns whether they
     /// differed: a proof made from the old ones may have been wrong.
-    pub fn repair(&self, storage: &dyn Storage, dir: &Path, seg: &Segment) -> Result<bool> {
+    pub fn repair(
+        &self,
+        storage: &dyn Storage,
+        dir: &Path,
+        seg: &Segment,
+        min_level: u32,
+    ) -> Result<bool> {
         let mut loaded = self.loaded.lock();
         let footer = sealed_footer(seg)?;
-        let rebuilt = self.rebuild(storage, dir, seg, footer)?;
+        let rebuilt = self.rebuild(storage, dir, seg, footer, min_level)?;
         let differed = loaded
             .as_ref()
             .is_none_or(|old| *old.bytes != *rebuilt.bytes);
@@ -133,6 +144,7 @@ impl SealedLevels {
         dir: &Path,
         seg: &Segment,
         footer: &Footer,
+        min_level: u32,
     ) -> Result<StoredLevels> {
         let bytes = seg
             .file
@@ -144,7 +156,7 @@ impl SealedLevels {
             seg.first_seq,
             "a segment's level nodes are rebuilt from the tree before its first record"
         );
-        let mut nodes = LevelNodes::new(seg.first_seq, MIN_LEVEL);
+        let mut nodes = LevelNodes::new(seg.first_seq, min_level);
         let place = walk::Place {
             name_seq: Some(seg.first_seq),
             may_be_open: false,
@@ -216,12 +228,13 @@ fn sealed_footer(seg: &Segment) -> Result<&Footer> {
 }
 
 /// A sealed segment's level file, when it is there, valid, and for the
-/// segment's leaves at this build's lowest level; `None` otherwise (the
-/// caller rebuilds it).
+/// segment's leaves from `min_level` up; `None` otherwise (the caller
+/// rebuilds it).
 fn load_levels_file(
     storage: &dyn Storage,
     dir: &Path,
     footer: &Footer,
+    min_level: u32,
 ) -> Result<Option<StoredLevels>> {
     let path = dir.join(levels_file_name(footer.first_seq));
     let file = match storage.open_read(&path) {
@@ -235,6 +248,6 @@ fn load_levels_file(
     };
     let agrees = layout.first_seq == footer.first_seq
         && layout.tree_size == footer.last_seq + 1
-        && layout.min_level == MIN_LEVEL;
+        && layout.min_level == min_level;
     Ok(agrees.then_some(StoredLevels { bytes, layout }))
 }

@@ -88,7 +88,8 @@ pub(crate) struct ActiveState {
     pub first_created_at: Option<u64>,
     /// The Merkle tree before the segment's first record.
     pub tree_start: Frontier,
-    /// The tree's nodes at `MIN_LEVEL` and up that its records complete.
+    /// The tree's nodes at `tree_min_level` and up that its records
+    /// complete.
     pub levels: LevelNodes,
 }
 
