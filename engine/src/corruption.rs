@@ -284,7 +284,8 @@ pub enum CorruptionKind {
     /// files, tree files, the records' chain hashes) does not verify
     /// against the root the log holds for that size, even after the level
     /// files it read were rebuilt from the records: a record or a tree file
-    /// is not what was written. The proof is not returned.
+    /// is not what was written. The proof is not returned. Reported against
+    /// the log's directory: which of those is wrong is not known.
     #[error("a Merkle proof for the tree of {size} records, made from the stored tree, does not verify: {cause}")]
     TreeProofRejected {
         /// The tree size the proof was for (the larger one of a

@@ -379,8 +379,9 @@ impl Log {
     /// check with [`merkle::verify_inclusion`](crate::merkle::verify_inclusion)
     /// against [`tree_root_at`](Log::tree_root_at)`(size)`, the leaf hash
     /// being `merkle::leaf_hash` of the record's chain hash. About
-    /// `log2(size)` stored hashes and at most `2^6` records read per edge of
-    /// the tree the proof touches; verified before it is returned.
+    /// `log2(size)` stored hashes, and the records of one or two aligned
+    /// blocks of `2^tree_min_level` (64 by default), are read; the proof is
+    /// verified before it is returned.
     ///
     /// Fails with [`Error::TreeSizeBeyondDurable`] for a size past the
     /// durable records and [`Error::InvalidTreeArguments`] unless
