@@ -51,6 +51,14 @@ pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
 /// The smallest segment size accepted.
 pub const MIN_SEGMENT_SIZE: u64 = 1024;
 
+/// The default [`Config::tree_min_level`]: nodes recomputed from at most 64
+/// records, stored nodes about one byte per record (docs/format.md gives
+/// the measurements behind it).
+pub const DEFAULT_TREE_MIN_LEVEL: u32 = 6;
+/// The largest [`Config::tree_min_level`]: a proof then reads at most
+/// 65,536 records per edge of the tree it touches.
+pub const MAX_TREE_MIN_LEVEL: u32 = 16;
+
 /// Configuration of a log.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -111,6 +119,14 @@ pub struct Config {
     /// are pre-written there and then either way.) Slows each roll by one
     /// segment's worth of writing.
     pub prewrite_inline: bool,
+    /// The lowest level of the Merkle tree whose nodes are stored (in each
+    /// sealed segment's level file, and in memory for the active segment):
+    /// a proof recomputes a node below it from at most `2^tree_min_level`
+    /// consecutive records. Lower: larger level files (32 bytes per
+    /// `2^(tree_min_level - 1)` records) and fewer records read per proof.
+    /// 1 to [`MAX_TREE_MIN_LEVEL`]. A level file written with another value
+    /// is rebuilt from its records when a proof first needs it.
+    pub tree_min_level: u32,
 }
 
 /// Told, on the write path, each time appends become durable: after the
@@ -140,6 +156,7 @@ impl Default for Config {
             prewrite_segments: false,
             prewrite_min_fill: None,
             prewrite_inline: false,
+            tree_min_level: DEFAULT_TREE_MIN_LEVEL,
         }
     }
 }
@@ -180,6 +197,12 @@ impl Config {
         }
         if self.max_batch_bytes < self.max_record_len + crate::format::record::RECORD_OVERHEAD {
             return bad("max_batch_bytes must hold at least one record of max_record_len".into());
+        }
+        if !(1..=MAX_TREE_MIN_LEVEL).contains(&self.tree_min_level) {
+            return bad(format!(
+                "tree_min_level {} is outside 1..={MAX_TREE_MIN_LEVEL}",
+                self.tree_min_level
+            ));
         }
         if self.queue_depth == 0 || self.max_batch_bytes == 0 || self.max_group_bytes == 0 {
             return bad("queue_depth, max_batch_bytes and max_group_bytes must be positive".into());

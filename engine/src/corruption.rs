@@ -6,12 +6,14 @@
 //! One module, below both [`format`](crate::format) (whose decoders report
 //! kinds) and [`error`](crate::error) (whose [`Error`](crate::Error) carries a
 //! [`Corruption`]), so that neither imports the other. It depends only on the
-//! chain's [`Hash`](type@crate::chain::Hash).
+//! chain's [`Hash`](type@crate::chain::Hash) and the Merkle tree's
+//! [`VerifyError`] (which depend on nothing of the engine's).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::chain::Hash;
+use crate::merkle::VerifyError;
 
 /// The on-disk structures, named in errors. Non-exhaustive: a later format
 /// may add structures (files of derived data).
@@ -31,6 +33,9 @@ pub enum Structure {
     /// The Merkle tree file (`.tree`): the tree's frontier at a sealed
     /// segment's end.
     TreeFile,
+    /// The Merkle level file (`.lvl`): the tree's upper nodes that a sealed
+    /// segment's records complete.
+    LevelFile,
 }
 
 impl fmt::Display for Structure {
@@ -42,6 +47,7 @@ impl fmt::Display for Structure {
             Structure::OffsetIndex => "offset index",
             Structure::TimeIndex => "time index",
             Structure::TreeFile => "tree file",
+            Structure::LevelFile => "level file",
         })
     }
 }
@@ -274,6 +280,20 @@ pub enum CorruptionKind {
         /// The hash in the log.
         found: Hash,
     },
+    /// A Merkle proof (or a past root) made from the stored tree (level
+    /// files, tree files, the records' chain hashes) does not verify
+    /// against the root the log holds for that size, even after the level
+    /// files it read were rebuilt from the records: a record or a tree file
+    /// is not what was written. The proof is not returned. Reported against
+    /// the log's directory: which of those is wrong is not known.
+    #[error("a Merkle proof for the tree of {size} records, made from the stored tree, does not verify: {cause}")]
+    TreeProofRejected {
+        /// The tree size the proof was for (the larger one of a
+        /// consistency proof).
+        size: u64,
+        /// How verification failed.
+        cause: VerifyError,
+    },
     /// An index entry does not point at the record it names.
     #[error("{what}: entry {entry} names seq {expected} but offset {pos} holds {found}")]
     IndexEntry {
@@ -312,6 +332,7 @@ impl CorruptionKind {
             CorruptionKind::CheckpointRootMismatch { .. } => "CheckpointRootMismatch",
             CorruptionKind::HeadHashMismatch { .. } => "HeadHashMismatch",
             CorruptionKind::IndexEntry { .. } => "IndexEntry",
+            CorruptionKind::TreeProofRejected { .. } => "TreeProofRejected",
         }
     }
 }

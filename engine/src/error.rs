@@ -97,6 +97,22 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A Merkle tree size past the log's durable records: no root or proof
+    /// exists for it yet.
+    #[error("tree size {size} is beyond the log's {durable} durable records")]
+    TreeSizeBeyondDurable {
+        /// The tree size asked for.
+        size: u64,
+        /// The number of durable records (the durable head's seq + 1).
+        durable: u64,
+    },
+
+    /// A leaf index and tree size, or two tree sizes, that no Merkle proof
+    /// exists for (an index at or past the size, an old size of 0 or
+    /// larger than the new one).
+    #[error("no Merkle proof: {0}")]
+    InvalidTreeArguments(#[from] crate::merkle::SizeError),
+
     /// No durable record has this sequence number.
     #[error("no record with seq {seq} (head is {head:?})")]
     NotFound {

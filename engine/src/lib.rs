@@ -34,6 +34,7 @@ pub mod handoff;
 mod log;
 pub mod merkle;
 pub mod note;
+mod prove;
 mod recovery;
 mod segment;
 mod shared;

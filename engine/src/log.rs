@@ -32,7 +32,8 @@ pub struct Head {
     pub tree_root: Hash,
 }
 
-/// Counters of the write path since the log was opened.
+/// Counters of the write path (and of the derived files the read path
+/// rebuilds) since the log was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Records acknowledged.
@@ -50,6 +51,10 @@ pub struct Stats {
     /// Spares the pre-writer failed to prepare (each removed again, and
     /// the next segment created as a plain file).
     pub spares_failed: u64,
+    /// Sealed segments' level files that a root or proof rebuilt from the
+    /// records: missing, invalid, or holding a node the records do not
+    /// give.
+    pub level_files_rebuilt: u64,
 }
 
 /// A hash-chained, append-only log in a directory.
@@ -297,6 +302,7 @@ impl Log {
             segments_sealed: s.segments_sealed.load(Ordering::Relaxed),
             segments_prewritten: s.segments_prewritten.load(Ordering::Relaxed),
             spares_failed: s.spares_failed.load(Ordering::Relaxed),
+            level_files_rebuilt: s.level_files_rebuilt.load(Ordering::Relaxed),
         }
     }
 
@@ -351,6 +357,69 @@ impl Log {
             cursor: None,
             done: false,
         }
+    }
+
+    /// The root of the Merkle tree over the first `size` durable records
+    /// (any size from 0, the empty tree, to the durable head's `seq + 1`,
+    /// whose root is [`Head::tree_root`]): what a checkpoint of that size
+    /// signs. A past size's root is read from the stored tree and checked
+    /// by a consistency proof to the head's root before it is returned.
+    ///
+    /// Fails with [`Error::TreeSizeBeyondDurable`] past the durable
+    /// records, and with a corruption error
+    /// ([`CorruptionKind::TreeProofRejected`]) if the stored tree and the
+    /// records do not give the head's root even after the level files were
+    /// rebuilt.
+    pub fn tree_root_at(&self, size: u64) -> Result<Hash> {
+        crate::prove::tree_root_at(&self.shared, &|a, b| self.chain_hashes(a, b), size)
+    }
+
+    /// The inclusion proof (RFC 9162 section 2.1.3) of record `seq` in the
+    /// tree of the first `size` durable records: lowest sibling first, to
+    /// check with [`merkle::verify_inclusion`](crate::merkle::verify_inclusion)
+    /// against [`tree_root_at`](Log::tree_root_at)`(size)`, the leaf hash
+    /// being `merkle::leaf_hash` of the record's chain hash. About
+    /// `log2(size)` stored hashes, and the records of one or two aligned
+    /// blocks of `2^tree_min_level` (64 by default), are read; the proof is
+    /// verified before it is returned.
+    ///
+    /// Fails with [`Error::TreeSizeBeyondDurable`] for a size past the
+    /// durable records and [`Error::InvalidTreeArguments`] unless
+    /// `seq < size`; a proof that does not verify is never returned
+    /// ([`CorruptionKind::TreeProofRejected`]).
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
+        crate::prove::inclusion_proof(&self.shared, &|a, b| self.chain_hashes(a, b), seq, size)
+    }
+
+    /// The consistency proof (RFC 9162 section 2.1.4) that the tree of the
+    /// first `old` durable records is a prefix of the tree of the first
+    /// `new`: empty when they are equal; to check with
+    /// [`merkle::verify_consistency`](crate::merkle::verify_consistency)
+    /// against the two sizes' [`tree_root_at`](Log::tree_root_at). Verified
+    /// before it is returned.
+    ///
+    /// Fails with [`Error::TreeSizeBeyondDurable`] for a `new` past the
+    /// durable records and [`Error::InvalidTreeArguments`] unless
+    /// `0 < old <= new`.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
+        crate::prove::consistency_proof(&self.shared, &|a, b| self.chain_hashes(a, b), old, new)
+    }
+
+    /// The chain hashes of the durable records `[start, end)`: a proof's
+    /// leaves, read through the sparse index.
+    fn chain_hashes(&self, start: u64, end: u64) -> Result<Vec<Hash>> {
+        let mut hashes = Vec::with_capacity(end.saturating_sub(start) as usize);
+        for r in self.scan(start..end) {
+            hashes.push(r?.hash);
+        }
+        if hashes.len() as u64 != end - start {
+            let head = self.shared.head.read().next_seq.checked_sub(1);
+            return Err(Error::NotFound {
+                seq: start + hashes.len() as u64,
+                head,
+            });
+        }
+        Ok(hashes)
     }
 
     /// The seq of the first durable record whose `created_at` is at or

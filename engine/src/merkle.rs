@@ -125,16 +125,32 @@ impl Frontier {
     /// # Panics
     /// If the tree already holds `u64::MAX` leaves.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_with(leaf, |_, _, _| {});
+    }
+
+    /// Appends one leaf as [`push`](Self::push) does, and calls `completed`
+    /// with `(level, index, hash)` of every inner node the leaf completes,
+    /// lowest first: the perfect subtrees whose last leaf it is (one per
+    /// trailing one bit of the size before it). Every inner node of the
+    /// tree is reported exactly once, when its last leaf is pushed, so the
+    /// nodes are reported in index order within each level.
+    ///
+    /// # Panics
+    /// If the tree already holds `u64::MAX` leaves.
+    pub fn push_with(&mut self, leaf: Hash, mut completed: impl FnMut(u32, u64, &Hash)) {
         assert!(self.size < u64::MAX, "the Merkle tree is full");
+        let n = self.size;
         // The subtrees this leaf completes are the lowest ones, one per
         // trailing one bit of the size: merge them, smallest first.
-        let merged = self.size.trailing_ones() as usize;
+        let merged = n.trailing_ones() as usize;
         let keep = self.hashes.len() - merged;
-        let carry = self
-            .hashes
-            .drain(keep..)
-            .rev()
-            .fold(leaf, |right, left| node_hash(&left, &right));
+        let mut carry = leaf;
+        let mut level = 0;
+        for left in self.hashes.drain(keep..).rev() {
+            carry = node_hash(&left, &carry);
+            level += 1;
+            completed(level, n >> level, &carry);
+        }
         self.hashes.push(carry);
         self.size += 1;
     }
@@ -472,14 +488,18 @@ pub enum SizeError {
     OldSizeZero,
 }
 
-fn check_inclusion(index: u64, size: u64) -> Result<(), SizeError> {
+/// Checks that leaf `index` is inside a tree of `size` leaves: the
+/// arguments an inclusion proof exists for.
+pub fn check_inclusion(index: u64, size: u64) -> Result<(), SizeError> {
     if index >= size {
         return Err(SizeError::IndexOutOfRange { index, size });
     }
     Ok(())
 }
 
-fn check_consistency(old_size: u64, new_size: u64) -> Result<(), SizeError> {
+/// Checks that `0 < old_size <= new_size`: the sizes a consistency proof
+/// exists for.
+pub fn check_consistency(old_size: u64, new_size: u64) -> Result<(), SizeError> {
     if old_size > new_size {
         return Err(SizeError::OldSizeGreater { old_size, new_size });
     }
@@ -886,6 +906,28 @@ mod tests {
                 assert_eq!(t.subtree(level, index), Ok(h));
             }
         }
+    }
+
+    #[test]
+    fn push_with_reports_every_inner_node_once_when_its_last_leaf_comes() {
+        let mut f = Frontier::new();
+        let mut t = MemoryTree::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, l) in leaves(300).into_iter().enumerate() {
+            t.push(l);
+            let mut reported = Vec::new();
+            f.push_with(l, |level, index, h| reported.push((level, index, *h)));
+            // One node per trailing one bit of the size before the push.
+            assert_eq!(reported.len() as u32, (i as u64).trailing_ones());
+            for (k, &(level, index, h)) in reported.iter().enumerate() {
+                assert_eq!(level, k as u32 + 1, "lowest first");
+                assert_eq!((index + 1) << level, i as u64 + 1, "its last leaf is {i}");
+                assert_eq!(t.subtree(level, index), Ok(h));
+                assert!(seen.insert((level, index)), "({level}, {index}) twice");
+            }
+        }
+        // Every inner node of the complete subtrees: 300 - popcount(300).
+        assert_eq!(seen.len() as u32, 300 - 300u64.count_ones());
     }
 
     #[test]

@@ -16,10 +16,13 @@ use crate::config::Config;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::{SegmentHeader, HEADER_LEN};
+use crate::format::levels::LevelNodes;
 use crate::format::{LogId, Structure};
 use crate::merkle::{self, Frontier};
+use crate::segment::levels::SealedLevels;
 use crate::segment::{
-    self, load_sealed_index, load_tree_file, walk, ActiveState, LiveIndex, Segment, NO_ROOT,
+    self, load_sealed_index, load_tree_file, walk, ActiveState, LiveIndex, Segment, SegmentLevels,
+    NO_ROOT,
 };
 use crate::storage::{read_exact_at, write_all_at, Storage, StorageFile};
 
@@ -85,6 +88,9 @@ struct CheckedSealed {
     rebuild_tree: Option<Frontier>,
     /// The file is still writable (the seal was interrupted).
     finish_seal: bool,
+    /// The tree before the segment's first record (for its level file,
+    /// which only a proof reads or rebuilds).
+    tree_start: Frontier,
 }
 
 /// The last, unsealed segment as checked in the first phase.
@@ -97,6 +103,11 @@ struct CheckedActive {
     end: u64,
     /// Where a torn tail starts, and why its first bytes are not a record.
     tail: Option<(u64, CorruptionKind)>,
+    /// The tree before the segment's first record.
+    tree_start: Frontier,
+    /// The tree's nodes at `tree_min_level` and up that its records
+    /// complete.
+    levels: LevelNodes,
 }
 
 /// Opens a segment and checks its header against the log (the walk's
@@ -255,6 +266,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             n.ends_with(".idx")
                 || n.ends_with(".tix")
                 || n.ends_with(".tree")
+                || n.ends_with(".lvl")
                 || n.contains(".seg.cut-")
         }) {
             return Err(Corruption::new(
@@ -295,6 +307,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 end: HEADER_LEN as u64,
                 live: LiveIndex::default(),
                 first_created_at: None,
+                tree_start: Frontier::new(),
+                levels: LevelNodes::new(0, config.tree_min_level),
             },
             chain: ChainState {
                 next_seq: 0,
@@ -360,6 +374,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             .into());
         }
         let prev_time = state.map_or(0, |s| s.last_created_at);
+        let tree_start = tree.clone();
         let (footer, walked_index) = match read_seal(&*file, &path, len, name_seq)? {
             Ok(footer) => (footer, None),
             Err(cause) if !is_last => {
@@ -397,6 +412,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 let bytes = bytes.to_vec();
                 let mut live = LiveIndex::default();
                 let mut grown = tree.clone();
+                let mut levels = LevelNodes::new(name_seq, config.tree_min_level);
                 let interval = config.index_interval;
                 let place = walk::Place {
                     name_seq: Some(name_seq),
@@ -405,7 +421,11 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 };
                 let walked = walk::segment(&path, &bytes, place, |pos, r| {
                     live.observe((r.seq - name_seq) as u32, pos, r.created_at, interval);
-                    grown.push(merkle::leaf_hash(&r.hash));
+                    // The writer goes on gathering the active segment's
+                    // upper tree nodes from these (no extra reads).
+                    grown.push_with(merkle::leaf_hash(&r.hash), |level, index, h| {
+                        levels.record(level, index, h)
+                    });
                 });
                 match walked.end.map_err(walk::damage_error)? {
                     // The walk compares a footer with the records rather
@@ -427,6 +447,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                             live,
                             end: walked.valid_end,
                             tail,
+                            tree_start,
+                            levels,
                         });
                         continue;
                     }
@@ -496,6 +518,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             rebuild_index,
             rebuild_tree,
             finish_seal,
+            tree_start,
         });
     }
     let log_id = log_id.expect("at least one segment");
@@ -575,6 +598,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             path: c.path,
             file: c.file,
             index,
+            levels: SegmentLevels::Sealed(SealedLevels::new(c.tree_start)),
             footer: Some(c.footer),
         });
     }
@@ -592,6 +616,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
             live,
             end: end_pos,
             tail,
+            tree_start,
+            levels,
         }) => {
             if let Some((pos, cause)) = tail {
                 report.cut = Some(cut_tail(storage, dir, &path, &bytes, pos, cause)?);
@@ -621,6 +647,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 end: end_pos,
                 first_created_at: live.times.first().map(|t| t.created_at),
                 live,
+                tree_start,
+                levels,
             }
         }
         None => {
@@ -644,6 +672,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, config: &Config) -> Res
                 end: HEADER_LEN as u64,
                 live: LiveIndex::default(),
                 first_created_at: None,
+                tree_start: tree.clone(),
+                levels: LevelNodes::new(chain_state.next_seq, config.tree_min_level),
             }
         }
     };

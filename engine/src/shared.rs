@@ -39,6 +39,7 @@ pub(crate) struct StatCounters {
     pub segments_sealed: AtomicU64,
     pub segments_prewritten: AtomicU64,
     pub spares_failed: AtomicU64,
+    pub level_files_rebuilt: AtomicU64,
 }
 
 /// Where durable data ends: the seq after the last durable record.

@@ -30,10 +30,12 @@ use crate::config::Durability;
 use crate::error::{CorruptionKind, Error, PoisonCause, Result};
 use crate::format::footer::Footer;
 use crate::format::header::{SegmentHeader, HEADER_LEN};
+use crate::format::levels::LevelNodes;
 use crate::format::record::{self, RECORD_OVERHEAD};
 use crate::format::Structure;
-use crate::merkle;
-use crate::segment::{self, ActiveState, LiveIndex, Segment, SegmentIndex};
+use crate::merkle::{self, Frontier};
+use crate::segment::levels::SealedLevels;
+use crate::segment::{self, ActiveState, LiveIndex, Segment, SegmentIndex, SegmentLevels};
 use crate::shared::{Completion, HeadState, Receipt, Shared};
 use crate::storage::{write_all_at, StorageFile};
 
@@ -75,6 +77,9 @@ struct Group {
     end: u64,
     /// The chain after this group.
     chain: ChainState,
+    /// The active segment's upper tree nodes, which this group's records
+    /// complete as the tree grows in [`complete`].
+    levels: Arc<RwLock<LevelNodes>>,
     waiters: Vec<Waiter>,
 }
 
@@ -201,25 +206,39 @@ struct Active {
     /// find it as [`SegmentIndex::Live`]): an active segment's index is
     /// always live, and holding it here says so.
     live: Arc<RwLock<LiveIndex>>,
+    /// The Merkle tree before its first record.
+    tree_start: Frontier,
+    /// The tree's nodes at `tree_min_level` and up that its records complete,
+    /// shared with its entry in the segment list as the index is (proofs
+    /// read them as [`SegmentLevels::Live`]).
+    levels: Arc<RwLock<LevelNodes>>,
 }
 
 /// The segment-list entry for an active segment starting at `first_seq`,
-/// and the live index it shares with the writer's [`Active`].
+/// and the live index and level nodes it shares with the writer's
+/// [`Active`].
 fn active_segment(
     first_seq: u64,
     path: &std::path::Path,
     file: &Arc<dyn StorageFile>,
     live: LiveIndex,
-) -> (Arc<Segment>, Arc<RwLock<LiveIndex>>) {
+    levels: LevelNodes,
+) -> (
+    Arc<Segment>,
+    Arc<RwLock<LiveIndex>>,
+    Arc<RwLock<LevelNodes>>,
+) {
     let live = Arc::new(RwLock::new(live));
+    let levels = Arc::new(RwLock::new(levels));
     let segment = Arc::new(Segment {
         first_seq,
         path: path.to_path_buf(),
         file: file.clone(),
         index: SegmentIndex::Live(live.clone()),
+        levels: SegmentLevels::Live(levels.clone()),
         footer: None,
     });
-    (segment, live)
+    (segment, live, levels)
 }
 
 pub(crate) struct WriterHandles {
@@ -249,7 +268,18 @@ pub(crate) fn start(
         chain.next_seq,
         "the Merkle tree holds one leaf per record"
     );
-    let (segment, live) = active_segment(active.first_seq, &active.path, &active.file, active.live);
+    assert_eq!(
+        active.tree_start.size(),
+        active.first_seq,
+        "the active segment's tree starts before its first record"
+    );
+    let (segment, live, levels) = active_segment(
+        active.first_seq,
+        &active.path,
+        &active.file,
+        active.live,
+        active.levels,
+    );
     let records = chain.next_seq - active.first_seq;
     // The active segment joins the list before the writer can roll it.
     shared.segments.write().push(segment);
@@ -279,6 +309,8 @@ pub(crate) fn start(
             records,
             first_created_at: active.first_created_at,
             live,
+            tree_start: active.tree_start,
+            levels,
         },
         chain,
         buf: Vec::new(),
@@ -520,6 +552,7 @@ impl Writer {
             path: self.active.path.clone(),
             end: self.active.end,
             chain: self.chain,
+            levels: self.active.levels.clone(),
             waiters,
         };
         // Light load: nothing else waiting to be written and the syncer
@@ -591,14 +624,19 @@ impl Writer {
             &footer,
             &live,
             &tree,
+            &a.levels.read(),
         )?;
         let index = segment::load_sealed_index(storage, &shared.dir, &footer)?
             .unwrap_or_else(|| SegmentIndex::Live(Arc::new(RwLock::new(live))));
+        // The level nodes just written are loaded from their file (mapped)
+        // when a proof first needs them: the writer's memory holds the
+        // active segment's only.
         let sealed = Arc::new(Segment {
             first_seq: a.first_seq,
             path: a.path.clone(),
             file: a.file.clone(),
             index,
+            levels: SegmentLevels::Sealed(SealedLevels::new(a.tree_start.clone())),
             footer: Some(footer),
         });
         // 3. Create the next segment: header durable under its final name,
@@ -644,7 +682,13 @@ impl Writer {
         let file = storage
             .open_write(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        let (segment, live) = active_segment(header.first_seq, &path, &file, LiveIndex::default());
+        let (segment, live, levels) = active_segment(
+            header.first_seq,
+            &path,
+            &file,
+            LiveIndex::default(),
+            LevelNodes::new(header.first_seq, shared.config.tree_min_level),
+        );
         {
             let mut segs = shared.segments.write();
             let last = segs.len() - 1;
@@ -663,6 +707,8 @@ impl Writer {
             records: 0,
             first_created_at: None,
             live,
+            tree_start: tree,
+            levels,
         };
         Ok(())
     }
@@ -783,10 +829,22 @@ fn complete(shared: &Shared, groups: Vec<Group>) -> usize {
     // The Merkle tree grows here, off the writer's path (the writer goes
     // on forming the next group meanwhile); groups complete in write order,
     // so it takes every record in seq order.
+    // The upper nodes the records complete join their segment's levels
+    // before the head moves (a proof reads only durable records' nodes).
+    let min_level = shared.config.tree_min_level;
     let head = {
         let mut tree = shared.tree.lock();
-        for r in waiters().flat_map(|w| w.receipts.iter()) {
-            tree.push(merkle::leaf_hash(&r.hash));
+        for g in &groups {
+            let mut levels = None;
+            for r in g.waiters.iter().flat_map(|w| w.receipts.iter()) {
+                tree.push_with(merkle::leaf_hash(&r.hash), |level, index, h| {
+                    if level >= min_level {
+                        levels
+                            .get_or_insert_with(|| g.levels.write())
+                            .record(level, index, h);
+                    }
+                });
+            }
         }
         HeadState {
             next_seq: last.chain.next_seq,

@@ -104,7 +104,7 @@ fn setup_records() -> usize {
 /// The workload is deterministic: a change here is a change in the order
 /// of operations of recovery or the write path (update docs/durability.md
 /// with it).
-const DRY_OPS: [(Prewrite, u64); 2] = [(Prewrite::Off, 483), (Prewrite::AtRoll, 495)];
+const DRY_OPS: [(Prewrite, u64); 2] = [(Prewrite::Off, 519), (Prewrite::AtRoll, 531)];
 
 fn fail_nth_sweep(mode: Prewrite, dry_ops: u64) {
     let cfg = config_for(mode);

@@ -75,6 +75,24 @@ fn example_tree() -> Vec<u8> {
     engine::format::tree::encode(0, &f)
 }
 
+/// A level file: the nodes from level 6 up that a segment of the records
+/// 40 to 129 completes, when record i's chain hash is 32 x i. Three: the
+/// two subtrees of 64 leaves ending at 63 and 127 (both starting before
+/// the segment), then the one of 128 leaves over both.
+fn example_levels() -> Vec<u8> {
+    let mut f = engine::merkle::Frontier::new();
+    let mut nodes = engine::format::levels::LevelNodes::new(40, 6);
+    for i in 0..130u8 {
+        let leaf = engine::merkle::leaf_hash(&[i; 32]);
+        if i < 40 {
+            f.push(leaf);
+        } else {
+            f.push_with(leaf, |level, index, h| nodes.record(level, index, h));
+        }
+    }
+    nodes.encode(130)
+}
+
 fn hex_block(bytes: &[u8]) -> String {
     bytes
         .chunks(16)
@@ -107,13 +125,14 @@ fn doc_block(doc: &str, name: &str) -> Vec<u8> {
 fn golden_bytes_match_docs_format_md() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/format.md"))
         .expect("docs/format.md");
-    let examples: [(&str, Vec<u8>); 6] = [
+    let examples: [(&str, Vec<u8>); 7] = [
         ("header", example_header().encode().to_vec()),
         ("record", example_record()),
         ("footer", example_footer().encode().to_vec()),
         ("offset-index", example_offset_index()),
         ("time-index", example_time_index()),
         ("tree", example_tree()),
+        ("levels", example_levels()),
     ];
     if std::env::var_os("CHAINLOG_PRINT_GOLDEN").is_some() {
         for (name, bytes) in &examples {
@@ -454,13 +473,43 @@ fn tree_by_hand() -> Vec<u8> {
     l.done()
 }
 
+/// The level file of [`example_levels`], its nodes computed here by the
+/// definition of the tree's hash over leaves 32 x i.
+fn levels_by_hand() -> Vec<u8> {
+    fn mth(leaves: std::ops::Range<u8>) -> [u8; 32] {
+        if leaves.len() == 1 {
+            return sha256(&[&[0x00], &[leaves.start; 32]]);
+        }
+        let mid = leaves.start + (leaves.len() / 2) as u8;
+        sha256(&[&[0x01], &mth(leaves.start..mid), &mth(mid..leaves.end)])
+    }
+    let mut nodes = Vec::new();
+    nodes.extend_from_slice(&mth(0..64));
+    nodes.extend_from_slice(&mth(64..128));
+    nodes.extend_from_slice(&mth(0..128));
+    let mut l = Layout::new(64 + 96);
+    l.put(0, b"CLOGLVL\0");
+    l.u16(8, 1);
+    l.u16(10, 6);
+    l.u32(12, 0);
+    l.u64(16, 40);
+    l.u64(24, 130);
+    l.u64(32, 3);
+    l.u32(40, crc32(&[&nodes]));
+    l.put(44, &[0; 16]);
+    let crc = crc32(&[&l.bytes[..60]]);
+    l.u32(60, crc);
+    l.put(64, &nodes);
+    l.done()
+}
+
 #[test]
 fn the_documented_layouts_built_by_hand_match_the_code_and_the_doc() {
     // The CRC written here is the standard one (its check value).
     assert_eq!(crc32(&[b"123456789"]), 0xcbf4_3926);
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/format.md"))
         .expect("docs/format.md");
-    let cases: [(&str, Vec<u8>, Vec<u8>); 4] = [
+    let cases: [(&str, Vec<u8>, Vec<u8>); 5] = [
         (
             "header",
             header_by_hand(),
@@ -473,6 +522,7 @@ fn the_documented_layouts_built_by_hand_match_the_code_and_the_doc() {
             example_footer().encode().to_vec(),
         ),
         ("tree", tree_by_hand(), example_tree()),
+        ("levels", levels_by_hand(), example_levels()),
     ];
     for (name, by_hand, by_code) in &cases {
         assert_eq!(

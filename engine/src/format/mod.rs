@@ -10,6 +10,7 @@ use std::fmt;
 pub mod footer;
 pub mod header;
 pub mod index;
+pub mod levels;
 pub mod record;
 pub mod tree;
 

@@ -8,16 +8,19 @@ use crate::format;
 use crate::format::footer::{Footer, FOOTER_LEN};
 use crate::format::header::SegmentHeader;
 use crate::format::index::IndexKind;
+use crate::format::levels::LevelNodes;
 use crate::merkle::Frontier;
 use crate::storage::{write_all_at, Storage, StorageFile};
 use crate::Hash;
 
 pub(crate) mod cursor;
 pub(crate) mod index;
+pub(crate) mod levels;
 pub mod walk;
 
 pub(crate) use cursor::Cursor;
 pub(crate) use index::{load_sealed_index, LiveIndex, SegmentIndex};
+pub(crate) use levels::SegmentLevels;
 
 /// Digits in a segment's file name: `u64::MAX` has 20, and zero padding
 /// makes names sort in seq order.
@@ -47,6 +50,11 @@ pub fn tree_file_name(first_seq: u64) -> String {
     format!("{first_seq:0NAME_DIGITS$}.tree")
 }
 
+/// The level file beside a segment: `.lvl` (see `format::levels`).
+pub fn levels_file_name(first_seq: u64) -> String {
+    format!("{first_seq:0NAME_DIGITS$}.lvl")
+}
+
 /// The first seq named by a segment file name, if `name` is one.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
@@ -56,14 +64,15 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// A segment as the log holds it: its file and index, and its footer once
-/// sealed.
+/// A segment as the log holds it: its file and index, the Merkle tree's
+/// upper nodes its records complete, and its footer once sealed.
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub first_seq: u64,
     pub path: PathBuf,
     pub file: Arc<dyn StorageFile>,
     pub index: SegmentIndex,
+    pub levels: SegmentLevels,
     pub footer: Option<Footer>,
 }
 
@@ -77,6 +86,11 @@ pub(crate) struct ActiveState {
     pub end: u64,
     pub live: LiveIndex,
     pub first_created_at: Option<u64>,
+    /// The Merkle tree before the segment's first record.
+    pub tree_start: Frontier,
+    /// The tree's nodes at `tree_min_level` and up that its records
+    /// complete.
+    pub levels: LevelNodes,
 }
 
 /// Creates a segment file and makes it durable under its final name, in an
@@ -229,6 +243,27 @@ pub(crate) fn write_new_file(storage: &dyn Storage, path: &Path, bytes: &[u8]) -
         .map_err(|e| Error::io("fdatasync", path, e))
 }
 
+/// Writes a sealed segment's derived file `name`: to a temporary name,
+/// synced, renamed over any old one, made read-only. The caller syncs the
+/// directory afterwards.
+pub(crate) fn write_derived_file(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    remove_stale(storage, &tmp)?;
+    write_new_file(storage, &tmp, bytes)?;
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    storage
+        .set_read_only(&path)
+        .map_err(|e| Error::io("make read-only", &path, e))
+}
+
 /// Writes a sealed segment's tree file (the frontier at its end) and makes
 /// it read-only. The caller syncs the directory afterwards.
 pub(crate) fn write_tree_file(
@@ -237,17 +272,8 @@ pub(crate) fn write_tree_file(
     first_seq: u64,
     frontier: &Frontier,
 ) -> Result<()> {
-    let name = tree_file_name(first_seq);
-    let path = dir.join(&name);
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-    remove_stale(storage, &tmp)?;
-    write_new_file(storage, &tmp, &format::tree::encode(first_seq, frontier))?;
-    storage
-        .rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
-    storage
-        .set_read_only(&path)
-        .map_err(|e| Error::io("make read-only", &path, e))
+    let bytes = format::tree::encode(first_seq, frontier);
+    write_derived_file(storage, dir, &tree_file_name(first_seq), &bytes)
 }
 
 /// A sealed segment's tree file, when it is there and agrees with the
@@ -304,11 +330,13 @@ pub(crate) fn write_indexes(
 /// 2. `fdatasync`: the footer is durable (a crash before this leaves a torn
 ///    footer, which recovery cuts as a torn tail: the segment is active
 ///    again and is sealed anew);
-/// 3. write both index files and the tree file, each synced before its
-///    rename (a crash leaves them missing or stale, and recovery rebuilds
-///    them from the records);
+/// 3. write both index files, the tree file and the level file, each
+///    synced before its rename (a crash leaves them missing or stale:
+///    recovery rebuilds the index and tree files from the records, and the
+///    first proof that needs the level file rebuilds it);
 /// 4. make the segment read-only (durable through the inode's fsync);
 /// 5. `fsync` the directory: the index names are durable.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn seal_segment(
     storage: &dyn Storage,
     dir: &Path,
@@ -317,6 +345,7 @@ pub(crate) fn seal_segment(
     footer: &Footer,
     live: &LiveIndex,
     tree: &Frontier,
+    levels: &LevelNodes,
 ) -> Result<()> {
     assert!(footer.record_count > 0, "an empty segment is never sealed");
     assert_eq!(
@@ -324,6 +353,13 @@ pub(crate) fn seal_segment(
         footer.last_seq + 1,
         "the tree sealed with a segment ends at its last record"
     );
+    assert_eq!(
+        levels.first_seq(),
+        footer.first_seq,
+        "the level nodes sealed with a segment are its own"
+    );
+    // Encoded (and so checked complete) before anything is written.
+    let level_file = levels.encode(tree.size());
     // A pre-written segment: cut the unused zeros first, keeping room for
     // the footer. A crash before the footer's sync leaves zeros or a torn
     // footer after the records; either way recovery finds the segment
@@ -339,6 +375,8 @@ pub(crate) fn seal_segment(
         .map_err(|e| Error::io("fdatasync footer", path, e))?;
     write_indexes(storage, dir, footer.first_seq, live)?;
     write_tree_file(storage, dir, footer.first_seq, tree)?;
+    let name = levels_file_name(footer.first_seq);
+    write_derived_file(storage, dir, &name, &level_file)?;
     storage
         .set_read_only(path)
         .map_err(|e| Error::io("make read-only", path, e))?;

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use engine::merkle::{self, leaf_hash, MemoryTree};
 use engine::storage::Storage;
 use engine::testing::SimStorage;
 use engine::{Clock, Config, Log, Receipt};
@@ -47,6 +48,10 @@ pub fn config() -> Config {
         segment_size: 1024,
         segment_age: None,
         index_interval: 128,
+        // Workloads of a few dozen records: stored tree nodes from level 1
+        // up, so that every level file holds some for the proofs made
+        // after each crash to need.
+        tree_min_level: 1,
         log_id: Some(*b"crash-sim-log-id"),
         clock: Arc::new(StepClock(AtomicU64::new(1_700_000_000_000_000_000))),
         ..Config::default()
@@ -99,6 +104,8 @@ pub struct Tally {
     pub cuts: u64,
     /// Cases whose final recovery rebuilt a tree file.
     pub trees_rebuilt: u64,
+    /// Cases whose proofs after the crash rebuilt a level file.
+    pub levels_rebuilt: u64,
     /// Cases in which fewer appends were acknowledged than attempted.
     pub fewer_acks: u64,
     /// Cases whose active segment, after the crash, ended in zeros
@@ -122,6 +129,7 @@ impl Tally {
         self.cases += 1;
         self.cuts += u64::from(rec.cut);
         self.trees_rebuilt += u64::from(rec.trees_rebuilt);
+        self.levels_rebuilt += u64::from(rec.levels_rebuilt);
         self.zeros_at_end += u64::from(rec.zeros_at_end);
         self.fewer_acks += u64::from(out.acked.len() < out.attempted.len());
     }
@@ -135,6 +143,7 @@ impl Tally {
         self.dir_ops_lost += o.dir_ops_lost;
         self.cuts += o.cuts;
         self.trees_rebuilt += o.trees_rebuilt;
+        self.levels_rebuilt += o.levels_rebuilt;
         self.fewer_acks += o.fewer_acks;
         self.zeros_at_end += o.zeros_at_end;
     }
@@ -149,6 +158,7 @@ impl Tally {
             ("lost directory entries", self.dir_ops_lost),
             ("recovery cuts", self.cuts),
             ("tree files rebuilt", self.trees_rebuilt),
+            ("level files rebuilt", self.levels_rebuilt),
             (
                 "cases with fewer acknowledgements than attempts",
                 self.fewer_acks,
@@ -170,7 +180,7 @@ impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} cases, {} crashes: {} torn, {} dropped, {} garbage writes, {} directory changes lost; {} recoveries cut a tail, {} rebuilt a tree file, {} active segments ended in zeros, {} cases acknowledged fewer than attempted",
+            "{} cases, {} crashes: {} torn, {} dropped, {} garbage writes, {} directory changes lost; {} recoveries cut a tail, {} rebuilt a tree file, {} cases' proofs rebuilt a level file, {} active segments ended in zeros, {} cases acknowledged fewer than attempted",
             self.cases,
             self.crashes,
             self.torn,
@@ -179,6 +189,7 @@ impl std::fmt::Display for Tally {
             self.dir_ops_lost,
             self.cuts,
             self.trees_rebuilt,
+            self.levels_rebuilt,
             self.zeros_at_end,
             self.fewer_acks
         )
@@ -196,6 +207,9 @@ pub struct Recovered {
     pub zeros_at_end: bool,
     /// Whether recovery rebuilt a tree file (lost or torn by the crash).
     pub trees_rebuilt: bool,
+    /// Whether the proofs made after recovery rebuilt a level file (lost,
+    /// or never written, because of the crash).
+    pub levels_rebuilt: bool,
 }
 
 /// True when the last segment file ends in at least 64 zero bytes: the
@@ -284,6 +298,8 @@ pub fn check_recovered(
             "the recovered Merkle tree is not the records'"
         );
     }
+    check_proofs(&log, &recs);
+    let levels_rebuilt = log.stats().level_files_rebuilt > 0;
     // The recovered log takes appends and reopens with the exact count.
     let cut = log.recovery_report().cut.is_some();
     let trees_rebuilt = !log.recovery_report().rebuilt_trees.is_empty();
@@ -300,5 +316,30 @@ pub fn check_recovered(
         cut,
         zeros_at_end,
         trees_rebuilt,
+        levels_rebuilt,
+    }
+}
+
+/// Proofs from the recovered log, from its stored tree (level files the
+/// crash lost are rebuilt from the records): every record's inclusion at
+/// the head, and consistency from every size to the head, each equal to
+/// the proof a tree over the recovered records gives.
+fn check_proofs(log: &Log, recs: &[engine::Record]) {
+    let mut t = MemoryTree::new();
+    for r in recs {
+        t.push(leaf_hash(&r.hash));
+    }
+    let n = recs.len() as u64;
+    for seq in 0..n {
+        let p = log
+            .inclusion_proof(seq, n)
+            .unwrap_or_else(|e| panic!("inclusion proof of {seq} at {n}: {e}"));
+        assert_eq!(p, merkle::inclusion_proof(&t, seq, n).expect("reference"));
+    }
+    for old in 1..n {
+        let p = log
+            .consistency_proof(old, n)
+            .unwrap_or_else(|e| panic!("consistency proof {old} -> {n}: {e}"));
+        assert_eq!(p, merkle::consistency_proof(&t, old, n).expect("reference"));
     }
 }
