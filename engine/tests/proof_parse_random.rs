@@ -21,34 +21,7 @@ fn iters() -> u64 {
 const INTERESTING: &[u8] = b"\n\n+=/ 0123456789\xe2\x80\x94AZaz\x00\xff\rextra index @v1";
 
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut out = input.to_vec();
-    for _ in 0..1 + rng.below(3) {
-        let at = rng.below(out.len() as u64 + 1) as usize;
-        let byte = if rng.below(2) == 0 {
-            INTERESTING[rng.below(INTERESTING.len() as u64) as usize]
-        } else {
-            rng.next_u64() as u8
-        };
-        match rng.below(5) {
-            0 if at < out.len() => out[at] ^= 1 << rng.below(8),
-            1 if at < out.len() => out[at] = byte,
-            2 => out.insert(at, byte),
-            3 if at < out.len() => {
-                out.remove(at);
-            }
-            _ => {
-                // Duplicate or cut a stretch (a whole line, often).
-                let end = (at + rng.below(50) as usize).min(out.len());
-                if rng.below(2) == 0 {
-                    let piece = out[at..end].to_vec();
-                    out.splice(at..at, piece);
-                } else {
-                    out.drain(at..end);
-                }
-            }
-        }
-    }
-    out
+    engine::testing::fuzz::mutate_text(rng, input, INTERESTING, 3, 50)
 }
 
 fn chain_hash(seq: u64) -> Hash {

@@ -308,6 +308,47 @@ pub fn replay_corpus(fuzz_dir: &Path, target: &str, body: fn(&[u8]), iters: u64)
     stored.len()
 }
 
+/// Edits for the text formats (signed notes, checkpoints, proof files): one
+/// to `max_edits` of a bit flip, a byte overwritten (half the time with one
+/// of `interesting`, the format's own punctuation), a byte inserted or
+/// removed, or a stretch of up to `stretch` bytes duplicated or cut (a
+/// whole line, often).
+pub fn mutate_text(
+    rng: &mut Rng,
+    input: &[u8],
+    interesting: &[u8],
+    max_edits: u64,
+    stretch: u64,
+) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..1 + rng.below(max_edits) {
+        let at = rng.below(out.len() as u64 + 1) as usize;
+        let byte = if rng.below(2) == 0 {
+            *rng.pick(interesting)
+        } else {
+            rng.next_u64() as u8
+        };
+        match rng.below(5) {
+            0 if at < out.len() => out[at] ^= 1 << rng.below(8),
+            1 if at < out.len() => out[at] = byte,
+            2 => out.insert(at, byte),
+            3 if at < out.len() => {
+                out.remove(at);
+            }
+            _ => {
+                let end = (at + rng.below(stretch) as usize).min(out.len());
+                if rng.below(2) == 0 {
+                    let piece = out[at..end].to_vec();
+                    out.splice(at..at, piece);
+                } else {
+                    out.drain(at..end);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// One to four structure-blind edits: a bit flip, a byte overwrite, a
 /// truncation, an insertion of random bytes, or a fresh random input.
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
