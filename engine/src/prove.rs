@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::Structure;
 use crate::merkle::{self, MemoryTree, ProveError, SubtreeSource, VerifyError};
-use crate::segment::levels::Loaded;
+use crate::segment::levels::{Loaded, Repair, StoredLevels};
 use crate::segment::{Segment, SegmentLevels};
 use crate::shared::Shared;
 use crate::Hash;
@@ -130,10 +130,11 @@ fn attempt<T>(
             repaired = true;
             continue;
         }
+        // The tree's last record: where the damage is, is not known.
         return Err(Corruption::new(
             &shared.dir,
             0,
-            Some(rejected.size),
+            rejected.size.checked_sub(1),
             CorruptionKind::TreeProofRejected {
                 size: rejected.size,
                 cause: rejected.cause,
@@ -165,8 +166,8 @@ struct LogTree<'a> {
     /// tree over an aligned run of `2^min_level` leaves (fewer at the head).
     blocks: RefCell<Vec<(u64, MemoryTree)>>,
     /// The sealed segments (positions in `segments`) whose stored nodes
-    /// were read.
-    used: RefCell<Vec<usize>>,
+    /// were read, and the nodes read.
+    used: RefCell<Vec<(usize, Arc<StoredLevels>)>>,
 }
 
 impl LogTree<'_> {
@@ -221,11 +222,12 @@ impl LogTree<'_> {
                 if how == Loaded::Rebuilt {
                     self.count_rebuilt();
                 }
+                let found = stored.node(level, index);
                 let mut used = self.used.borrow_mut();
-                if !used.contains(&at) {
-                    used.push(at);
+                if !used.iter().any(|(u, _)| *u == at) {
+                    used.push((at, stored));
                 }
-                stored.node(level, index)
+                found
             }
         };
         found.ok_or_else(|| {
@@ -278,13 +280,17 @@ impl LogTree<'_> {
     /// any differed from what was read.
     fn repair_used(&self) -> Result<bool> {
         let mut differed = false;
-        for &at in self.used.borrow().iter() {
-            let seg = &self.segments[at];
+        for (at, seen) in self.used.borrow().iter() {
+            let seg = &self.segments[*at];
             if let SegmentLevels::Sealed(sealed) = &seg.levels {
                 let storage = &*self.shared.storage;
-                if sealed.repair(storage, &self.shared.dir, seg, self.min_level)? {
-                    self.count_rebuilt();
-                    differed = true;
+                match sealed.repair(storage, &self.shared.dir, seg, self.min_level, seen)? {
+                    Repair::AsStored => {}
+                    Repair::Rebuilt => {
+                        self.count_rebuilt();
+                        differed = true;
+                    }
+                    Repair::ReplacedMeanwhile => differed = true,
                 }
             }
         }

@@ -393,22 +393,16 @@ fn record_at(seg: &[u8], first_seq: u64, seq: u64) -> usize {
     at
 }
 
-#[test]
-fn a_record_whose_hash_was_edited_gives_a_corruption_error_not_a_proof() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = Log::open(dir.path(), config(20_000)).expect("open");
-    let hashes = fill(&log, 1_000, 4);
-    drop(log);
-    // A record in the middle of the second sealed segment: its stored
-    // chain hash changed and its CRC recomputed (only the chain notices).
-    let (first, end) = sealed_ranges(dir.path())[1];
-    let seq = (first + end) / 2;
-    let seg = files(dir.path(), "seg")[1].clone();
+/// Changes record `seq`'s stored chain hash in the `k`-th sealed segment
+/// and recomputes its CRC (only the chain notices); returns the segment.
+fn edit_chain_hash(dir: &Path, k: usize, seq: u64, hash: &Hash) -> PathBuf {
+    let (first, _) = sealed_ranges(dir)[k];
+    let seg = files(dir, "seg")[k].clone();
     make_writable(&seg);
     let mut b = std::fs::read(&seg).expect("read");
     let at = record_at(&b, first, seq);
     let len = u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as usize;
-    assert_eq!(&b[at + 32 + len..at + 64 + len], &hashes[seq as usize]);
+    assert_eq!(&b[at + 32 + len..at + 64 + len], hash);
     b[at + 32 + len] ^= 1;
     let mut covered = b[at..at + 4].to_vec();
     covered.extend_from_slice(&b[at + 8..at + 64 + len]);
@@ -416,24 +410,77 @@ fn a_record_whose_hash_was_edited_gives_a_corruption_error_not_a_proof() {
     b[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&seg, &b).expect("write");
     std::fs::set_permissions(&seg, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+    seg
+}
+
+#[test]
+fn a_record_whose_hash_was_edited_gives_a_corruption_error_not_a_proof() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), config(20_000)).expect("open");
+    let hashes = fill(&log, 1_000, 4);
+    drop(log);
+    // A record in the middle of the second sealed segment.
+    let (first, end) = sealed_ranges(dir.path())[1];
+    let seq = (first + end) / 2;
+    let seg = edit_chain_hash(dir.path(), 1, seq, &hashes[seq as usize]);
 
     // Opening checks sealed segments cheaply: it opens.
     let log = Log::open(dir.path(), config(20_000)).expect("open");
     let n = hashes.len() as u64;
     let t = reference(&hashes);
+    // The proof made with the edited leaf does not verify; the level files
+    // it read are rebuilt from their records, and the walk of the edited
+    // segment finds the break, where it is.
+    let chain_break = |e: Error| {
+        let c = e.corruption().unwrap_or_else(|| panic!("{e}")).clone();
+        assert_eq!((c.file, c.seq), (seg.clone(), Some(seq)), "{}", c.kind);
+        assert!(
+            matches!(c.kind, engine::CorruptionKind::ChainBreak { .. }),
+            "{}",
+            c.kind
+        );
+    };
     for size in [seq + 1, end, n] {
-        let e = log
-            .inclusion_proof(seq, size)
-            .expect_err("the record is not the one written");
-        assert!(e.corruption().is_some(), "size {size}: {e}");
+        chain_break(
+            log.inclusion_proof(seq, size)
+                .expect_err("the record is not the one written"),
+        );
     }
-    // Its neighbour's proof at the head needs the edited leaf as its
+    // Its neighbour's proof at the head has the edited leaf as its
     // sibling: refused too.
-    let e = log.inclusion_proof(seq ^ 1, n).expect_err("sibling edited");
-    assert!(e.corruption().is_some(), "{e}");
+    chain_break(log.inclusion_proof(seq ^ 1, n).expect_err("sibling edited"));
     // A proof far from it reads only stored nodes over that segment: right.
     let p = log.inclusion_proof(n - 1, n).expect("far from the edit");
     assert_eq!(p, merkle::inclusion_proof(&t, n - 1, n).expect("reference"));
+    drop(log);
+
+    // In a log too small for any stored node, the proof reads no level
+    // file: nothing to rebuild, and the proof is refused as such.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), config(2048)).expect("open");
+    let hashes = fill(&log, 60, 6);
+    drop(log);
+    let (first, _) = sealed_ranges(dir.path())[1];
+    edit_chain_hash(dir.path(), 1, first, &hashes[first as usize]);
+    let log = Log::open(dir.path(), config(2048)).expect("open");
+    let e = log.inclusion_proof(first, 60).expect_err("edited");
+    let c = e.corruption().unwrap_or_else(|| panic!("{e}"));
+    assert_eq!((c.file.as_path(), c.seq), (dir.path(), Some(59)));
+    match &c.kind {
+        engine::CorruptionKind::TreeProofRejected {
+            size: 60,
+            cause: merkle::VerifyError::RootMismatch { expected, .. },
+        } => assert_eq!(*expected, log.head().expect("head").tree_root),
+        other => panic!("{other}"),
+    }
+    assert_eq!(c.kind.name(), "TreeProofRejected");
+    // The root of a past size is checked the same way.
+    let e = log.tree_root_at(first + 1).expect_err("edited");
+    assert_eq!(
+        e.corruption().map(|c| c.kind.name()),
+        Some("TreeProofRejected"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -76,6 +76,17 @@ pub(crate) enum Loaded {
     Rebuilt,
 }
 
+/// What [`SealedLevels::repair`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repair {
+    /// The records give the nodes that were read: they were not the fault.
+    AsStored,
+    /// The records give other nodes: they replace those read.
+    Rebuilt,
+    /// Another proof had already replaced the nodes read.
+    ReplacedMeanwhile,
+}
+
 impl SealedLevels {
     /// Nothing loaded yet, for a segment whose first record follows the
     /// tree `tree_start`.
@@ -113,26 +124,28 @@ impl SealedLevels {
         Ok((l, how))
     }
 
-    /// Rebuilds the nodes from the records and, if they differ from those
-    /// loaded, replaces them (in memory and on disk). Returns whether they
-    /// differed: a proof made from the old ones may have been wrong.
+    /// After a proof made from `seen` (what [`get`](Self::get) gave) did
+    /// not verify: rebuilds the nodes from the records and, if they differ
+    /// from `seen`, replaces them (in memory and on disk).
     pub fn repair(
         &self,
         storage: &dyn Storage,
         dir: &Path,
         seg: &Segment,
         min_level: u32,
-    ) -> Result<bool> {
+        seen: &Arc<StoredLevels>,
+    ) -> Result<Repair> {
         let mut loaded = self.loaded.lock();
+        if loaded.as_ref().is_some_and(|now| !Arc::ptr_eq(now, seen)) {
+            return Ok(Repair::ReplacedMeanwhile);
+        }
         let footer = sealed_footer(seg)?;
         let rebuilt = self.rebuild(storage, dir, seg, footer, min_level)?;
-        let differed = loaded
-            .as_ref()
-            .is_none_or(|old| *old.bytes != *rebuilt.bytes);
-        if differed {
-            *loaded = Some(Arc::new(rebuilt));
+        if *seen.bytes == *rebuilt.bytes {
+            return Ok(Repair::AsStored);
         }
-        Ok(differed)
+        *loaded = Some(Arc::new(rebuilt));
+        Ok(Repair::Rebuilt)
     }
 
     /// The nodes the segment's records complete, recomputed from them (the
