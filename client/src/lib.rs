@@ -6,8 +6,12 @@
 //! automatic paging, read seq ranges, tail as an iterator; with an admin
 //! key, manage the log's keys ([`Client::list_keys`], [`Client::create_key`],
 //! [`Client::revoke_key`]) and schema ([`Client::schema`],
-//! [`Client::set_schema`]). Errors are typed: the server's error code
-//! arrives as [`ClientError::Server`].
+//! [`Client::set_schema`]). Checkpoints and proofs are checked here, not
+//! taken on the server's word: [`Client::verified_checkpoint`] accepts a
+//! checkpoint only if a trusted key signed it and it extends the last one
+//! accepted ([`Trust`]), and [`Client::prove`] verifies an inclusion proof
+//! before returning it. Errors are typed: the server's error code arrives
+//! as [`ClientError::Server`].
 //!
 //! ```no_run
 //! use client::{Client, Event};
@@ -37,6 +41,12 @@ pub use proto::msg::{
     SchemaInfo, SchemaMode, SchemaSpec, TimeField,
 };
 use proto::DecodeError;
+pub use tlog::note::{Checkpoint, Proof, VerifierKey};
+pub use tlog::Hash;
+
+mod trust;
+use trust::Step;
+pub use trust::{Trust, TrustError};
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +63,9 @@ pub enum ClientError {
     /// The server sent a response that does not fit the request.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A checkpoint or proof the server sent does not check out.
+    #[error("{0}")]
+    Trust(#[from] TrustError),
 }
 
 impl ClientError {
@@ -359,6 +372,62 @@ impl Client {
             }
             other => Err(unexpected("checkpoint", &other)),
         }
+    }
+
+    /// The inclusion proof of record `seq` in the tree of the first `size`
+    /// records, unverified: the record's chain hash and the proof's hashes
+    /// (check them against a checkpoint of `size`, or use
+    /// [`prove`](Client::prove)). Needs the read right, and a
+    /// tenant-limited key may prove only its tenants' records.
+    pub fn inclusion_proof(&mut self, seq: u64, size: u64) -> Result<(Hash, Vec<Hash>)> {
+        match self.call(&Request::InclusionProof { seq, size })? {
+            Response::Inclusion { chain_hash, hashes } => Ok((chain_hash, hashes)),
+            other => Err(unexpected("inclusion proof", &other)),
+        }
+    }
+
+    /// The consistency proof from the tree of `old` records to that of
+    /// `new`, unverified (needs the read right).
+    pub fn consistency_proof(&mut self, old: u64, new: u64) -> Result<Vec<Hash>> {
+        match self.call(&Request::ConsistencyProof { old, new })? {
+            Response::Consistency { hashes } => Ok(hashes),
+            other => Err(unexpected("consistency proof", &other)),
+        }
+    }
+
+    /// A new checkpoint of the log, accepted by `trust`: signed by one of
+    /// its keys (not the key the server names), of the same origin, and,
+    /// when `trust` holds an older checkpoint, proven to extend it (a
+    /// consistency proof from the server, checked here). On success it is
+    /// `trust`'s newest. A rolled-back, forked or rewritten log fails with
+    /// the [`TrustError`] that says which, and `trust` keeps what it had.
+    pub fn verified_checkpoint(&mut self, trust: &mut Trust) -> Result<Checkpoint> {
+        let signed = self.checkpoint()?;
+        let (checkpoint, step) = trust.check(&signed.note)?;
+        if let Step::Prove { old, old_root } = step {
+            let hashes = self.consistency_proof(old, checkpoint.size)?;
+            Trust::check_consistency(old, &old_root, &checkpoint, &hashes)?;
+        }
+        trust.accept(checkpoint.clone(), signed.note);
+        Ok(checkpoint)
+    }
+
+    /// The inclusion proof of record `seq` at a new checkpoint accepted by
+    /// `trust` ([`verified_checkpoint`](Client::verified_checkpoint)),
+    /// verified here, as a C2SP tlog-proof ([`Proof::encode`] writes the
+    /// file `chainlog verify-proof` checks). Its
+    /// [`chain_hash`](Proof::chain_hash) is the record's; compare it with
+    /// the receipt's or the event's hash.
+    pub fn prove(&mut self, seq: u64, trust: &mut Trust) -> Result<Proof> {
+        let checkpoint = self.verified_checkpoint(trust)?;
+        let (chain_hash, hashes) = self.inclusion_proof(seq, checkpoint.size)?;
+        let note = trust.note().unwrap_or_default().as_bytes().to_vec();
+        let proof = Proof::for_record(seq, &chain_hash, hashes, &note)
+            .map_err(|e| ClientError::Protocol(format!("inclusion proof of record {seq}: {e}")))?;
+        proof
+            .verify(trust.keys(), &chain_hash)
+            .map_err(|cause| TrustError::Inclusion { seq, cause })?;
+        Ok(proof)
     }
 
     /// The log's action schema, and whether it comes from the config or

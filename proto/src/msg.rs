@@ -38,6 +38,10 @@ pub mod kind {
     pub const SET_SCHEMA: u8 = 0x0e;
     /// Request (read): a signed checkpoint of the log's durable records.
     pub const CHECKPOINT: u8 = 0x0f;
+    /// Request (read): the inclusion proof of a record in a tree size.
+    pub const INCLUSION_PROOF: u8 = 0x10;
+    /// Request (read): the consistency proof between two tree sizes.
+    pub const CONSISTENCY_PROOF: u8 = 0x11;
 
     /// Response to AUTH.
     pub const AUTH_OK: u8 = 0x81;
@@ -64,6 +68,10 @@ pub mod kind {
     pub const SCHEMA: u8 = 0x8b;
     /// Response to CHECKPOINT: the signed note and the key that verifies it.
     pub const CHECKPOINT_OK: u8 = 0x8c;
+    /// Response to INCLUSION_PROOF: the record's chain hash and the proof.
+    pub const INCLUSION: u8 = 0x8d;
+    /// Response to CONSISTENCY_PROOF: the proof.
+    pub const CONSISTENCY: u8 = 0x8e;
     /// Response to anything: a typed error.
     pub const ERROR: u8 = 0xff;
 }
@@ -86,6 +94,9 @@ pub mod rights {
 pub const MAX_PAGE: u16 = 1000;
 /// The page size when a request asks for 0.
 pub const DEFAULT_PAGE: u16 = 100;
+/// The most hashes a proof response carries: an inclusion proof has at
+/// most 64 and a consistency proof at most 128 for any tree size.
+pub const MAX_PROOF_HASHES: usize = 128;
 
 /// Error codes, carried in error frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -351,6 +362,23 @@ pub enum Request<'a> {
     SetSchema(SchemaSpec),
     /// A signed checkpoint of every durable record (read).
     Checkpoint,
+    /// The inclusion proof of the record `seq` in the tree of the first
+    /// `size` records (read; a tenant-limited key only for its tenants'
+    /// records).
+    InclusionProof {
+        /// The record's seq, below `size`.
+        seq: u64,
+        /// The tree size: at most the durable records.
+        size: u64,
+    },
+    /// The consistency proof from the tree of `old` records to that of
+    /// `new` (read).
+    ConsistencyProof {
+        /// The older size, at least 1.
+        old: u64,
+        /// The newer size: at least `old`, at most the durable records.
+        new: u64,
+    },
 }
 
 /// Appends a complete request frame to `out`.
@@ -370,6 +398,8 @@ pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
         Request::RevokeKey { .. } => kind::REVOKE_KEY,
         Request::GetSchema => kind::GET_SCHEMA,
         Request::Checkpoint => kind::CHECKPOINT,
+        Request::InclusionProof { .. } => kind::INCLUSION_PROOF,
+        Request::ConsistencyProof { .. } => kind::CONSISTENCY_PROOF,
         Request::SetSchema(_) => kind::SET_SCHEMA,
     };
     let at = crate::frame::begin_frame(out, k, request_id);
@@ -418,6 +448,14 @@ pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
         | Request::GetSchema
         | Request::Checkpoint => {}
         Request::Ping(v) => wire::put_u64(out, *v),
+        Request::InclusionProof { seq, size } => {
+            wire::put_u64(out, *seq);
+            wire::put_u64(out, *size);
+        }
+        Request::ConsistencyProof { old, new } => {
+            wire::put_u64(out, *old);
+            wire::put_u64(out, *new);
+        }
         Request::CreateKey {
             id,
             rights,
@@ -523,6 +561,14 @@ pub fn decode_request(k: u8, body: &[u8]) -> Result<Request<'_>, DecodeError> {
         },
         kind::GET_SCHEMA => Request::GetSchema,
         kind::CHECKPOINT => Request::Checkpoint,
+        kind::INCLUSION_PROOF => Request::InclusionProof {
+            seq: r.u64("seq")?,
+            size: r.u64("tree size")?,
+        },
+        kind::CONSISTENCY_PROOF => Request::ConsistencyProof {
+            old: r.u64("old tree size")?,
+            new: r.u64("new tree size")?,
+        },
         kind::SET_SCHEMA => Request::SetSchema(schema(&mut r)?),
         k => {
             return Err(DecodeError::Invalid {
@@ -657,6 +703,20 @@ pub enum Response {
         /// band: a server can sign with any key it likes.
         verifier_key: String,
     },
+    /// An inclusion proof, to check against a signed checkpoint of the
+    /// size asked for (RFC 9162 section 2.1.3.2, leaf data the chain hash).
+    Inclusion {
+        /// The record's chain hash: the leaf's data.
+        chain_hash: [u8; 32],
+        /// The proof, lowest sibling first.
+        hashes: Vec<[u8; 32]>,
+    },
+    /// A consistency proof, to check against two signed checkpoints'
+    /// roots (RFC 9162 section 2.1.4.2); empty when the sizes are equal.
+    Consistency {
+        /// The proof.
+        hashes: Vec<[u8; 32]>,
+    },
     /// A typed error.
     Error(ErrorReply),
 }
@@ -696,6 +756,8 @@ pub fn encode_response(out: &mut Vec<u8>, request_id: u32, resp: &Response) {
         Response::KeyCreated { .. } => kind::KEY_CREATED,
         Response::Schema(_) => kind::SCHEMA,
         Response::Checkpoint { .. } => kind::CHECKPOINT_OK,
+        Response::Inclusion { .. } => kind::INCLUSION,
+        Response::Consistency { .. } => kind::CONSISTENCY,
         Response::Error(_) => kind::ERROR,
     };
     let at = crate::frame::begin_frame(out, k, request_id);
@@ -771,6 +833,11 @@ pub fn encode_response(out: &mut Vec<u8>, request_id: u32, resp: &Response) {
             wire::put_bytes16(out, note.as_bytes());
             wire::put_bytes16(out, verifier_key.as_bytes());
         }
+        Response::Inclusion { chain_hash, hashes } => {
+            out.extend_from_slice(chain_hash);
+            put_hashes(out, hashes);
+        }
+        Response::Consistency { hashes } => put_hashes(out, hashes),
         Response::Error(e) => encode_error_body(out, e),
     }
     crate::frame::finish_frame(out, at);
@@ -842,6 +909,29 @@ fn decode_events(r: &mut Reader<'_>) -> Result<Vec<StoredEvent>, DecodeError> {
         });
     }
     Ok(events)
+}
+
+/// A `u16` count, then that many 32-byte hashes.
+fn put_hashes(out: &mut Vec<u8>, hashes: &[[u8; 32]]) {
+    assert!(
+        hashes.len() <= MAX_PROOF_HASHES,
+        "a proof over {MAX_PROOF_HASHES} hashes"
+    );
+    wire::put_u16(out, hashes.len() as u16);
+    for h in hashes {
+        out.extend_from_slice(h);
+    }
+}
+
+fn hashes(r: &mut Reader<'_>) -> Result<Vec<[u8; 32]>, DecodeError> {
+    let n = r.u16("hash count")? as usize;
+    if n > MAX_PROOF_HASHES {
+        return Err(DecodeError::Invalid {
+            what: "hash count",
+            why: format!("{n} is over {MAX_PROOF_HASHES}"),
+        });
+    }
+    (0..n).map(|_| r.hash("proof hash")).collect()
 }
 
 /// A `u16` count, then that many `str16`.
@@ -1008,6 +1098,13 @@ pub fn decode_response(k: u8, body: &[u8]) -> Result<Response, DecodeError> {
         kind::CHECKPOINT_OK => Response::Checkpoint {
             note: r.str16("note")?.to_owned(),
             verifier_key: r.str16("verifier key")?.to_owned(),
+        },
+        kind::INCLUSION => Response::Inclusion {
+            chain_hash: r.hash("chain hash")?,
+            hashes: hashes(&mut r)?,
+        },
+        kind::CONSISTENCY => Response::Consistency {
+            hashes: hashes(&mut r)?,
         },
         kind::SCHEMA => {
             let origin = origin(&mut r)?;

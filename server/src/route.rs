@@ -7,7 +7,7 @@
 //!   callback).
 //! - On the blocking pool (bounded, shared by every connection): what
 //!   reads many records or writes files: QUERY, READ, the admin operations,
-//!   and an append that must wait for a key another append holds.
+//!   checkpoints and proofs, and an append that must wait for a key another append holds.
 //! - A task of its own: TAIL.
 //!
 //! Every request takes its reply's place in the outbox as it is read, so
@@ -62,6 +62,10 @@ pub const NEEDS: &[(u8, Need)] = &[
     // A checkpoint shows only the log's size and root: every reader needs
     // one to check a proof.
     (kind::CHECKPOINT, Need::Right(rights::READ)),
+    // A tenant-limited key proves only its tenants' records (the store
+    // checks the record); a consistency proof names no record.
+    (kind::INCLUSION_PROOF, Need::Right(rights::READ)),
+    (kind::CONSISTENCY_PROOF, Need::Right(rights::READ)),
 ];
 
 /// The need of a request frame type; `None` for a type that is not a
@@ -358,6 +362,16 @@ impl Session {
                         verifier_key,
                     },
                 ))
+            }),
+            Request::InclusionProof { seq, size } => self.blocking(id, move || {
+                state
+                    .inclusion_proof(&k, seq, size)
+                    .map(|r| reply::frame(id, &r))
+            }),
+            Request::ConsistencyProof { old, new } => self.blocking(id, move || {
+                state
+                    .consistency_proof(old, new)
+                    .map(|r| reply::frame(id, &r))
             }),
             Request::SetSchema(spec) => self.blocking(id, move || {
                 admin::set_schema(&ctx, &k, &state, spec)

@@ -6,6 +6,7 @@
 //! - `query`: queries, reads by seq, tail steps;
 //! - `cursor`: the query cursor's format;
 //! - `indexer`: the block index and unknown-action counts following the log;
+//! - `proof`: inclusion and consistency proofs;
 //! - `schema_change`: swapping a schema while appends run.
 //!
 //! Connections call in from the event loop's threads and the blocking pool.
@@ -30,6 +31,7 @@ use crate::schema::{Schema, UnknownActions};
 pub mod append;
 mod cursor;
 mod indexer;
+mod proof;
 mod query;
 mod schema_change;
 

@@ -16,6 +16,7 @@ pub mod append;
 pub mod bench;
 pub mod event_json;
 pub mod import;
+pub mod proofs;
 pub mod time;
 pub mod verify_proof;
 
@@ -33,6 +34,7 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit code: an import finished, but some rows were rejected (see the
 /// rejects file).
 pub const EXIT_REJECTED: i32 = 3;
+pub use proofs::EXIT_UNTRUSTED;
 
 /// chainlog: append audit events to a chainlogd server, query them, follow
 /// them, and import an existing audit trail.
@@ -40,7 +42,7 @@ pub const EXIT_REJECTED: i32 = 3;
 #[command(
     name = "chainlog",
     version,
-    after_help = "Connection: --addr/--key, or CHAINLOG_ADDR/CHAINLOG_KEY, or a TOML file (--config, CHAINLOG_CONFIG, or ~/.config/chainlog/cli.toml) with `addr = \"...\"` and `key = \"...\"`.\n\nExit codes: 0 done; 1 failed (an import can be re-run and resumes); 2 usage; 3 import finished with rejected rows."
+    after_help = "Connection: --addr/--key, or CHAINLOG_ADDR/CHAINLOG_KEY, or a TOML file (--config, CHAINLOG_CONFIG, or ~/.config/chainlog/cli.toml) with `addr = \"...\"` and `key = \"...\"`.\n\nExit codes: 0 done; 1 failed (an import can be re-run and resumes); 2 usage; 3 import finished with rejected rows; 4 a checkpoint or proof from the server did not check out (rolled back, forked, rewritten, or another key)."
 )]
 pub struct Cli {
     /// The server's address [default: 127.0.0.1:7400].
@@ -78,16 +80,12 @@ pub enum Command {
     Bench(bench::Args),
     /// Check a tlog-proof file offline: the checkpoint's signature, then the record's inclusion.
     VerifyProof(verify_proof::Args),
-    /// Print a signed checkpoint of every durable record (a C2SP tlog-checkpoint note), for segment-verify --checkpoint.
-    Checkpoint(CheckpointArgs),
-}
-
-/// `chainlog checkpoint`.
-#[derive(Debug, clap::Args)]
-pub struct CheckpointArgs {
-    /// Print the verifier key the server says signs it instead (compare it with the one chainlogd printed at start).
-    #[arg(long)]
-    pub verifier_key: bool,
+    /// Print a signed checkpoint of every durable record (a C2SP tlog-checkpoint note), for segment-verify --checkpoint; with --vkey and --trust, checked against the last one trusted.
+    Checkpoint(proofs::CheckpointArgs),
+    /// Print the inclusion proof of a record at a new checkpoint, verified, as a tlog-proof file for verify-proof.
+    Proof(proofs::ProofArgs),
+    /// Print the consistency proof between two tree sizes, one base64 hash a line.
+    Consistency(proofs::ConsistencyArgs),
 }
 
 /// `chainlog query`.
@@ -255,7 +253,9 @@ pub fn run(cli: &Cli) -> i32 {
         Command::Keys(k) => admin::keys(cli, k),
         Command::Bench(b) => bench::run(cli, b),
         Command::VerifyProof(v) => Ok(verify_proof::run(v, &mut io::stdout().lock())),
-        Command::Checkpoint(a) => checkpoint(cli, a),
+        Command::Checkpoint(a) => proofs::checkpoint(cli, a),
+        Command::Proof(a) => proofs::proof(cli, a),
+        Command::Consistency(a) => proofs::consistency(cli, a),
     };
     match result {
         Ok(code) => code,
@@ -316,19 +316,6 @@ fn query(cli: &Cli, a: &QueryArgs) -> Result<i32, Failure> {
             break;
         }
         printer.print(&mut out, &e)?;
-    }
-    out.flush()?;
-    Ok(EXIT_OK)
-}
-
-fn checkpoint(cli: &Cli, a: &CheckpointArgs) -> Result<i32, Failure> {
-    let signed = cli.connect()?.checkpoint()?;
-    let mut out = io::stdout().lock();
-    if a.verifier_key {
-        writeln!(out, "{}", signed.verifier_key)?;
-    } else {
-        // The note as it is signed: it ends with its last signature line.
-        write!(out, "{}", signed.note)?;
     }
     out.flush()?;
     Ok(EXIT_OK)

@@ -172,7 +172,7 @@ fn check(args: &Args) -> Result<Verdict, String> {
 
 /// `--vkey`: the key itself, or `@FILE` holding it (surrounding
 /// whitespace, such as the final newline, ignored).
-fn read_key(arg: &str) -> Result<VerifierKey, String> {
+pub(crate) fn read_key(arg: &str) -> Result<VerifierKey, String> {
     let text = match arg.strip_prefix('@') {
         Some(path) => {
             let bytes = read_bounded(Path::new(path), MAX_KEY_FILE)?;

@@ -2,8 +2,8 @@
 //! data, sources named at each), our own signatures round-trip, and every
 //! tampering is refused with its own error.
 
-use engine::merkle::{leaf_hash, Frontier};
-use engine::note::{
+use tlog::merkle::{leaf_hash, Frontier};
+use tlog::note::{
     self, base64, Checkpoint, CheckpointError, LineProblem, Note, NoteError, SignerKey,
     VerifierKey, MAX_NOTE_LEN, MAX_SIGNATURES,
 };

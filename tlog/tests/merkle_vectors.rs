@@ -6,13 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
-use engine::merkle::{
+use serde_json::Value;
+use tlog::merkle::{
     self, consistency_proof, inclusion_proof, leaf_hash, root_at, verify_consistency,
     verify_inclusion, Frontier, MemoryTree, SubtreeSource,
 };
-use engine::note::base64;
-use engine::Hash;
-use serde_json::Value;
+use tlog::note::base64;
+use tlog::Hash;
 
 /// The reference tree's leaf data, in hex.
 const LEAF_INPUTS: [&str; 8] = [

@@ -134,8 +134,8 @@ pub enum ProofVerifyError {
     /// The proof names another record hash than the one checked.
     #[error(
         "the proof is for record hash {}, not {}",
-        crate::error::hex(.carried),
-        crate::error::hex(.given)
+        merkle::Hex(.carried),
+        merkle::Hex(.given)
     )]
     HashMismatch {
         /// The hash the verifier expects.

@@ -63,7 +63,7 @@ fn split_point(n: u64) -> u64 {
 }
 
 /// Hex of a hash, for error messages.
-struct Hex<'a>(&'a Hash);
+pub(crate) struct Hex<'a>(pub(crate) &'a Hash);
 
 impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
