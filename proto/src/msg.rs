@@ -1133,3 +1133,83 @@ pub fn decode_response(k: u8, body: &[u8]) -> Result<Response, DecodeError> {
     r.finish()?;
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frame: &[u8]) -> (u8, &[u8]) {
+        let (h, body) = frame.split_at(crate::frame::FRAME_HEADER_LEN);
+        (h[4], body)
+    }
+
+    #[test]
+    fn proof_requests_and_responses_round_trip() {
+        for req in [
+            Request::InclusionProof { seq: 5, size: 9 },
+            Request::ConsistencyProof {
+                old: 1,
+                new: u64::MAX,
+            },
+        ] {
+            let mut out = Vec::new();
+            encode_request(&mut out, 3, &req);
+            let (k, b) = body(&out);
+            assert_eq!(b.len(), 16);
+            assert_eq!(decode_request(k, b).expect("decodes"), req);
+        }
+        let most: Vec<[u8; 32]> = (0..MAX_PROOF_HASHES as u8).map(|i| [i; 32]).collect();
+        for resp in [
+            Response::Inclusion {
+                chain_hash: [9; 32],
+                hashes: vec![],
+            },
+            Response::Inclusion {
+                chain_hash: [9; 32],
+                hashes: most.clone(),
+            },
+            Response::Consistency { hashes: most },
+        ] {
+            let mut out = Vec::new();
+            encode_response(&mut out, 3, &resp);
+            let (k, b) = body(&out);
+            assert_eq!(decode_response(k, b).expect("decodes"), resp);
+        }
+    }
+
+    #[test]
+    fn proof_bodies_over_the_bound_or_cut_short_are_refused() {
+        // 129 hashes claimed: refused before any is read.
+        let mut b = vec![0u8; 32];
+        b.extend_from_slice(&129u16.to_le_bytes());
+        assert_eq!(
+            decode_response(kind::INCLUSION, &b),
+            Err(DecodeError::Invalid {
+                what: "hash count",
+                why: "129 is over 128".into(),
+            })
+        );
+        // Two claimed, one and a half present.
+        let mut b = 2u16.to_le_bytes().to_vec();
+        b.extend_from_slice(&[1; 48]);
+        assert!(matches!(
+            decode_response(kind::CONSISTENCY, &b),
+            Err(DecodeError::Truncated {
+                what: "proof hash",
+                ..
+            })
+        ));
+        // A request one byte short, and one with a byte left over.
+        assert!(matches!(
+            decode_request(kind::INCLUSION_PROOF, &[0; 15]),
+            Err(DecodeError::Truncated {
+                what: "tree size",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode_request(kind::CONSISTENCY_PROOF, &[0; 17]),
+            Err(DecodeError::Trailing(1))
+        ));
+    }
+}

@@ -140,6 +140,15 @@ fn write_seed_corpus() {
             },
         ),
         ("get-schema", Request::GetSchema),
+        ("checkpoint", Request::Checkpoint),
+        (
+            "inclusion-proof",
+            Request::InclusionProof { seq: 5, size: 9 },
+        ),
+        (
+            "consistency-proof",
+            Request::ConsistencyProof { old: 3, new: 9 },
+        ),
         (
             "set-schema",
             Request::SetSchema(SchemaSpec {
@@ -225,6 +234,26 @@ fn write_seed_corpus() {
                     actions: vec!["user.*".into()],
                 },
             }),
+        ),
+        (
+            "checkpoint",
+            Response::Checkpoint {
+                note: "chainlog/default\n9\nAAAA\n\n— k AAAA\n".into(),
+                verifier_key: "k+00000000+AQ==".into(),
+            },
+        ),
+        (
+            "inclusion",
+            Response::Inclusion {
+                chain_hash: [4; 32],
+                hashes: vec![[5; 32], [6; 32]],
+            },
+        ),
+        (
+            "consistency",
+            Response::Consistency {
+                hashes: vec![[7; 32]],
+            },
         ),
         (
             "error",
