@@ -107,7 +107,8 @@ pub const TEXT_FIELDS: [&str; 9] = [
 ];
 
 impl<'a> EventRef<'a> {
-    fn texts(&self) -> [&'a str; 9] {
+    /// The text fields, in the order of [`TEXT_FIELDS`].
+    pub fn texts(&self) -> [&'a str; 9] {
         [
             self.tenant_id,
             self.actor_id,

@@ -24,6 +24,7 @@ pub mod frame;
 pub mod fuzz;
 pub mod json;
 pub mod msg;
+pub mod time;
 pub mod wire;
 
 pub use event::{Event, EventError, Limits, StoredEvent};

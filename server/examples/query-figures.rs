@@ -87,6 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ServerConfig {
         listen: "127.0.0.1:0".into(),
         metrics_listen: String::new(),
+        http_listen: String::new(),
         data_dir: dir.clone(),
         logs: vec![LogConfig::default()],
         keys: vec![KeyConfig {

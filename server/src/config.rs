@@ -4,6 +4,8 @@
 //! ```toml
 //! listen = "127.0.0.1:7400"          # the protocol port
 //! metrics_listen = "127.0.0.1:7401"  # Prometheus text at /metrics ("" = off)
+//! http_listen = "127.0.0.1:7480"     # the HTTP/JSON API ("" = off)
+//! http_max_body_bytes = 8388608      # an HTTP request body, after gzip
 //! data_dir = "chainlog-data"         # one subdirectory per log
 //! max_connections = 1024
 //! idle_timeout_secs = 300            # no request and nothing in flight
@@ -47,6 +49,11 @@ pub struct ServerConfig {
     pub listen: String,
     /// The metrics endpoint's address; empty for none.
     pub metrics_listen: String,
+    /// The HTTP/JSON API's address (`docs/http.md`); empty for none.
+    pub http_listen: String,
+    /// The largest HTTP request body accepted, in bytes after a gzip body
+    /// is inflated.
+    pub http_max_body_bytes: usize,
     /// Where the logs live. chainlogd resolves a relative path in a config
     /// file against the file's directory (`--data-dir` overrides it).
     pub data_dir: PathBuf,
@@ -78,6 +85,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:7400".into(),
             metrics_listen: "127.0.0.1:7401".into(),
+            http_listen: "127.0.0.1:7480".into(),
+            http_max_body_bytes: 8 << 20,
             data_dir: PathBuf::from("chainlog-data"),
             max_connections: 1024,
             idle_timeout_secs: 300,
@@ -245,6 +254,12 @@ impl ServerConfig {
         if !self.metrics_listen.is_empty() {
             parse_addr("metrics_listen", &self.metrics_listen)?;
         }
+        if !self.http_listen.is_empty() {
+            parse_addr("http_listen", &self.http_listen)?;
+        }
+        if self.http_max_body_bytes < 1024 || self.http_max_body_bytes > 256 << 20 {
+            return bad("http_max_body_bytes must be in 1 KiB..=256 MiB".into());
+        }
         if self.logs.is_empty() {
             return bad("at least one [[logs]] entry is needed".into());
         }
@@ -353,6 +368,7 @@ pub fn dev_config_text(key_hash: &str) -> String {
          # hash is kept here. See docs/operations.md before production use.\n\
          listen = \"127.0.0.1:7400\"\n\
          metrics_listen = \"127.0.0.1:7401\"\n\
+         http_listen = \"127.0.0.1:7480\"\n\
          data_dir = \".\"\n\
          \n\
          [[logs]]\n\

@@ -29,6 +29,7 @@ pub mod config;
 mod conn;
 mod ctx;
 pub mod dedup;
+mod http;
 pub mod index;
 pub mod managed;
 pub mod metrics;

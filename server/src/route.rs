@@ -78,7 +78,7 @@ pub fn need(frame_kind: u8) -> Option<Need> {
 }
 
 /// Why `key` may not make a request with `need`, if it may not.
-fn refusal(need: Need, key: &Key) -> Option<ErrorReply> {
+pub(crate) fn refusal(need: Need, key: &Key) -> Option<ErrorReply> {
     let lacks = |what: &str| {
         Some(ErrorReply::new(
             ErrorCode::Forbidden,

@@ -33,6 +33,7 @@ pub struct Server {
     ctx: Arc<Ctx>,
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     runtime: Option<tokio::runtime::Runtime>,
     /// Closed (`recv` gives `None`) once the acceptor and every connection
     /// task have ended: each holds a sender.
@@ -107,6 +108,12 @@ impl Server {
             Some(bind(&config.metrics_listen)?)
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let http_listener = if config.http_listen.is_empty() {
+            None
+        } else {
+            Some(bind(&config.http_listen)?)
+        };
+        let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
         let ctx = Arc::new(Ctx::new(config, KeyStore::new(keyring), managed, logs));
         if let Some(l) = metrics_listener {
             // A weak reference: the endpoint must not keep the logs open
@@ -120,12 +127,16 @@ impl Server {
             }));
         }
         let (done_tx, tasks_done) = mpsc::channel(1);
+        if let Some(l) = http_listener {
+            runtime.spawn(crate::http::accept_loop(l, ctx.clone(), done_tx.clone()));
+        }
         runtime.spawn(accept_loop(listener, ctx.clone(), done_tx));
-        tracing::info!(%addr, metrics = ?metrics_addr, "chainlogd listening");
+        tracing::info!(%addr, metrics = ?metrics_addr, http = ?http_addr, "chainlogd listening");
         Ok(Server {
             ctx,
             addr,
             metrics_addr,
+            http_addr,
             runtime: Some(runtime),
             tasks_done,
         })
@@ -139,6 +150,11 @@ impl Server {
     /// The metrics address, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The HTTP API's address, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The Prometheus page, as the endpoint serves it.

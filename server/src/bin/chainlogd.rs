@@ -34,6 +34,9 @@ struct Args {
     /// config).
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// The HTTP API's address; "" turns it off (overrides the config).
+    #[arg(long)]
+    http_listen: Option<String>,
     /// Connections served at once (overrides the config).
     #[arg(long)]
     max_connections: Option<usize>,
@@ -115,6 +118,9 @@ fn main() -> ExitCode {
         .map(|a| format!(", metrics on http://{a}/metrics"))
         .unwrap_or_default();
     println!("chainlogd listening on {}{metrics}", server.addr());
+    if let Some(a) = server.http_addr() {
+        println!("chainlogd: http on {a}");
+    }
     for (log, key) in server.verifier_keys() {
         println!("chainlogd: log {log}: checkpoints verify with {key}");
     }
@@ -150,6 +156,9 @@ fn load_config(args: &Args) -> Result<ServerConfig, String> {
     }
     if let Some(l) = &args.metrics_listen {
         config.metrics_listen = l.clone();
+    }
+    if let Some(l) = &args.http_listen {
+        config.http_listen = l.clone();
     }
     if let Some(n) = args.max_connections {
         config.max_connections = n;

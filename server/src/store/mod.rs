@@ -233,6 +233,11 @@ pub fn engine_error(e: &engine::Error) -> ErrorReply {
 }
 
 impl LogState {
+    /// The bounds every event is validated against.
+    pub fn limits(&self) -> &proto::Limits {
+        &self.limits
+    }
+
     /// Now, by the log's clock (the engine's `created_at` clock too).
     fn now_nanos(&self) -> u64 {
         self.config.clock.now_nanos()

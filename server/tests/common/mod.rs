@@ -55,6 +55,7 @@ pub fn config(dir: &Path, keys: &[&TestKey]) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".into(),
         metrics_listen: String::new(),
+        http_listen: "127.0.0.1:0".into(),
         data_dir: dir.to_path_buf(),
         logs: vec![test_log("default")],
         keys: keys.iter().map(|k| k.config.clone()).collect(),
@@ -99,7 +100,7 @@ pub fn write_config(dir: &Path, listen: &str, keys: &[&TestKey], log_extra: &str
     if !log_extra.contains("prewrite_segments") {
         log.push_str("prewrite_segments = false\n");
     }
-    let mut t = format!("listen = \"{listen}\"\nmetrics_listen = \"\"\ndata_dir = \".\"\n\n[[logs]]\n{log}{log_extra}\n");
+    let mut t = format!("listen = \"{listen}\"\nmetrics_listen = \"\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \".\"\n\n[[logs]]\n{log}{log_extra}\n");
     for k in keys {
         let c = &k.config;
         t.push_str(&format!(
@@ -172,6 +173,25 @@ impl Daemon {
             &["--config", cfg.to_str().unwrap(), "--log-level", "debug"],
             dir,
         )
+    }
+
+    /// The HTTP API's address, from the "http on" line of its output.
+    pub fn http_addr(&self) -> SocketAddr {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.stdout.lock().unwrap().clone();
+            if let Some(line) = out
+                .lines()
+                .find_map(|l| l.strip_prefix("chainlogd: http on "))
+            {
+                return line.trim().parse().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no http line in {out}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn kill9(mut self) {
@@ -351,4 +371,121 @@ pub fn assert_every_receipt_stored(
     }
     assert_eq!(found, receipts.len(), "every receipted event is stored");
     next
+}
+
+/// An HTTP reply, as [`http`] read it.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The body as JSON (panics, naming the body, if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// A header's value (names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The error's code, asserting the one error shape.
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        let e = &v["error"];
+        let keys: Vec<&String> = e.as_object().expect("an error object").keys().collect();
+        assert_eq!(keys, ["code", "field", "index", "message"], "{v}");
+        e["code"].as_str().unwrap().to_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a new connection (`Connection: close`), with a
+/// `Content-Length` body; the reply read to the end (chunked or not).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpReply {
+    use std::io::Write;
+    let mut s = raw_connect(addr);
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT") {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    parse_http_reply(&raw)
+}
+
+/// Parses one whole HTTP/1.1 response.
+pub fn parse_http_reply(raw: &[u8]) -> HttpReply {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(raw)));
+    let head = std::str::from_utf8(&raw[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
+                .unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + size]);
+            rest = &rest[nl + 2 + size + 2..];
+        }
+        body = out;
+    }
+    HttpReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `Authorization: Bearer <key>`.
+pub fn bearer(key: &TestKey) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {}", key.text))
 }

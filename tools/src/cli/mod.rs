@@ -17,7 +17,7 @@ pub mod bench;
 pub mod event_json;
 pub mod import;
 pub mod proofs;
-pub mod time;
+pub use proto::time;
 pub mod verify_proof;
 
 /// The most event bytes one append request carries: under the server's

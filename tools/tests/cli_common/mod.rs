@@ -23,6 +23,7 @@ pub fn start_with(dir: &Path, adjust: impl FnOnce(&mut ServerConfig)) -> Running
     let config = ServerConfig {
         listen: "127.0.0.1:0".into(),
         metrics_listen: String::new(),
+        http_listen: String::new(),
         data_dir: dir.to_path_buf(),
         // Small segments and no pre-writing: a test server that writes and
         // syncs a 64 MiB spare at every start slows every test down.

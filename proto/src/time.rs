@@ -1,6 +1,7 @@
 //! Timestamps as people and old systems write them, to and from the
 //! nanoseconds since the Unix epoch that chainlog stores. Hand-written
-//! (proleptic Gregorian calendar, UTC), so that the CLI needs no date crate.
+//! (proleptic Gregorian calendar, UTC), so that neither the CLI nor the
+//! server needs a date crate.
 //!
 //! Accepted: RFC 3339 (`2024-03-01T12:00:00Z`, `...12:00:00.123456+02:00`),
 //! the same with a space for `T` and offsets `+HH` or `+HHMM` (PostgreSQL's

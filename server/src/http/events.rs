@@ -1,0 +1,553 @@
+//! `/api/v1/events`: append (one, a batch, NDJSON), query, one by seq, and
+//! the stream. Each turns the JSON into what the binary protocol carries
+//! and calls the same store operation, so validation, tenants, schemas and
+//! dedup are decided in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use proto::event::{Event, StoredEvent};
+use proto::msg::{self, kind, AppendReceipt, ErrorCode, ErrorReply, EventPage, Query, TimeField};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::body::Body;
+use super::json::{event_from_json, hex, parse_time_param, stored_event_json};
+use super::reply::{json_response, ok, HttpError};
+use super::routes::Request;
+use crate::store::{KeyWait, LogState, Refused, Settled};
+
+/// How the events of an append arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// One event object: one receipt back.
+    One,
+    /// `{"events": [...]}` or NDJSON: `{"receipts": [...]}` back.
+    Many,
+}
+
+/// POST /api/v1/events.
+pub(crate) async fn append(mut r: Request) -> Result<Response<Body>, HttpError> {
+    let ndjson = match media_type(&r.headers).as_deref() {
+        None | Some("application/json") => false,
+        Some("application/x-ndjson") => true,
+        Some(other) => {
+            return Err(HttpError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("Content-Type {other:?}: send application/json or application/x-ndjson"),
+            ))
+        }
+    };
+    let body = r.body().await?;
+    let (values, shape) = if ndjson {
+        (ndjson_values(&body)?, Shape::Many)
+    } else {
+        json_values(&body)?
+    };
+    let max = r.ctx.config.max_batch_events;
+    if values.is_empty() {
+        return Err(ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            "an append needs at least one event",
+        )
+        .into());
+    }
+    if values.len() > max {
+        return Err(ErrorReply::new(
+            ErrorCode::TooLarge,
+            format!("{} events, more than the maximum of {max}", values.len()),
+        )
+        .into());
+    }
+    let header_key = idempotency_header(&r.headers)?;
+    let limits = r.state.limits();
+    let mut encoded = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let mut e = event_from_json(v, i)?;
+        if let Some(k) = &header_key {
+            if shape == Shape::Many {
+                return Err(ErrorReply::new(
+                    ErrorCode::InvalidRequest,
+                    "the Idempotency-Key header is for a single event: give each event of a batch its idempotency_key",
+                )
+                .into());
+            }
+            if e.idempotency_key.is_empty() {
+                e.idempotency_key.clone_from(k);
+            } else if e.idempotency_key != *k {
+                return Err(HttpError::invalid_event(
+                    i,
+                    "idempotency_key",
+                    "differs from the Idempotency-Key header",
+                ));
+            }
+        }
+        check_lengths(&e, i, limits)?;
+        encoded.push(e.encode());
+    }
+    let receipts = submit(&r, encoded).await?;
+    Ok(match shape {
+        Shape::One => {
+            let receipt = &receipts[0];
+            let status = if receipt.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            json_response(status, &receipt_json(receipt))
+        }
+        Shape::Many => ok(&json!({
+            "receipts": receipts.iter().map(receipt_json).collect::<Vec<_>>()
+        })),
+    })
+}
+
+/// The media type of `Content-Type`, lowercase, without parameters.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, HttpError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| HttpError::malformed("the Idempotency-Key header is not visible ASCII")),
+    }
+}
+
+/// One event, or a batch: `{"events": [...]}` and nothing else.
+fn json_values(body: &[u8]) -> Result<(Vec<Value>, Shape), HttpError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| HttpError::malformed(format!("the body is not JSON: {e}")))?;
+    match v {
+        Value::Object(mut m) if m.contains_key("events") => {
+            if m.len() != 1 {
+                return Err(HttpError::malformed(
+                    "a batch is {\"events\": [...]} with no other member",
+                ));
+            }
+            match m.remove("events") {
+                Some(Value::Array(events)) => Ok((events, Shape::Many)),
+                _ => Err(HttpError::malformed(
+                    "\"events\" must be an array of events",
+                )),
+            }
+        }
+        v => Ok((vec![v], Shape::One)),
+    }
+}
+
+/// One event a line; blank lines are skipped.
+fn ndjson_values(body: &[u8]) -> Result<Vec<Value>, HttpError> {
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|(n, line)| {
+            serde_json::from_slice(line)
+                .map_err(|e| HttpError::malformed(format!("line {}: not JSON: {e}", n + 1)))
+        })
+        .collect()
+}
+
+/// Fields within the log's limits before they are encoded (the encoding
+/// bounds a text field at 65,535 bytes; validation, later, at far less).
+fn check_lengths(e: &Event, index: usize, limits: &proto::Limits) -> Result<(), HttpError> {
+    let texts = e.as_ref().texts();
+    for (name, v) in proto::event::TEXT_FIELDS.into_iter().zip(texts) {
+        if v.len() > limits.max_field_bytes {
+            return Err(HttpError::invalid_event(
+                index,
+                name,
+                format!(
+                    "is {} bytes, more than the limit of {}",
+                    v.len(),
+                    limits.max_field_bytes
+                ),
+            ));
+        }
+    }
+    if e.metadata.len() > limits.max_metadata_bytes {
+        return Err(HttpError::invalid_event(
+            index,
+            "metadata",
+            format!(
+                "is {} bytes, more than the limit of {}",
+                e.metadata.len(),
+                limits.max_metadata_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Submits the encoded events and waits for their receipts, which come
+/// only after the covering `fdatasync`.
+async fn submit(r: &Request, encoded: Vec<Vec<u8>>) -> Result<Vec<AppendReceipt>, HttpError> {
+    let bodies: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    let (tx, rx) = oneshot::channel::<Settled>();
+    let done = move |s: Settled| {
+        let _ = tx.send(s);
+    };
+    match r
+        .state
+        .submit_append(&r.key, &bodies, r.connection, KeyWait::Never, done)
+    {
+        Ok(()) => {}
+        Err(Refused::Reply(e)) => return Err(e.into()),
+        Err(Refused::KeysPending) => {
+            // Another append holds one of its keys: wait for it on the
+            // blocking pool, never on the event loop.
+            let (state, key, connection) = (r.state.clone(), r.key.clone(), r.connection);
+            let (tx, rx) = oneshot::channel::<Settled>();
+            let waited = tokio::task::spawn_blocking(move || {
+                let bodies: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+                let done = move |s: Settled| {
+                    let _ = tx.send(s);
+                };
+                state
+                    .submit_append(&key, &bodies, connection, KeyWait::Block, done)
+                    .err()
+            })
+            .await;
+            return match waited {
+                Ok(None) => settled(rx.await),
+                Ok(Some(Refused::Reply(e))) => Err(e.into()),
+                Ok(Some(Refused::KeysPending)) => {
+                    Err(ErrorReply::new(ErrorCode::Busy, "idempotency keys still pending").into())
+                }
+                Err(_) => {
+                    Err(ErrorReply::new(ErrorCode::Internal, "the append's task failed").into())
+                }
+            };
+        }
+    }
+    settled(rx.await)
+}
+
+fn settled(r: Result<Settled, oneshot::error::RecvError>) -> Result<Vec<AppendReceipt>, HttpError> {
+    match r {
+        Ok(Ok(receipts)) => Ok(receipts),
+        Ok(Err(e)) => Err(e.into()),
+        // The log stopped before it answered: nothing is acknowledged.
+        Err(_) => Err(ErrorReply::new(ErrorCode::ShuttingDown, "the log is closing").into()),
+    }
+}
+
+fn receipt_json(r: &AppendReceipt) -> Value {
+    json!({
+        "seq": r.seq,
+        "created_at": proto::time::format(r.created_at),
+        "hash": hex(&r.hash),
+        "duplicate": r.duplicate,
+    })
+}
+
+/// The most events a query page holds.
+const MAX_LIMIT: u16 = msg::MAX_PAGE;
+
+/// GET /api/v1/events.
+pub(crate) async fn query(r: Request) -> Result<Response<Body>, HttpError> {
+    let mut q = Query::all();
+    let mut time_field = TimeField::OccurredAt;
+    let (mut from, mut to) = (None, None);
+    q.limit = msg::DEFAULT_PAGE;
+    for (name, value) in r.params() {
+        match name.as_str() {
+            "tenant_id" => q.tenant_id = value,
+            "actor_id" => q.actor_id = value,
+            "action" => q.action = value,
+            "resource" => q.resource = value,
+            "resource_id" => q.resource_id = value,
+            "from" => from = Some(parse_time_param(&value, "from").map_err(HttpError::malformed)?),
+            "to" => to = Some(parse_time_param(&value, "to").map_err(HttpError::malformed)?),
+            "time" => {
+                time_field = match value.as_str() {
+                    "occurred" => TimeField::OccurredAt,
+                    "created" => TimeField::CreatedAt,
+                    _ => return Err(HttpError::malformed("time must be occurred or created")),
+                }
+            }
+            "limit" => {
+                q.limit = match value.parse::<u16>() {
+                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                    _ => {
+                        return Err(ErrorReply::new(
+                            ErrorCode::InvalidRequest,
+                            format!("limit must be 1 to {MAX_LIMIT}"),
+                        )
+                        .into())
+                    }
+                }
+            }
+            "cursor" => {
+                q.cursor = base64url_decode(&value).ok_or_else(|| {
+                    ErrorReply::new(
+                        ErrorCode::InvalidRequest,
+                        "the cursor is not one this server gave",
+                    )
+                })?;
+            }
+            "order" => {
+                if value != "asc" {
+                    return Err(HttpError::malformed("order must be asc"));
+                }
+            }
+            other => {
+                return Err(HttpError::malformed(format!(
+                    "{other:?} is not a query parameter"
+                )))
+            }
+        }
+    }
+    if from.is_some() || to.is_some() {
+        q.time_field = time_field;
+        q.from = from.unwrap_or(0);
+        q.to = to.unwrap_or(u64::MAX);
+    }
+    q.want_total = true;
+    let limit = q.limit;
+    let state = r.state.clone();
+    let key = r.key.clone();
+    let body = blocking(move || state.query(&key, &q)).await?;
+    let page = decode_page(kind::EVENTS, &body)?;
+    Ok(ok(&json!({
+        "data": page.events.iter().map(stored_event_json).collect::<Vec<_>>(),
+        "pagination": {
+            "limit": limit,
+            "total": page.total,
+            "next_cursor": page.cursor.as_deref().map(base64url_encode),
+        }
+    })))
+}
+
+/// GET /api/v1/events/{seq}.
+pub(crate) async fn get(r: Request) -> Result<Response<Body>, HttpError> {
+    let seq: u64 = r
+        .param(0)
+        .parse()
+        .map_err(|_| HttpError::malformed("the seq must be a non-negative integer"))?;
+    let (state, key) = (r.state.clone(), r.key.clone());
+    let body = blocking(move || state.read_range(&key, seq, seq.saturating_add(1), 1)).await?;
+    let page = decode_page(kind::EVENTS, &body)?;
+    match page.events.first() {
+        Some(e) if e.seq == seq => Ok(ok(&stored_event_json(e))),
+        _ => Err(HttpError::not_found(format!(
+            "no event {seq} this key may read"
+        ))),
+    }
+}
+
+/// Runs a store read on the blocking pool.
+async fn blocking<F>(op: F) -> Result<Vec<u8>, HttpError>
+where
+    F: FnOnce() -> Result<Vec<u8>, ErrorReply> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(op).await {
+        Ok(r) => r.map_err(HttpError::from),
+        Err(_) => Err(ErrorReply::new(ErrorCode::Internal, "the read's task failed").into()),
+    }
+}
+
+fn decode_page(k: u8, body: &[u8]) -> Result<EventPage, HttpError> {
+    match msg::decode_response(k, body) {
+        Ok(msg::Response::Events(page)) => Ok(page),
+        Ok(msg::Response::TailEvents(events)) => Ok(EventPage {
+            events,
+            cursor: None,
+            total: None,
+        }),
+        _ => Err(ErrorReply::new(
+            ErrorCode::Internal,
+            "a page the server made does not decode",
+        )
+        .into()),
+    }
+}
+
+/// How often an idle stream says it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a stream looks again with no signal (the query index that
+/// reads go through may trail the durable head by a moment), as the
+/// binary protocol's tails do.
+const RECHECK: Duration = Duration::from_millis(200);
+/// Chunks a stream may have waiting for a slow reader.
+const STREAM_DEPTH: usize = 4;
+
+/// GET /api/v1/events/stream: a tail as Server-Sent Events.
+pub(crate) async fn stream(r: Request) -> Result<Response<Body>, HttpError> {
+    let mut from = None;
+    for (name, value) in r.params() {
+        match name.as_str() {
+            "from" => {
+                from = Some(value.parse::<u64>().map_err(|_| {
+                    HttpError::malformed("from must be a seq (a non-negative integer)")
+                })?)
+            }
+            other => {
+                return Err(HttpError::malformed(format!(
+                    "{other:?} is not a stream parameter"
+                )))
+            }
+        }
+    }
+    if let Some(last) = r.headers.get("last-event-id") {
+        let last: u64 = last
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| HttpError::malformed("Last-Event-ID must be a seq"))?;
+        from = Some(last.saturating_add(1));
+    }
+    let state = r.state.clone();
+    let start = from.unwrap_or_else(|| state.log.head().map_or(0, |h| h.seq + 1));
+    let (tx, rx) = mpsc::channel(STREAM_DEPTH);
+    tokio::spawn(follow(r, start, tx));
+    let mut resp = Response::new(Body::Stream(rx));
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+/// Sends the events from `next` on as they become durable, until the
+/// client goes, the key is revoked, or the server stops.
+async fn follow(r: Request, mut next: u64, tx: mpsc::Sender<Bytes>) {
+    let state: Arc<LogState> = r.state.clone();
+    let mut head = state.signal.subscribe();
+    let mut stop = r.ctx.stop_signal();
+    let mut generation = r.ctx.keys.generation();
+    // The first bytes go at once, so that the client sees the stream open.
+    if tx.send(Bytes::from_static(b": open\n\n")).await.is_err() {
+        return;
+    }
+    let mut last_sent = tokio::time::Instant::now();
+    loop {
+        if r.ctx.stopping() {
+            return;
+        }
+        let now = r.ctx.keys.generation();
+        if now != generation {
+            if r.ctx.keys.current(&r.key).is_none() {
+                let _ = tx
+                    .send(Bytes::from_static(b"event: error\ndata: {\"error\":{\"code\":\"unauthenticated\",\"message\":\"this key has been revoked\",\"index\":null,\"field\":null}}\n\n"))
+                    .await;
+                return;
+            }
+            generation = now;
+        }
+        head.borrow_and_update();
+        let (s, key) = (state.clone(), r.key.clone());
+        let step = tokio::task::spawn_blocking(move || s.tail_step(&key, next)).await;
+        let (body, n) = match step {
+            Ok(Ok(step)) => step,
+            _ => return,
+        };
+        let moved = n > next;
+        next = n;
+        if let Some(body) = body {
+            let Ok(page) = decode_page(kind::TAIL_EVENTS, &body) else {
+                return;
+            };
+            if tx.send(sse_chunk(&page.events)).await.is_err() {
+                return;
+            }
+            last_sent = tokio::time::Instant::now();
+        }
+        if !moved {
+            if last_sent.elapsed() >= KEEP_ALIVE {
+                if tx
+                    .send(Bytes::from_static(b": keep-alive\n\n"))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                last_sent = tokio::time::Instant::now();
+            }
+            tokio::select! {
+                _ = head.changed() => {}
+                () = crate::ctx::stopped(&mut stop) => return,
+                () = tokio::time::sleep(RECHECK) => {}
+                () = tx.closed() => return,
+            }
+        }
+    }
+}
+
+/// Events as SSE messages: `id`, `event`, `data`, a blank line.
+fn sse_chunk(events: &[StoredEvent]) -> Bytes {
+    let mut out = String::new();
+    for e in events {
+        out.push_str(&format!(
+            "id: {}\nevent: event\ndata: {}\n\n",
+            e.seq,
+            stored_event_json(e)
+        ));
+    }
+    Bytes::from(out)
+}
+
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// A cursor as unpadded base64url, safe in a query string.
+fn base64url_encode(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &c)| n | u32::from(c) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(URL_SAFE[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = URL_SAFE.iter().position(|&u| u == c)? as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // Leftover bits must be zero padding, fewer than a byte's worth.
+    (acc == 0 && s.len() % 4 != 1).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_as_base64url() {
+        for len in 0..40 {
+            let b: Vec<u8> = (0..len).map(|i| (i * 37 + 250) as u8).collect();
+            let s = base64url_encode(&b);
+            assert!(s.bytes().all(|c| URL_SAFE.contains(&c)), "{s}");
+            assert_eq!(base64url_decode(&s), Some(b), "{s}");
+        }
+        assert_eq!(base64url_encode(b"\xff\xfe"), "__4");
+        assert_eq!(base64url_decode("a+b"), None);
+        assert_eq!(base64url_decode("A"), None);
+    }
+}

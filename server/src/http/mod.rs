@@ -1,0 +1,127 @@
+//! The HTTP/JSON API (`docs/http.md`): the same keys, rights, logs,
+//! validation, schemas and dedup as the binary protocol, reached over
+//! HTTP/1.1 on the same event loop.
+//!
+//! hyper parses the requests; this module owns what chainlog decides:
+//!
+//! - `routes`: the route table (method, path, the right each needs) and
+//!   dispatch, the one place an HTTP request's right is decided, with the
+//!   binary protocol's [`Need`](crate::route::Need)s;
+//! - `body`: reading a bounded, possibly gzipped body with a stall timeout,
+//!   and the response body type (whole, or streamed for SSE);
+//! - `reply`: JSON replies and the one error shape;
+//! - `json`: events to and from JSON;
+//! - `events`, `admin`: the handlers;
+//! - `openapi`: the OpenAPI document, built from the route table.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::ctx::{self, Ctx};
+
+mod admin;
+mod body;
+mod events;
+mod json;
+pub(crate) mod openapi;
+mod reply;
+pub(crate) mod routes;
+
+/// The most bytes of headers a request may send (hyper's read buffer).
+const MAX_HEADER_BYTES: usize = 16 << 10;
+
+/// Connection ids for the engine's inline-commit rule (one appender for a
+/// while commits on its own thread): distinct from the binary protocol's.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1 << 62);
+
+/// Accepts HTTP connections until the server stops; each is a task holding
+/// a clone of `done` until it ends.
+pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()>) {
+    let mut stop = ctx.stop_signal();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = ctx::stopped(&mut stop) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "http accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let open = ctx.metrics.connections.load(Ordering::Acquire);
+        if open as usize >= ctx.config.max_connections {
+            tracing::warn!(%peer, open, "refusing an http connection: at max_connections");
+            drop(stream);
+            continue;
+        }
+        ctx.metrics.connections.fetch_add(1, Ordering::AcqRel);
+        ctx.metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        let guard = (done.clone(), Open(ctx.clone()));
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            serve(stream, peer, ctx).await;
+            drop(guard);
+        });
+    }
+}
+
+/// Counts a connection open until dropped.
+struct Open(Arc<Ctx>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.metrics.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves one connection's requests (keep-alive) until it closes, idles
+/// out, or the server stops; a stop lets the request in progress finish.
+async fn serve(stream: tokio::net::TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
+    let _ = stream.set_nodelay(true);
+    let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let service = {
+        let ctx = ctx.clone();
+        service_fn(move |req| {
+            let ctx = ctx.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(routes::handle(&ctx, peer, connection, req).await)
+            }
+        })
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        // A request's headers must arrive within the frame timeout. hyper
+        // runs one timer from the end of a response to the end of the next
+        // request's headers, so an idle keep-alive connection is closed
+        // after it too (`docs/http.md`).
+        .header_read_timeout(ctx.config.frame_timeout())
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let mut stop = ctx.stop_signal();
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "http connection ended");
+            }
+        }
+        () = ctx::stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
