@@ -212,7 +212,8 @@ pub enum TimeField {
     OccurredAt,
 }
 
-/// A query: every non-empty filter must match. Results come in seq order.
+/// A query: every non-empty filter must match. Results come in seq order,
+/// oldest first unless `descending`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Query {
     /// Only this tenant's events (a tenant-limited key implies its tenants).
@@ -237,6 +238,8 @@ pub struct Query {
     pub cursor: Vec<u8>,
     /// Whether to count every match (a full pass over the range).
     pub want_total: bool,
+    /// Newest first (seq order, descending) instead of oldest first.
+    pub descending: bool,
 }
 
 impl Query {
@@ -415,7 +418,7 @@ pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
             }
         }
         Request::Query(q) => {
-            out.push(u8::from(q.want_total));
+            out.push(u8::from(q.want_total) | u8::from(q.descending) << 1);
             out.push(match q.time_field {
                 TimeField::None => 0,
                 TimeField::CreatedAt => 1,
@@ -496,7 +499,7 @@ pub fn decode_request(k: u8, body: &[u8]) -> Result<Request<'_>, DecodeError> {
         }
         kind::QUERY => {
             let flags = r.u8("flags")?;
-            if flags & !1 != 0 {
+            if flags & !3 != 0 {
                 return Err(DecodeError::Invalid {
                     what: "flags",
                     why: format!("unknown query flag bits {flags:#04x}"),
@@ -534,6 +537,7 @@ pub fn decode_request(k: u8, body: &[u8]) -> Result<Request<'_>, DecodeError> {
                 limit: r.u16("limit")?,
                 cursor: r.bytes16("cursor")?.to_vec(),
                 want_total: flags & 1 != 0,
+                descending: flags & 2 != 0,
             })
         }
         kind::READ => Request::Read {

@@ -96,6 +96,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             log: "default".into(),
             rights: vec!["read".into()],
             tenants: vec![],
+            events_per_sec: 0,
+            burst: 0,
         }],
         ..ServerConfig::default()
     };

@@ -93,6 +93,8 @@ pub(crate) fn create_key(
         log: by.log.clone(),
         rights: right_names(rights),
         tenants,
+        events_per_sec: 0,
+        burst: 0,
     });
     commit_keys(ctx, &mut managed, next)?;
     tracing::info!(log = %by.log, key = %id, by = %by.id, "key created");

@@ -41,6 +41,19 @@ pub struct KeyConfig {
     /// Tenants it may write and read; empty for every tenant.
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// Events a second this key may append, over both protocols; 0 for no
+    /// limit. Over it, appends are answered `busy` (HTTP 429 with
+    /// `Retry-After`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub events_per_sec: u64,
+    /// Events the key may append at once after a pause; 0 for one second's
+    /// worth.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub burst: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A configured key, ready to compare.
@@ -57,6 +70,8 @@ pub struct Key {
     pub tenants: Vec<String>,
     /// The config file, or created at runtime.
     pub origin: Origin,
+    /// Its rate limit, shared by every connection using it.
+    pub limit: Option<Arc<crate::rate::RateLimit>>,
 }
 
 impl Key {
@@ -123,6 +138,8 @@ impl Keyring {
                 rights: r,
                 tenants: k.tenants.clone(),
                 origin,
+                limit: (k.events_per_sec > 0)
+                    .then(|| Arc::new(crate::rate::RateLimit::new(k.events_per_sec, k.burst))),
             });
         }
         Ok(Keyring { keys })
@@ -280,6 +297,8 @@ mod tests {
             log: "default".into(),
             rights: vec!["append".into()],
             tenants: vec![],
+            events_per_sec: 0,
+            burst: 0,
         }])
         .expect("valid");
         assert_eq!(ring.authenticate(&key).map(|k| k.id.as_str()), Some("k"));

@@ -34,6 +34,7 @@ pub mod index;
 pub mod managed;
 pub mod metrics;
 mod outbox;
+pub mod rate;
 mod reply;
 mod route;
 pub mod schema;

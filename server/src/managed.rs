@@ -212,6 +212,8 @@ mod tests {
             log: "default".into(),
             rights: vec!["read".into()],
             tenants: vec!["acme".into()],
+            events_per_sec: 0,
+            burst: 0,
         });
         m.revoked.push(RevokedKey {
             id: "old".into(),

@@ -272,6 +272,31 @@ fn queries_page_with_exact_totals_equal_to_the_protocols() {
             }
         }
         assert_eq!(got, want, "{params}");
+        // Newest first: the same events the other way, paged by 300.
+        let mut got = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/events?limit=300&order=desc&{params}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let v = api.get(&path).json();
+            assert_eq!(v["pagination"]["total"], want_total, "{params}");
+            got.extend(
+                v["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["seq"].as_u64().unwrap()),
+            );
+            match v["pagination"]["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        let mut reversed = want.clone();
+        reversed.reverse();
+        assert_eq!(got, reversed, "{params}, newest first");
         // limit=1 gives the total at once, as a migration check does.
         let v = api.get(&format!("/api/v1/events?limit=1&{params}")).json();
         assert_eq!(v["pagination"]["total"], want_total);
@@ -289,6 +314,7 @@ fn queries_page_with_exact_totals_equal_to_the_protocols() {
         ("/api/v1/events?tenant=t1", "malformed"),
         ("/api/v1/events?cursor=!!", "invalid_request"),
         ("/api/v1/events?time=updated", "malformed"),
+        ("/api/v1/events?order=up", "malformed"),
     ] {
         let r = api.get(path);
         assert_eq!(r.status, 400, "{path}");

@@ -301,8 +301,10 @@ pub(crate) async fn query(r: Request) -> Result<Response<Body>, HttpError> {
                 })?;
             }
             "order" => {
-                if value != "asc" {
-                    return Err(HttpError::malformed("order must be asc"));
+                q.descending = match value.as_str() {
+                    "asc" => false,
+                    "desc" => true,
+                    _ => return Err(HttpError::malformed("order must be asc or desc")),
                 }
             }
             other => {

@@ -101,10 +101,21 @@ impl From<ErrorReply> for HttpError {
         HttpError {
             index: e.index,
             field: (!e.field.is_empty()).then_some(e.field),
-            retry_after: matches!(e.code, ErrorCode::Busy | ErrorCode::ShuttingDown).then_some(1),
+            retry_after: matches!(e.code, ErrorCode::Busy | ErrorCode::ShuttingDown)
+                .then(|| retry_after_secs(&e.message)),
             ..HttpError::new(status, code, e.message)
         }
     }
+}
+
+/// Whole seconds to wait: what a rate limit's message says ("retry in N
+/// ms"), rounded up, else 1.
+fn retry_after_secs(message: &str) -> u64 {
+    message
+        .split_once("retry in ")
+        .and_then(|(_, rest)| rest.strip_suffix(" ms"))
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map_or(1, |ms| ms.div_ceil(1000).max(1))
 }
 
 /// A JSON response.

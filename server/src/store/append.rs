@@ -169,6 +169,38 @@ impl LogState {
     where
         F: FnOnce(Settled) + Send + 'static,
     {
+        // The key's rate limit first: a throttled key costs the log nothing.
+        if let Some(limit) = &key.limit {
+            if let Err(wait) = limit.take(bodies.len()) {
+                return Err(Refused::Reply(ErrorReply::new(
+                    ErrorCode::Busy,
+                    format!(
+                        "rate limit of key {:?}: retry in {} ms",
+                        key.id,
+                        wait.as_millis().max(1)
+                    ),
+                )));
+            }
+        }
+        let refused = self.admit_and_submit(key, bodies, appender, wait, done);
+        if let (Some(limit), Err(_)) = (&key.limit, &refused) {
+            // Not submitted: nothing to count against the key.
+            limit.refund(bodies.len());
+        }
+        refused
+    }
+
+    fn admit_and_submit<F>(
+        self: &Arc<Self>,
+        key: &Key,
+        bodies: &[&[u8]],
+        appender: u64,
+        wait: KeyWait,
+        done: F,
+    ) -> Result<(), Refused>
+    where
+        F: FnOnce(Settled) + Send + 'static,
+    {
         let now = self.now_nanos();
         let schema = self.schema();
         // An event the server did not change is stored as the client's

@@ -5,8 +5,10 @@ use sha2::{Digest, Sha256};
 
 const CURSOR_VERSION: u8 = 1;
 
-/// A query cursor: version, the seq to continue from, and a fingerprint of
-/// the query, so that a cursor cannot be replayed against another query.
+/// A query cursor: version, the seq to continue from (ascending: the next
+/// seq to look at; descending: the seq below which to go on), and a
+/// fingerprint of the query, so that a cursor cannot be replayed against
+/// another query.
 pub(super) fn make_cursor(seq: u64, fingerprint: u64) -> [u8; 17] {
     let mut c = [0u8; 17];
     c[0] = CURSOR_VERSION;
@@ -56,6 +58,11 @@ pub(super) fn query_fingerprint(q: &Query, tenants: &[&str]) -> u64 {
         h.update(q.to.to_le_bytes());
     }
     h.update((tenants.len() as u64).to_le_bytes());
+    // Newest first reads the other way: its cursors are its own. (Only
+    // then, so that the cursors of ascending queries did not change.)
+    if q.descending {
+        h.update(b"desc");
+    }
     let d = h.finalize();
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }

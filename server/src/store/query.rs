@@ -18,6 +18,9 @@ use crate::index::{Skip, TenantProbe};
 pub const SCAN_BUDGET: u64 = 1 << 18;
 /// Bytes of events in one page (the first event always fits).
 pub const PAGE_BYTES: usize = 1 << 20;
+/// Records read at once by a newest-first query: at most 64 events of at
+/// most 1 MiB each held while they are taken backwards.
+const NEWEST_FIRST_CHUNK: u64 = 64;
 
 /// The tenants a key may read, and the tenant a query asked for, resolved.
 fn read_scope<'k>(key: &'k Key, asked: &'k str) -> Result<Vec<&'k str>, ErrorReply> {
@@ -90,6 +93,59 @@ impl LogState {
         Ok(Stop::End)
     }
 
+    /// [`fill`](Self::fill), newest first: each range is read forward in
+    /// chunks of [`NEWEST_FIRST_CHUNK`] records from its end, and each chunk
+    /// taken backwards. A stop at seq `s` means: go on below `s`.
+    fn fill_newest_first(
+        &self,
+        ranges: &[Range<u64>],
+        limit: u16,
+        budget: u64,
+        page: &mut Page,
+        matches: &dyn Fn(&Record, &EventRef<'_>) -> bool,
+    ) -> Result<Stop, ErrorReply> {
+        let mut scanned = 0u64;
+        for r in ranges.iter().rev() {
+            let mut end = r.end;
+            while end > r.start {
+                let start = end.saturating_sub(NEWEST_FIRST_CHUNK).max(r.start);
+                let chunk: Vec<Record> = self
+                    .log
+                    .scan(start..end)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| engine_error(&e))?;
+                for rec in chunk.iter().rev() {
+                    if scanned >= budget {
+                        return Ok(Stop::At(rec.seq + 1));
+                    }
+                    scanned += 1;
+                    let Ok(e) = EventRef::decode(&rec.payload) else {
+                        continue;
+                    };
+                    if !matches(rec, &e) {
+                        continue;
+                    }
+                    let len = msg::stored_event_len(rec.payload.len());
+                    if page.count == limit
+                        || (page.count > 0 && page.events.len() + len > PAGE_BYTES)
+                    {
+                        return Ok(Stop::At(rec.seq + 1));
+                    }
+                    msg::put_stored_event(
+                        &mut page.events,
+                        rec.seq,
+                        rec.created_at,
+                        &rec.hash,
+                        &rec.payload,
+                    );
+                    page.count += 1;
+                }
+                end = start;
+            }
+        }
+        Ok(Stop::End)
+    }
+
     /// Runs a query for `key`; returns the EVENTS body.
     pub fn query(&self, key: &Key, q: &Query) -> Result<Vec<u8>, ErrorReply> {
         let limit = page_limit(q.limit)?;
@@ -113,7 +169,12 @@ impl LogState {
         }
         let base = range.clone();
         if !q.cursor.is_empty() {
-            range.start = range.start.max(parse_cursor(&q.cursor, fingerprint)?);
+            let at = parse_cursor(&q.cursor, fingerprint)?;
+            if q.descending {
+                range.end = range.end.min(at);
+            } else {
+                range.start = range.start.max(at);
+            }
         }
         let skip = Skip {
             tenants: tenants.iter().map(|t| TenantProbe::new(t)).collect(),
@@ -136,7 +197,11 @@ impl LogState {
             count: 0,
         };
         let ranges = self.index.candidates(range, &skip);
-        let stop = self.fill(&ranges, limit, SCAN_BUDGET, &mut page, &matches)?;
+        let stop = if q.descending {
+            self.fill_newest_first(&ranges, limit, SCAN_BUDGET, &mut page, &matches)?
+        } else {
+            self.fill(&ranges, limit, SCAN_BUDGET, &mut page, &matches)?
+        };
         let total = if q.want_total {
             let mut count = 0u64;
             for r in self.index.candidates(base, &skip) {

@@ -28,6 +28,8 @@ pub fn key(id: &str, log: &str, rights: &[&str], tenants: &[&str]) -> TestKey {
             log: log.into(),
             rights: rights.iter().map(|s| s.to_string()).collect(),
             tenants: tenants.iter().map(|s| s.to_string()).collect(),
+            events_per_sec: 0,
+            burst: 0,
         },
         text,
     }

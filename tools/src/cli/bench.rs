@@ -63,6 +63,11 @@ pub struct Args {
     /// must answer a ping afterwards).
     #[arg(long, default_value_t = 0)]
     pub idle: usize,
+    /// Append over the HTTP/JSON API at this address (keep-alive, one
+    /// connection per client; the batch as `{"events": [...]}`, or one
+    /// event object for --batch 1) instead of the binary protocol.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -246,6 +251,139 @@ impl Conn {
     }
 }
 
+/// The event as the HTTP API takes it.
+fn event_json(e: &Event) -> serde_json::Value {
+    json!({
+        "tenant_id": e.tenant_id, "actor_id": e.actor_id, "actor_name": e.actor_name,
+        "action": e.action, "resource": e.resource, "resource_id": e.resource_id,
+        "metadata": serde_json::from_str::<serde_json::Value>(&e.metadata).unwrap_or_else(|_| json!({})),
+    })
+}
+
+/// A keep-alive HTTP/1.1 connection that sends one prepared request at a
+/// time and reads its reply by `Content-Length`.
+struct HttpConn {
+    rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl HttpConn {
+    async fn open(addr: &str) -> Result<HttpConn, Fail> {
+        let s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (rd, wr) = s.into_split();
+        Ok(HttpConn {
+            rd: BufReader::with_capacity(64 << 10, rd),
+            wr,
+            head: Vec::new(),
+            body: Vec::new(),
+        })
+    }
+
+    /// Sends `request` and returns the reply's status (its body in
+    /// `self.body`).
+    async fn call(&mut self, request: &[u8]) -> Result<u16, Fail> {
+        use tokio::io::AsyncBufReadExt;
+        self.wr
+            .write_all(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.head.clear();
+        let mut len = 0usize;
+        let mut status = 0u16;
+        loop {
+            let start = self.head.len();
+            let n = self
+                .rd
+                .read_until(b'\n', &mut self.head)
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the server closed the connection".into());
+            }
+            let line = std::str::from_utf8(&self.head[start..])
+                .map_err(|_| "a reply header is not UTF-8".to_string())?
+                .trim_end();
+            if start == 0 {
+                status = line
+                    .get(9..12)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("not an HTTP status line: {line:?}"))?;
+            } else if line.is_empty() {
+                break;
+            } else if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| "a bad Content-Length".to_string())?;
+                }
+            }
+        }
+        self.body.resize(len, 0);
+        self.rd
+            .read_exact(&mut self.body)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(status)
+    }
+}
+
+/// One closed-loop HTTP client.
+async fn http_client(
+    addr: Arc<str>,
+    request: Arc<Vec<u8>>,
+    batch: usize,
+    remaining: Arc<AtomicU64>,
+    deadline: Option<Instant>,
+) -> Result<(u64, Vec<u32>), Fail> {
+    let mut c = HttpConn::open(&addr).await?;
+    let mut lat = Vec::with_capacity(1 << 16);
+    let mut events = 0u64;
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
+            .is_err()
+        {
+            break;
+        }
+        let t0 = Instant::now();
+        match c.call(&request).await? {
+            200 | 201 => events += batch as u64,
+            status => {
+                return Err(format!(
+                    "append: HTTP {status}: {}",
+                    String::from_utf8_lossy(&c.body)
+                ))
+            }
+        }
+        lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+    Ok((events, lat))
+}
+
+/// The HTTP request a client sends, again and again.
+fn http_request(addr: &str, key: &str, events: &[Event]) -> Vec<u8> {
+    let body = if events.len() == 1 {
+        event_json(&events[0])
+    } else {
+        json!({"events": events.iter().map(event_json).collect::<Vec<_>>()})
+    }
+    .to_string();
+    format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// One closed-loop client: its events and the latency of each request.
 async fn client(
     addr: Arc<str>,
@@ -322,6 +460,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
     let results = rt.block_on(async {
         let tasks: Vec<_> = (0..a.clients)
             .map(|t| {
+                if let Some(http) = &a.http {
+                    let events: Vec<Event> =
+                        (0..batch).map(|i| sized_event(t, i, a.payload)).collect();
+                    let request = http_request(http, &key, &events);
+                    return tokio::spawn(http_client(
+                        http.as_str().into(),
+                        Arc::new(request),
+                        batch,
+                        remaining.clone(),
+                        deadline,
+                    ));
+                }
                 let events: Vec<Vec<u8>> = (0..batch)
                     .map(|i| sized_event(t, i, a.payload).encode())
                     .collect();
@@ -393,6 +543,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
         _ => None,
     };
     let mut v = json!({
+        "protocol": if a.http.is_some() { "http" } else { "binary" },
         "clients": a.clients, "batch": batch, "event_bytes": event_len, "record_bytes": record_len,
         "seconds": seconds, "events": events, "requests": latencies.len(),
         "events_per_sec": rate, "mb_per_sec": mbs,
@@ -414,7 +565,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
         println!("{v}");
     } else {
         println!(
-            "chainlog bench: {} client(s) x {} event(s) of {} bytes ({} stored), {:.1} s, {} requests{}",
+            "chainlog bench{}: {} client(s) x {} event(s) of {} bytes ({} stored), {:.1} s, {} requests{}",
+            if a.http.is_some() { " (http)" } else { "" },
             a.clients,
             batch,
             event_len,

@@ -38,6 +38,8 @@ pub fn start_with(dir: &Path, adjust: impl FnOnce(&mut ServerConfig)) -> Running
             log: "default".into(),
             rights: vec!["append".into(), "read".into(), "admin".into()],
             tenants: vec![],
+            events_per_sec: 0,
+            burst: 0,
         }],
         ..ServerConfig::default()
     };
