@@ -1,11 +1,8 @@
-//! Events as the HTTP API reads and writes them (`docs/http.md`): the
-//! event's field names, strictly typed. A wrong type or an unknown field is
-//! the event's error, named, never coerced: a typo must not lose data.
+//! Stored events and times as the HTTP API writes and reads them
+//! (`docs/http.md`). Append bodies are parsed in `parse`.
 
-use proto::event::{Event, StoredEvent};
+use proto::event::StoredEvent;
 use serde_json::{json, Map, Value};
-
-use super::reply::HttpError;
 
 /// The largest `occurred_at` in milliseconds that fits in nanoseconds.
 const MAX_MILLIS: u64 = u64::MAX / 1_000_000;
@@ -39,68 +36,6 @@ pub(crate) fn parse_time_param(s: &str, what: &str) -> Result<u64, String> {
         return parse_time(&Value::from(ms), what);
     }
     parse_time(&Value::String(s.to_owned()), what)
-}
-
-/// The event at `index` of a request, from its JSON object.
-pub(crate) fn event_from_json(v: &Value, index: usize) -> Result<Event, HttpError> {
-    let Value::Object(map) = v else {
-        return Err(HttpError::invalid_event(
-            index,
-            "event",
-            "an event must be a JSON object",
-        ));
-    };
-    let mut e = Event::default();
-    for (name, value) in map {
-        set_field(&mut e, name, value).map_err(|m| HttpError::invalid_event(index, name, m))?;
-    }
-    Ok(e)
-}
-
-fn set_field(e: &mut Event, name: &str, v: &Value) -> Result<(), String> {
-    if v.is_null() {
-        return if is_field(name) {
-            Ok(())
-        } else {
-            Err(unknown(name))
-        };
-    }
-    let text = |v: &Value| match v {
-        Value::String(s) => Ok(s.clone()),
-        _ => Err(format!("{name} must be a string")),
-    };
-    match name {
-        "tenant_id" => e.tenant_id = text(v)?,
-        "actor_id" => e.actor_id = text(v)?,
-        "actor_name" => e.actor_name = text(v)?,
-        "action" => e.action = text(v)?,
-        "resource" => e.resource = text(v)?,
-        "resource_id" => e.resource_id = text(v)?,
-        "idempotency_key" => e.idempotency_key = text(v)?,
-        "source_event_id" => e.source_event_id = text(v)?,
-        "correlation_id" => e.correlation_id = text(v)?,
-        "metadata" => match v {
-            Value::Object(m) if m.is_empty() => e.metadata.clear(),
-            Value::Object(_) => e.metadata = v.to_string(),
-            _ => return Err("metadata must be a JSON object".into()),
-        },
-        "occurred_at" => e.occurred_at = parse_time(v, "occurred_at")?,
-        "backfilled" => match v {
-            Value::Bool(b) => e.backfilled = *b,
-            _ => return Err("backfilled must be true or false".into()),
-        },
-        other => return Err(unknown(other)),
-    }
-    Ok(())
-}
-
-fn is_field(name: &str) -> bool {
-    proto::event::TEXT_FIELDS.contains(&name)
-        || matches!(name, "metadata" | "occurred_at" | "backfilled")
-}
-
-fn unknown(name: &str) -> String {
-    format!("{name:?} is not an event field")
 }
 
 /// A stored event as the API returns it.
@@ -142,46 +77,7 @@ pub(crate) fn stored_event_json(s: &StoredEvent) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(v: Value) -> Result<Event, HttpError> {
-        event_from_json(&v, 2)
-    }
-
-    #[test]
-    fn fields_are_strictly_typed_and_unknown_ones_named() {
-        let e = event(json!({
-            "tenant_id": "acme", "actor_id": "u1", "action": "a.b", "resource": "doc",
-            "occurred_at": 1_700_000_000_123u64, "metadata": {"ip": "10.0.0.1"},
-            "backfilled": true, "correlation_id": null
-        }))
-        .expect("valid");
-        assert_eq!(e.occurred_at, 1_700_000_000_123_000_000);
-        assert_eq!(e.metadata, r#"{"ip":"10.0.0.1"}"#);
-        assert!(e.backfilled);
-        let e = event(json!({"occurred_at": "2023-11-14T22:13:20.5+01:00"})).expect("valid");
-        assert_eq!(e.occurred_at, 1_699_996_400_500_000_000);
-        for (body, field, message) in [
-            (json!({"actor_id": 7}), "actor_id", "actor_id must be a string"),
-            (json!({"actr_id": "u"}), "actr_id", "\"actr_id\" is not an event field"),
-            (json!({"metadata": "{}"}), "metadata", "metadata must be a JSON object"),
-            (json!({"backfilled": "yes"}), "backfilled", "backfilled must be true or false"),
-            (
-                json!({"occurred_at": -5}),
-                "occurred_at",
-                "occurred_at: -5 is not a number of milliseconds since 1970 (a non-negative integer)",
-            ),
-        ] {
-            let err = event(body).expect_err("refused");
-            assert_eq!(err.index, Some(2));
-            assert_eq!(err.field.as_deref(), Some(field));
-            assert_eq!(err.message, message);
-            assert_eq!(err.code, "invalid_event");
-        }
-        assert_eq!(
-            event(json!([1])).expect_err("refused").message,
-            "an event must be a JSON object"
-        );
-    }
+    use proto::event::Event;
 
     #[test]
     fn a_stored_event_round_trips() {
@@ -208,6 +104,9 @@ mod tests {
         for k in ["seq", "created_at", "hash"] {
             again.as_object_mut().expect("object").remove(k);
         }
-        assert_eq!(event(again).expect("valid"), stored.event);
+        match super::super::parse::json_body(again.to_string().as_bytes(), 1) {
+            Ok(super::super::parse::Parsed::One(e)) => assert_eq!(*e, stored.event),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -10,7 +10,8 @@
 //! - `body`: reading a bounded, possibly gzipped body with a stall timeout,
 //!   and the response body type (whole, or streamed for SSE);
 //! - `reply`: JSON replies and the one error shape;
-//! - `json`: events to and from JSON;
+//! - `parse`: append bodies straight into events (one pass, no tree);
+//! - `json`: stored events and times as JSON;
 //! - `events`, `admin`: the handlers;
 //! - `openapi`: the OpenAPI document, built from the route table.
 
@@ -32,6 +33,7 @@ mod body;
 mod events;
 mod json;
 pub(crate) mod openapi;
+mod parse;
 mod reply;
 pub(crate) mod routes;
 

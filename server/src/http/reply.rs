@@ -120,7 +120,12 @@ fn retry_after_secs(message: &str) -> u64 {
 
 /// A JSON response.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(Bytes::from(body.to_string())));
+    json_text_response(status, body.to_string())
+}
+
+/// A response of JSON already written out.
+pub(crate) fn json_text_response(status: StatusCode, text: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(Bytes::from(text)));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
