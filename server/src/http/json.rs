@@ -9,7 +9,7 @@ const MAX_MILLIS: u64 = u64::MAX / 1_000_000;
 
 /// A hash as lowercase hex.
 pub(crate) fn hex(h: &[u8; 32]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
+    engine::error::hex(h)
 }
 
 /// Time as RFC 3339, or as milliseconds since the Unix epoch (an integer),

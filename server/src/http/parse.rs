@@ -298,47 +298,80 @@ impl<'de> Visitor<'de> for One<'_> {
     }
 }
 
-/// A value as it came: a string, a number, true/false, null, or something
-/// else (an object or array, given as its text for metadata).
+/// A member's value as it came.
 enum Scalar<'de> {
     Text(Cow<'de, str>),
     Unsigned(u64),
-    /// A negative or fractional number, or one too large, as written.
+    /// A negative or fractional number, as written.
     OtherNumber(String),
     Bool(bool),
     Null,
+    /// An object, as its text (for metadata only).
     Object(&'de str),
-    Array,
+    /// An object or array where a plain value belongs.
+    Compound,
 }
 
+/// Any value but metadata: read by type, borrowing strings without
+/// escapes from the body.
 struct ScalarSeed;
 
 impl<'de> DeserializeSeed<'de> for ScalarSeed {
     type Value = Scalar<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
-        // Raw first, so that an object is kept as its text and anything
-        // else is read from that text.
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScalarSeed {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Owned(v.to_owned())))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Unsigned(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::OtherNumber(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::OtherNumber(v.to_string()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+}
+
+/// Metadata: kept as the text it came as, when it is an object.
+struct MetadataSeed;
+
+impl<'de> DeserializeSeed<'de> for MetadataSeed {
+    type Value = Scalar<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
         let raw: &'de RawValue = de::Deserialize::deserialize(d)?;
         let text = raw.get();
         Ok(match text.as_bytes().first() {
             Some(b'{') => Scalar::Object(text),
-            Some(b'[') => Scalar::Array,
-            Some(b'"') => {
-                let s: Cow<'de, str> = match serde_json::from_str::<&'de str>(text) {
-                    Ok(s) => Cow::Borrowed(s),
-                    Err(_) => {
-                        Cow::Owned(serde_json::from_str::<String>(text).map_err(de::Error::custom)?)
-                    }
-                };
-                Scalar::Text(s)
-            }
-            Some(b't') => Scalar::Bool(true),
-            Some(b'f') => Scalar::Bool(false),
             Some(b'n') => Scalar::Null,
-            _ => match text.parse::<u64>() {
-                Ok(n) => Scalar::Unsigned(n),
-                Err(_) => Scalar::OtherNumber(text.to_owned()),
-            },
+            _ => Scalar::Compound,
         })
     }
 }
@@ -351,7 +384,11 @@ fn field<'de, A: MapAccess<'de>>(
     index: usize,
     slot: &mut Slot,
 ) -> Result<(), A::Error> {
-    let value = map.next_value_seed(ScalarSeed)?;
+    let value = if name == "metadata" {
+        map.next_value_seed(MetadataSeed)?
+    } else {
+        map.next_value_seed(ScalarSeed)?
+    };
     let refuse = |slot: &mut Slot, message: String| {
         stop(slot, HttpError::invalid_event(index, name, message))
     };
