@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use proto::event::{Event, StoredEvent};
+use proto::event::{EventRef, StoredEvent};
 use proto::msg::{self, kind, AppendReceipt, ErrorCode, ErrorReply, EventPage, Query, TimeField};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -69,10 +69,10 @@ pub(crate) async fn append(mut r: Request) -> Result<Response<Body>, HttpError> 
             )
             .into());
         }
-        let e = &mut events[0];
-        if e.idempotency_key.is_empty() {
-            e.idempotency_key = k;
-        } else if e.idempotency_key != k {
+        let key = &mut events[0].texts[parse::IDEMPOTENCY_KEY];
+        if key.is_empty() {
+            *key = k.into();
+        } else if *key != k {
             return Err(HttpError::invalid_event(
                 0,
                 "idempotency_key",
@@ -83,8 +83,11 @@ pub(crate) async fn append(mut r: Request) -> Result<Response<Body>, HttpError> 
     let limits = r.state.limits();
     let mut encoded = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
-        check_lengths(e, i, limits)?;
-        encoded.push(e.encode());
+        let e = e.event_ref();
+        check_lengths(&e, i, limits)?;
+        let mut out = Vec::with_capacity(e.encoded_len());
+        e.encode(&mut out);
+        encoded.push(out);
     }
     let receipts = submit(&r, encoded).await?;
     let mut text = String::with_capacity(16 + receipts.len() * RECEIPT_LEN);
@@ -136,8 +139,8 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, HttpError> 
 
 /// Fields within the log's limits before they are encoded (the encoding
 /// bounds a text field at 65,535 bytes; validation, later, at far less).
-fn check_lengths(e: &Event, index: usize, limits: &proto::Limits) -> Result<(), HttpError> {
-    let texts = e.as_ref().texts();
+fn check_lengths(e: &EventRef<'_>, index: usize, limits: &proto::Limits) -> Result<(), HttpError> {
+    let texts = e.texts();
     for (name, v) in proto::event::TEXT_FIELDS.into_iter().zip(texts) {
         if v.len() > limits.max_field_bytes {
             return Err(HttpError::invalid_event(

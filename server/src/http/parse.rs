@@ -11,20 +11,60 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use proto::event::Event;
+use proto::event::{EventRef, TEXT_FIELDS};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::json::parse_time;
 use super::reply::HttpError;
 
+/// An event as parsed: its text fields borrowed from the body where they
+/// have no escapes, so that it is encoded with no copy in between.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Draft<'a> {
+    /// The text fields, in the order of [`TEXT_FIELDS`].
+    pub texts: [Cow<'a, str>; 9],
+    /// A JSON object's text, or empty.
+    pub metadata: Cow<'a, str>,
+    pub occurred_at: u64,
+    pub backfilled: bool,
+}
+
+/// Where `idempotency_key` is in [`Draft::texts`].
+pub(crate) const IDEMPOTENCY_KEY: usize = 6;
+const _: () = assert!(matches!(
+    TEXT_FIELDS[IDEMPOTENCY_KEY].as_bytes(),
+    b"idempotency_key"
+));
+
+impl Draft<'_> {
+    /// The event, as the encoding and validation take it.
+    pub fn event_ref(&self) -> EventRef<'_> {
+        let t = &self.texts;
+        EventRef {
+            tenant_id: &t[0],
+            actor_id: &t[1],
+            actor_name: &t[2],
+            action: &t[3],
+            resource: &t[4],
+            resource_id: &t[5],
+            idempotency_key: &t[6],
+            source_event_id: &t[7],
+            correlation_id: &t[8],
+            metadata: &self.metadata,
+            occurred_at: self.occurred_at,
+            backfilled: self.backfilled,
+        }
+    }
+}
+
 /// The events of an append body.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Parsed {
+pub(crate) enum Parsed<'a> {
     /// One event object.
-    One(Box<Event>),
+    One(Box<Draft<'a>>),
     /// `{"events": [...]}` or NDJSON.
-    Many(Vec<Event>),
+    Many(Vec<Draft<'a>>),
 }
 
 /// Where a refusal found during the parse is kept.
@@ -37,7 +77,7 @@ fn stop<E: de::Error>(slot: &mut Slot, e: HttpError) -> E {
 }
 
 /// Parses a JSON body: one event, or a batch of at most `max` events.
-pub(crate) fn json_body(body: &[u8], max: usize) -> Result<Parsed, HttpError> {
+pub(crate) fn json_body(body: &[u8], max: usize) -> Result<Parsed<'_>, HttpError> {
     let mut slot = None;
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = Top {
@@ -54,7 +94,7 @@ pub(crate) fn json_body(body: &[u8], max: usize) -> Result<Parsed, HttpError> {
 
 /// Parses an NDJSON body: one event a line, blank lines skipped, at most
 /// `max` events.
-pub(crate) fn ndjson_body(body: &[u8], max: usize) -> Result<Parsed, HttpError> {
+pub(crate) fn ndjson_body(body: &[u8], max: usize) -> Result<Parsed<'_>, HttpError> {
     let mut events = Vec::new();
     for (n, line) in body.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -121,25 +161,25 @@ struct Top<'s> {
 }
 
 impl<'de> DeserializeSeed<'de> for Top<'_> {
-    type Value = Parsed;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Parsed, D::Error> {
+    type Value = Parsed<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Parsed<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Top<'_> {
-    type Value = Parsed;
+    type Value = Parsed<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an event object or {\"events\": [...]}")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed<'de>, A::Error> {
         let Some(Key(first)) = map.next_key::<Key<'de>>()? else {
             return Ok(Parsed::One(Box::default()));
         };
         if first != "events" {
-            let mut e = Event::default();
+            let mut e = Draft::default();
             field(&mut map, &first, &mut e, 0, self.slot)?;
             while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
                 field(&mut map, &name, &mut e, 0, self.slot)?;
@@ -160,25 +200,25 @@ impl<'de> Visitor<'de> for Top<'_> {
     }
 
     // Anything but an object is one event that is not an object.
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Parsed, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Parsed<'de>, E> {
         Err(stop(self.slot, not_object(0)))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Parsed, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Parsed<'de>, E> {
         Err(stop(self.slot, not_object(0)))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Parsed, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Parsed<'de>, E> {
         Err(stop(self.slot, not_object(0)))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Parsed, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Parsed<'de>, E> {
         Err(stop(self.slot, not_object(0)))
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Parsed, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Parsed<'de>, E> {
         Err(stop(self.slot, not_object(0)))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Parsed, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Parsed<'de>, E> {
         Err(stop(self.slot, not_object(0)))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Parsed, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Parsed<'de>, A::Error> {
         Err(stop(self.slot, not_object(0)))
     }
 }
@@ -190,20 +230,20 @@ struct Many<'s> {
 }
 
 impl<'de> DeserializeSeed<'de> for Many<'_> {
-    type Value = Vec<Event>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Event>, D::Error> {
+    type Value = Vec<Draft<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Draft<'de>>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Many<'_> {
-    type Value = Vec<Event>;
+    type Value = Vec<Draft<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of events")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Event>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Draft<'de>>, A::Error> {
         let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
         loop {
             let index = events.len();
@@ -221,25 +261,25 @@ impl<'de> Visitor<'de> for Many<'_> {
         }
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<Event>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<Draft<'de>>, A::Error> {
         Err(stop(
             self.slot,
             HttpError::malformed("\"events\" must be an array of events"),
         ))
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<Event>, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<Draft<'de>>, E> {
         Err(stop(
             self.slot,
             HttpError::malformed("\"events\" must be an array of events"),
         ))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<Event>, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<Draft<'de>>, E> {
         Err(stop(
             self.slot,
             HttpError::malformed("\"events\" must be an array of events"),
         ))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Vec<Event>, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<Draft<'de>>, E> {
         Err(stop(
             self.slot,
             HttpError::malformed("\"events\" must be an array of events"),
@@ -254,46 +294,46 @@ struct One<'s> {
 }
 
 impl<'de> DeserializeSeed<'de> for One<'_> {
-    type Value = Event;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
+    type Value = Draft<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Draft<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for One<'_> {
-    type Value = Event;
+    type Value = Draft<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an event object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
-        let mut e = Event::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Draft<'de>, A::Error> {
+        let mut e = Draft::default();
         while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
             field(&mut map, &name, &mut e, self.index, self.slot)?;
         }
         Ok(e)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Event, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Draft<'de>, E> {
         Err(stop(self.slot, not_object(self.index)))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Event, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Draft<'de>, E> {
         Err(stop(self.slot, not_object(self.index)))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Event, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Draft<'de>, E> {
         Err(stop(self.slot, not_object(self.index)))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Event, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Draft<'de>, E> {
         Err(stop(self.slot, not_object(self.index)))
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Event, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Draft<'de>, E> {
         Err(stop(self.slot, not_object(self.index)))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Event, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Draft<'de>, E> {
         Err(stop(self.slot, not_object(self.index)))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Event, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Draft<'de>, A::Error> {
         Err(stop(self.slot, not_object(self.index)))
     }
 }
@@ -380,7 +420,7 @@ impl<'de> DeserializeSeed<'de> for MetadataSeed {
 fn field<'de, A: MapAccess<'de>>(
     map: &mut A,
     name: &str,
-    e: &mut Event,
+    e: &mut Draft<'de>,
     index: usize,
     slot: &mut Slot,
 ) -> Result<(), A::Error> {
@@ -392,22 +432,10 @@ fn field<'de, A: MapAccess<'de>>(
     let refuse = |slot: &mut Slot, message: String| {
         stop(slot, HttpError::invalid_event(index, name, message))
     };
-    let text_slot = match name {
-        "tenant_id" => Some(&mut e.tenant_id),
-        "actor_id" => Some(&mut e.actor_id),
-        "actor_name" => Some(&mut e.actor_name),
-        "action" => Some(&mut e.action),
-        "resource" => Some(&mut e.resource),
-        "resource_id" => Some(&mut e.resource_id),
-        "idempotency_key" => Some(&mut e.idempotency_key),
-        "source_event_id" => Some(&mut e.source_event_id),
-        "correlation_id" => Some(&mut e.correlation_id),
-        _ => None,
-    };
-    if let Some(target) = text_slot {
+    if let Some(i) = TEXT_FIELDS.iter().position(|f| *f == name) {
         return match value {
             Scalar::Text(s) => {
-                *target = s.into_owned();
+                e.texts[i] = s;
                 Ok(())
             }
             Scalar::Null => Ok(()),
@@ -420,11 +448,7 @@ fn field<'de, A: MapAccess<'de>>(
             let empty = text[1..text.len() - 1]
                 .bytes()
                 .all(|b| b.is_ascii_whitespace());
-            e.metadata = if empty {
-                String::new()
-            } else {
-                text.to_owned()
-            };
+            e.metadata = Cow::Borrowed(if empty { "" } else { text });
             Ok(())
         }
         ("metadata", _) => Err(refuse(slot, "metadata must be a JSON object".into())),
@@ -458,9 +482,10 @@ fn field<'de, A: MapAccess<'de>>(
 mod tests {
     use super::*;
 
-    fn one(body: &str) -> Result<Event, HttpError> {
+    /// The event of a one-event body, owned.
+    fn one(body: &str) -> Result<proto::event::Event, HttpError> {
         match json_body(body.as_bytes(), 10)? {
-            Parsed::One(e) => Ok(*e),
+            Parsed::One(e) => Ok(e.event_ref().to_event()),
             Parsed::Many(_) => panic!("a batch"),
         }
     }
@@ -535,7 +560,7 @@ mod tests {
         assert_eq!(err.code, "too_large");
         assert_eq!(
             json_body(br#"{"events": [{}, {}]}"#, 2).expect("two"),
-            Parsed::Many(vec![Event::default(), Event::default()])
+            Parsed::Many(vec![Draft::default(), Draft::default()])
         );
     }
 
@@ -548,7 +573,7 @@ mod tests {
         assert_eq!(
             events
                 .iter()
-                .map(|e| e.actor_id.as_str())
+                .map(|e| e.event_ref().actor_id)
                 .collect::<Vec<_>>(),
             ["a", "b"]
         );
