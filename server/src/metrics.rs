@@ -1,11 +1,8 @@
-//! Counters and histograms, and the Prometheus text endpoint that serves
-//! them on a separate (loopback by default) port.
+//! Counters and histograms, and the Prometheus text page of them (served
+//! on its own, loopback by default, port by the HTTP stack: `http`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use proto::msg::ErrorCode;
 
@@ -407,57 +404,4 @@ impl ProcessFigures {
             }
         }
     }
-}
-
-/// Serves `GET /metrics` on `listener` until `stop` turns true; `body`
-/// renders the page. One request per connection, bounded and timed out,
-/// each a task on the event loop.
-pub async fn serve(
-    listener: TcpListener,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    body: impl Fn() -> String + Send + Sync + 'static,
-) {
-    let body = Arc::new(body);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let body = body.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), answer(stream, &*body)).await;
-        });
-    }
-}
-
-async fn answer(mut s: TcpStream, body: &(dyn Fn() -> String + Send + Sync)) {
-    let mut req = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => req.extend_from_slice(&buf[..n]),
-        }
-    }
-    let line = req.split(|&b| b == b'\r').next().unwrap_or_default();
-    let (status, ctype, text) = if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
-        ("200 OK", "text/plain; version=0.0.4", body())
-    } else {
-        (
-            "404 Not Found",
-            "text/plain",
-            "try GET /metrics\n".to_string(),
-        )
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        text.len()
-    );
-    let _ = s.write_all(head.as_bytes()).await;
-    let _ = s.write_all(text.as_bytes()).await;
-    let _ = s.shutdown().await;
 }

@@ -120,7 +120,7 @@ impl Server {
             // after shutdown.
             let weak = Arc::downgrade(&ctx);
             let stop = ctx.stop_signal();
-            runtime.spawn(metrics::serve(l, stop, move || {
+            runtime.spawn(crate::http::serve_metrics(l, stop, move || {
                 weak.upgrade()
                     .map(|c| render_metrics(&c))
                     .unwrap_or_default()

@@ -522,6 +522,20 @@ fn the_openapi_document_lists_every_route_the_server_answers_and_the_docs_name()
         documented_routes(),
         "the OpenAPI document against docs/http.md"
     );
+    // The copy in docs/ is the document the server serves.
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+    if std::env::var("CHAINLOG_WRITE_OPENAPI").is_ok_and(|v| v == "1") {
+        std::fs::write(
+            file,
+            format!("{}\n", serde_json::to_string_pretty(&doc).unwrap()),
+        )
+        .unwrap();
+    }
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(
+        kept, doc,
+        "docs/openapi.json is stale: rerun this test with CHAINLOG_WRITE_OPENAPI=1"
+    );
     // Each answers: never the router's 404 or 405.
     for (method, path) in &listed {
         if path == "/api/v1/events/stream" {

@@ -80,6 +80,52 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc
     }
 }
 
+/// Serves the Prometheus page (`GET /metrics`) on its own listener until
+/// the server stops, on the same HTTP stack as the API; `page` renders it.
+/// Every other path is a 404 in the API's error shape.
+pub(crate) async fn serve_metrics(
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    page: impl Fn() -> String + Send + Sync + 'static,
+) {
+    let page = Arc::new(page);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let page = page.clone();
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let page = page.clone();
+            async move {
+                let r = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
+                    let mut r = hyper::Response::new(body::Body::from(bytes::Bytes::from(page())));
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    r
+                } else {
+                    reply::HttpError::not_found("try GET /metrics").into_response()
+                };
+                Ok::<_, std::convert::Infallible>(r)
+            }
+        });
+        tokio::spawn(async move {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(2))
+                .max_buf_size(8192)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+        });
+    }
+}
+
 /// Counts a connection open until dropped.
 struct Open(Arc<Ctx>);
 
