@@ -114,6 +114,15 @@ impl Server {
             Some(bind(&config.http_listen)?)
         };
         let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+        for (what, a) in [("protocol", Some(addr)), ("http", http_addr)] {
+            if let Some(a) = a.filter(|a| !a.ip().is_loopback()) {
+                tracing::warn!(
+                    listener = what,
+                    addr = %a,
+                    "listening beyond loopback without TLS: API keys and events cross the network in clear"
+                );
+            }
+        }
         let ctx = Arc::new(Ctx::new(config, KeyStore::new(keyring), managed, logs));
         if let Some(l) = metrics_listener {
             // A weak reference: the endpoint must not keep the logs open
