@@ -2,8 +2,12 @@
 //! log's checkpoints must be signed with and the newest checkpoint seen,
 //! and takes a new one only if it extends that one. A server that rolls
 //! its log back, forks it (other records at a size already seen) or
-//! rewrites its past is caught by the first client that looks
+//! rewrites its past is caught the next time this client looks
 //! ([`Client::verified_checkpoint`](crate::Client::verified_checkpoint)).
+//! Two limits: the first checkpoint is trusted as it comes, and a server
+//! that shows each client its own consistent branch (a split view) is
+//! caught only by clients that compare checkpoints with each other (a
+//! witness, or gossip).
 
 use tlog::merkle::{self, VerifyError};
 use tlog::note::{Checkpoint, CheckpointError, ProofVerifyError, VerifierKey};

@@ -218,8 +218,18 @@ impl KeyStore {
     }
 
     /// Puts `ring` in force; every connection notices at its next request.
-    pub fn replace(&self, ring: Keyring) {
+    /// A key that stays (same id and hash) with the same rate limit keeps
+    /// its bucket: a change to other keys must not refill it.
+    pub fn replace(&self, mut ring: Keyring) {
         let mut r = self.ring.write();
+        for k in &mut ring.keys {
+            let old = r.keys.iter().find(|o| o.same_key(k));
+            if let (Some(new), Some(old)) = (&k.limit, old.and_then(|o| o.limit.as_ref())) {
+                if new.same_settings(old) {
+                    k.limit = Some(old.clone());
+                }
+            }
+        }
         *r = Arc::new(ring);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -305,5 +315,44 @@ mod tests {
         assert!(ring.authenticate(&key[..51]).is_none());
         assert!(ring.authenticate(&format!("{key}0")).is_none());
         assert!(ring.authenticate("").is_none());
+    }
+
+    fn limited(id: &str, per_sec: u64) -> KeyConfig {
+        KeyConfig {
+            id: id.into(),
+            hash: hash_key(&format!("clk_{id}")),
+            log: "default".into(),
+            rights: vec!["append".into()],
+            tenants: vec![],
+            events_per_sec: per_sec,
+            burst: 10,
+        }
+    }
+
+    #[test]
+    fn a_key_change_keeps_the_other_keys_buckets() {
+        // One event a second: nothing refills while the test runs.
+        let store = KeyStore::new(Keyring::new(&[limited("a", 1)]).expect("valid"));
+        let bucket = |store: &KeyStore, id: &str| {
+            store
+                .ring()
+                .keys()
+                .iter()
+                .find(|k| k.id == id)
+                .and_then(|k| k.limit.clone())
+        };
+        let a = bucket(&store, "a").expect("limited");
+        assert_eq!(a.take(10), Ok(()), "the burst");
+        assert!(a.take(1).is_err(), "empty");
+        // Another key created: "a" keeps its (empty) bucket.
+        store.replace(Keyring::new(&[limited("a", 1), limited("b", 1)]).expect("valid"));
+        let kept = bucket(&store, "a").expect("limited");
+        assert!(Arc::ptr_eq(&kept, &a));
+        assert!(kept.take(1).is_err(), "not refilled");
+        // Its limit changed: a new bucket, full.
+        store.replace(Keyring::new(&[limited("a", 2)]).expect("valid"));
+        let changed = bucket(&store, "a").expect("limited");
+        assert!(!Arc::ptr_eq(&changed, &a));
+        assert_eq!(changed.take(10), Ok(()));
     }
 }

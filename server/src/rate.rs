@@ -31,6 +31,11 @@ impl RateLimit {
         }
     }
 
+    /// Whether `other` has the same rate and burst.
+    pub fn same_settings(&self, other: &RateLimit) -> bool {
+        self.per_sec == other.per_sec && self.burst == other.burst
+    }
+
     /// Takes `n` tokens, or says how long until they would be there.
     pub fn take(&self, n: usize) -> Result<(), Duration> {
         self.take_at(n, Instant::now())

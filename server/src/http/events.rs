@@ -11,13 +11,12 @@ use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use proto::event::{EventRef, StoredEvent};
 use proto::msg::{self, kind, AppendReceipt, ErrorCode, ErrorReply, EventPage, Query, TimeField};
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::body::Body;
-use super::json::{hex, parse_time_param, stored_event_json};
+use super::json::{hex, parse_time_param, stored_event_text};
 use super::parse::{self, Parsed};
-use super::reply::{json_text_response, ok, HttpError};
+use super::reply::{json_text_response, HttpError};
 use super::routes::Request;
 use crate::store::{KeyWait, LogState, Refused, Settled};
 
@@ -246,6 +245,7 @@ pub(crate) async fn query(r: Request) -> Result<Response<Body>, HttpError> {
     let mut q = Query::all();
     let mut time_field = TimeField::OccurredAt;
     let (mut from, mut to) = (None, None);
+    let mut carried_total = None;
     q.limit = msg::DEFAULT_PAGE;
     for (name, value) in r.params() {
         match name.as_str() {
@@ -264,7 +264,10 @@ pub(crate) async fn query(r: Request) -> Result<Response<Body>, HttpError> {
                 }
             }
             "limit" => {
-                q.limit = match value.parse::<u16>() {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| HttpError::malformed("limit must be a number"))?;
+                q.limit = match u16::try_from(n) {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
                     _ => {
                         return Err(ErrorReply::new(
@@ -276,12 +279,20 @@ pub(crate) async fn query(r: Request) -> Result<Response<Body>, HttpError> {
                 }
             }
             "cursor" => {
-                q.cursor = base64url_decode(&value).ok_or_else(|| {
-                    ErrorReply::new(
+                // The total first, counted on the first page; then the
+                // store's cursor.
+                let bad = || {
+                    HttpError::from(ErrorReply::new(
                         ErrorCode::InvalidRequest,
                         "the cursor is not one this server gave",
-                    )
-                })?;
+                    ))
+                };
+                let c = base64url_decode(&value)
+                    .filter(|c| c.len() > 8)
+                    .ok_or_else(bad)?;
+                let (t, inner) = c.split_at(8);
+                carried_total = Some(u64::from_le_bytes(t.try_into().map_err(|_| bad())?));
+                q.cursor = inner.to_vec();
             }
             "order" => {
                 q.descending = match value.as_str() {
@@ -302,20 +313,37 @@ pub(crate) async fn query(r: Request) -> Result<Response<Body>, HttpError> {
         q.from = from.unwrap_or(0);
         q.to = to.unwrap_or(u64::MAX);
     }
-    q.want_total = true;
+    // The total is counted once, on the first page (a full pass over the
+    // filter's range), and carried in the cursor to the pages after, so
+    // that a later page costs only its own bounded scan.
+    q.want_total = carried_total.is_none();
     let limit = q.limit;
     let state = r.state.clone();
     let key = r.key.clone();
     let body = blocking(move || state.query(&key, &q)).await?;
     let page = decode_page(kind::EVENTS, &body)?;
-    Ok(ok(&json!({
-        "data": page.events.iter().map(stored_event_json).collect::<Vec<_>>(),
-        "pagination": {
-            "limit": limit,
-            "total": page.total,
-            "next_cursor": page.cursor.as_deref().map(base64url_encode),
+    let total = carried_total.or(page.total).unwrap_or(0);
+    let mut text = String::with_capacity(64 + page.events.len() * 400);
+    text.push_str("{\"data\":[");
+    for (i, e) in page.events.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
         }
-    })))
+        text.push_str(&stored_event_text(e));
+    }
+    text.push_str(&format!(
+        "],\"pagination\":{{\"limit\":{limit},\"total\":{total},\"next_cursor\":"
+    ));
+    match &page.cursor {
+        Some(c) => {
+            let mut carried = total.to_le_bytes().to_vec();
+            carried.extend_from_slice(c);
+            text.push_str(&format!("\"{}\"", base64url_encode(&carried)));
+        }
+        None => text.push_str("null"),
+    }
+    text.push_str("}}");
+    Ok(json_text_response(StatusCode::OK, text))
 }
 
 /// GET /api/v1/events/{seq}.
@@ -328,7 +356,7 @@ pub(crate) async fn get(r: Request) -> Result<Response<Body>, HttpError> {
     let body = blocking(move || state.read_range(&key, seq, seq.saturating_add(1), 1)).await?;
     let page = decode_page(kind::EVENTS, &body)?;
     match page.events.first() {
-        Some(e) if e.seq == seq => Ok(ok(&stored_event_json(e))),
+        Some(e) if e.seq == seq => Ok(json_text_response(StatusCode::OK, stored_event_text(e))),
         _ => Err(HttpError::not_found(format!(
             "no event {seq} this key may read"
         ))),
@@ -451,17 +479,19 @@ async fn follow(r: Request, mut next: u64, tx: mpsc::Sender<Bytes>) {
             }
             last_sent = tokio::time::Instant::now();
         }
-        if !moved {
-            if last_sent.elapsed() >= KEEP_ALIVE {
-                if tx
-                    .send(Bytes::from_static(b": keep-alive\n\n"))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                last_sent = tokio::time::Instant::now();
+        // On every pass: a stream that moves through other tenants' events
+        // sends nothing for a while, and must still say it is alive.
+        if last_sent.elapsed() >= KEEP_ALIVE {
+            if tx
+                .send(Bytes::from_static(b": keep-alive\n\n"))
+                .await
+                .is_err()
+            {
+                return;
             }
+            last_sent = tokio::time::Instant::now();
+        }
+        if !moved {
             tokio::select! {
                 _ = head.changed() => {}
                 () = crate::ctx::stopped(&mut stop) => return,
@@ -479,7 +509,7 @@ fn sse_chunk(events: &[StoredEvent]) -> Bytes {
         out.push_str(&format!(
             "id: {}\nevent: event\ndata: {}\n\n",
             e.seq,
-            stored_event_json(e)
+            stored_event_text(e)
         ));
     }
     Bytes::from(out)

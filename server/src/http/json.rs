@@ -2,7 +2,7 @@
 //! (`docs/http.md`). Append bodies are parsed in `parse`.
 
 use proto::event::StoredEvent;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 /// The largest `occurred_at` in milliseconds that fits in nanoseconds.
 const MAX_MILLIS: u64 = u64::MAX / 1_000_000;
@@ -38,16 +38,23 @@ pub(crate) fn parse_time_param(s: &str, what: &str) -> Result<u64, String> {
     parse_time(&Value::String(s.to_owned()), what)
 }
 
-/// A stored event as the API returns it.
-pub(crate) fn stored_event_json(s: &StoredEvent) -> Value {
+/// A stored event as the API returns it, written out as JSON text. Its
+/// metadata is the stored text itself, byte for byte: the object that was
+/// hashed, never a re-serialisation of it (which could round numbers,
+/// merge duplicate keys or refuse what the append check accepted).
+pub(crate) fn stored_event_text(s: &StoredEvent) -> String {
     let e = &s.event;
-    let mut m = Map::new();
-    m.insert("seq".into(), json!(s.seq));
-    m.insert(
-        "created_at".into(),
-        json!(proto::time::format(s.created_at)),
-    );
-    m.insert("hash".into(), json!(hex(&s.hash)));
+    let mut out: Vec<u8> = Vec::with_capacity(256 + e.metadata.len());
+    let string = |out: &mut Vec<u8>, name: &str, v: &str| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        // Writing a string to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
+    };
+    out.extend_from_slice(format!("{{\"seq\":{}", s.seq).as_bytes());
+    string(&mut out, "created_at", &proto::time::format(s.created_at));
+    string(&mut out, "hash", &hex(&s.hash));
     for (name, v) in [
         ("tenant_id", &e.tenant_id),
         ("actor_id", &e.actor_id),
@@ -60,24 +67,26 @@ pub(crate) fn stored_event_json(s: &StoredEvent) -> Value {
         ("correlation_id", &e.correlation_id),
     ] {
         if !v.is_empty() {
-            m.insert(name.into(), json!(v));
+            string(&mut out, name, v);
         }
     }
-    // Stored metadata passed the JSON object check when it was appended.
-    let metadata = serde_json::from_str(&e.metadata).unwrap_or_else(|_| json!({}));
-    m.insert("metadata".into(), metadata);
-    m.insert(
-        "occurred_at".into(),
-        json!(proto::time::format(e.occurred_at)),
-    );
-    m.insert("backfilled".into(), json!(e.backfilled));
-    Value::Object(m)
+    out.extend_from_slice(b",\"metadata\":");
+    if e.metadata.is_empty() {
+        out.extend_from_slice(b"{}");
+    } else {
+        out.extend_from_slice(e.metadata.as_bytes());
+    }
+    string(&mut out, "occurred_at", &proto::time::format(e.occurred_at));
+    out.extend_from_slice(format!(",\"backfilled\":{}}}", e.backfilled).as_bytes());
+    // Built from strings and JSON text only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proto::event::Event;
+    use serde_json::json;
 
     #[test]
     fn a_stored_event_round_trips() {
@@ -95,7 +104,7 @@ mod tests {
                 ..Event::default()
             },
         };
-        let v = stored_event_json(&stored);
+        let v: serde_json::Value = serde_json::from_str(&stored_event_text(&stored)).expect("JSON");
         assert_eq!(v["created_at"], "2023-11-14T22:13:20.000000001Z");
         assert_eq!(v["hash"], "ab".repeat(32));
         assert_eq!(v["metadata"], json!({"k": [1, 2]}));
@@ -110,5 +119,23 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn metadata_comes_back_as_the_text_stored() {
+        // Accepted by the append check, beyond what a JSON tree keeps:
+        // a number out of f64's range, a duplicate key, spacing.
+        let text = r#"{ "n": 1e400, "n": 2, "s": "\ud800" }"#;
+        let stored = StoredEvent {
+            seq: 0,
+            created_at: 0,
+            hash: [0; 32],
+            event: Event {
+                metadata: text.into(),
+                ..Event::default()
+            },
+        };
+        let out = stored_event_text(&stored);
+        assert!(out.contains(&format!(",\"metadata\":{text},")), "{out}");
     }
 }

@@ -70,6 +70,14 @@ impl HttpError {
         if let Some(secs) = self.retry_after {
             r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         }
+        if matches!(
+            self.status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+        ) {
+            // The rest of the body was not read: the connection ends.
+            r.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(allow) = self.allow {
             r.headers_mut()
                 .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));

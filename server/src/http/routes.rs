@@ -287,7 +287,10 @@ async fn route_and_run(
         Op::ListKeys => Ok(admin::list_keys(&r)),
         Op::CreateKey => admin::create_key(r).await,
         Op::RevokeKey => admin::revoke_key(r).await,
-        Op::Healthz | Op::Readyz | Op::OpenApi => unreachable!("answered above"),
+        // Answered before authentication, above; the same answers here.
+        Op::Healthz => Ok(admin::healthz()),
+        Op::Readyz => Ok(admin::readyz(&r.ctx)),
+        Op::OpenApi => Ok(openapi::reply()),
     }
 }
 
@@ -317,7 +320,11 @@ fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<Key, HttpError> {
     let text = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The scheme's name is case-insensitive (RFC 9110 11.1).
+            let (scheme, key) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(key)
+        })
         .ok_or_else(unauthenticated)?;
     ctx.keys
         .authenticate(text.trim())

@@ -1,7 +1,11 @@
 //! `chainlog checkpoint`, `chainlog proof` and `chainlog consistency`:
-//! the log's signed checkpoints and its Merkle proofs, from the server,
-//! checked here before they are printed (a checkpoint against the log's
-//! verifier key and the last one trusted; a proof against its checkpoint).
+//! the log's signed checkpoints and its Merkle proofs, from the server.
+//! With `--vkey`, a checkpoint is checked against that key (and, with
+//! `--trust`, against the last one trusted) before it is printed; a proof
+//! is always checked against its checkpoint (without `--vkey`, signed by
+//! the key the server names, which proves nothing of who signed). A
+//! consistency proof is printed as the server sent it, for the reader to
+//! check against two checkpoints.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
