@@ -75,3 +75,50 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     // An error means the sender is gone: the server is gone too.
     let _ = rx.wait_for(|s| *s).await;
 }
+
+/// The next connection on `listener`, or `None` once the server stops. An
+/// accept error (out of file descriptors, most likely) waits a moment for
+/// some to close rather than spin.
+pub(crate) async fn accept(
+    listener: &tokio::net::TcpListener,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = stopped(stop) => return None,
+        };
+        match accepted {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// A place among `max_connections`, held until dropped, however the
+/// connection's task ends (a panic included), so that no place leaks.
+pub(crate) struct OpenConnection(pub Arc<Ctx>);
+
+impl OpenConnection {
+    /// Takes a place if one is free (both protocols share them).
+    pub fn take(ctx: &Arc<Ctx>) -> Option<OpenConnection> {
+        let open = ctx.metrics.connections.load(Ordering::Acquire);
+        if open as usize >= ctx.config.max_connections {
+            return None;
+        }
+        ctx.metrics.connections.fetch_add(1, Ordering::AcqRel);
+        ctx.metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        Some(OpenConnection(ctx.clone()))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}

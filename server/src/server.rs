@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::KeyStore;
 use crate::config::ServerConfig;
-use crate::ctx::{self, Ctx};
+use crate::ctx::{self, Ctx, OpenConnection};
 use crate::managed::Managed;
 use crate::metrics;
 use crate::reply;
@@ -242,25 +241,10 @@ fn render_metrics(ctx: &Ctx) -> String {
 /// clone of `done` until it ends.
 async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()>) {
     let mut stop = ctx.stop_signal();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = ctx::stopped(&mut stop) => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(s) => s,
-            Err(e) => {
-                // Out of file descriptors, most likely: wait for some to
-                // close rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let open = ctx.metrics.connections.load(Ordering::Acquire);
+    while let Some((stream, peer)) = ctx::accept(&listener, &mut stop).await {
         let guard = done.clone();
-        if open as usize >= ctx.config.max_connections {
-            tracing::warn!(%peer, open, "refusing a connection: at max_connections");
+        let Some(open) = OpenConnection::take(&ctx) else {
+            tracing::warn!(%peer, "refusing a connection: at max_connections");
             let f = reply::error_frame(
                 &ctx.metrics,
                 0,
@@ -271,12 +255,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()
                 drop(guard);
             });
             continue;
-        }
-        ctx.metrics.connections.fetch_add(1, Ordering::AcqRel);
-        ctx.metrics
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
-        let open = OpenConnection(ctx.clone());
+        };
         tokio::spawn(async move {
             tracing::debug!(%peer, "connection opened");
             crate::conn::serve(stream, peer, open.0.clone()).await;
@@ -284,16 +263,6 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()
             drop(open);
             drop(guard);
         });
-    }
-}
-
-/// Counts a connection open until dropped, however its task ends (a panic
-/// included), so that `max_connections` never leaks a place.
-struct OpenConnection(Arc<Ctx>);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.metrics.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::ctx::{self, Ctx};
+use crate::ctx::{self, Ctx, OpenConnection};
 
 mod admin;
 mod body;
@@ -48,30 +48,12 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1 << 62);
 /// a clone of `done` until it ends.
 pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()>) {
     let mut stop = ctx.stop_signal();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = ctx::stopped(&mut stop) => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "http accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let open = ctx.metrics.connections.load(Ordering::Acquire);
-        if open as usize >= ctx.config.max_connections {
-            tracing::warn!(%peer, open, "refusing an http connection: at max_connections");
-            drop(stream);
+    while let Some((stream, peer)) = ctx::accept(&listener, &mut stop).await {
+        let Some(open) = OpenConnection::take(&ctx) else {
+            tracing::warn!(%peer, "refusing an http connection: at max_connections");
             continue;
-        }
-        ctx.metrics.connections.fetch_add(1, Ordering::AcqRel);
-        ctx.metrics
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
-        let guard = (done.clone(), Open(ctx.clone()));
+        };
+        let guard = (done.clone(), open);
         let ctx = ctx.clone();
         tokio::spawn(async move {
             serve(stream, peer, ctx).await;
@@ -89,15 +71,7 @@ pub(crate) async fn serve_metrics(
     page: impl Fn() -> String + Send + Sync + 'static,
 ) {
     let page = Arc::new(page);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
+    while let Some((stream, _)) = ctx::accept(&listener, &mut stop).await {
         let page = page.clone();
         let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let page = page.clone();
@@ -123,15 +97,6 @@ pub(crate) async fn serve_metrics(
                 .serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
         });
-    }
-}
-
-/// Counts a connection open until dropped.
-struct Open(Arc<Ctx>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.metrics.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

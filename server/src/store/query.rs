@@ -51,9 +51,54 @@ enum Stop {
     At(u64),
 }
 
+/// What one scanned record did to a page being filled.
+enum Offered {
+    /// Scanned: taken, or not a match.
+    Scanned,
+    /// Not scanned: the budget ran out, or the page is full.
+    Stopped,
+}
+
+/// Offers one scanned record to `page`: counted against the budget, and
+/// taken if `matches` accepts it and the page has room (the first event
+/// always fits).
+fn offer(
+    rec: &Record,
+    scanned: &mut u64,
+    budget: u64,
+    limit: u16,
+    page: &mut Page,
+    matches: &dyn Fn(&Record, &EventRef<'_>) -> bool,
+) -> Offered {
+    if *scanned >= budget {
+        return Offered::Stopped;
+    }
+    *scanned += 1;
+    let Ok(e) = EventRef::decode(&rec.payload) else {
+        return Offered::Scanned;
+    };
+    if !matches(rec, &e) {
+        return Offered::Scanned;
+    }
+    let len = msg::stored_event_len(rec.payload.len());
+    if page.count == limit || (page.count > 0 && page.events.len() + len > PAGE_BYTES) {
+        return Offered::Stopped;
+    }
+    msg::put_stored_event(
+        &mut page.events,
+        rec.seq,
+        rec.created_at,
+        &rec.hash,
+        &rec.payload,
+    );
+    page.count += 1;
+    Offered::Scanned
+}
+
 impl LogState {
     /// Scans `ranges` for events `matches` accepts, filling `page` up to
     /// `limit` events and [`PAGE_BYTES`], within `budget` scanned records.
+    /// A stop at seq `s` means: go on from `s`.
     fn fill(
         &self,
         ranges: &[Range<u64>],
@@ -66,28 +111,9 @@ impl LogState {
         for r in ranges {
             for rec in self.log.scan(r.clone()) {
                 let rec = rec.map_err(|e| engine_error(&e))?;
-                if scanned >= budget {
+                if let Offered::Stopped = offer(&rec, &mut scanned, budget, limit, page, matches) {
                     return Ok(Stop::At(rec.seq));
                 }
-                scanned += 1;
-                let Ok(e) = EventRef::decode(&rec.payload) else {
-                    continue;
-                };
-                if !matches(&rec, &e) {
-                    continue;
-                }
-                let len = msg::stored_event_len(rec.payload.len());
-                if page.count == limit || (page.count > 0 && page.events.len() + len > PAGE_BYTES) {
-                    return Ok(Stop::At(rec.seq));
-                }
-                msg::put_stored_event(
-                    &mut page.events,
-                    rec.seq,
-                    rec.created_at,
-                    &rec.hash,
-                    &rec.payload,
-                );
-                page.count += 1;
             }
         }
         Ok(Stop::End)
@@ -115,30 +141,10 @@ impl LogState {
                     .collect::<Result<_, _>>()
                     .map_err(|e| engine_error(&e))?;
                 for rec in chunk.iter().rev() {
-                    if scanned >= budget {
-                        return Ok(Stop::At(rec.seq + 1));
-                    }
-                    scanned += 1;
-                    let Ok(e) = EventRef::decode(&rec.payload) else {
-                        continue;
-                    };
-                    if !matches(rec, &e) {
-                        continue;
-                    }
-                    let len = msg::stored_event_len(rec.payload.len());
-                    if page.count == limit
-                        || (page.count > 0 && page.events.len() + len > PAGE_BYTES)
+                    if let Offered::Stopped = offer(rec, &mut scanned, budget, limit, page, matches)
                     {
                         return Ok(Stop::At(rec.seq + 1));
                     }
-                    msg::put_stored_event(
-                        &mut page.events,
-                        rec.seq,
-                        rec.created_at,
-                        &rec.hash,
-                        &rec.payload,
-                    );
-                    page.count += 1;
                 }
                 end = start;
             }

@@ -251,6 +251,15 @@ impl Conn {
     }
 }
 
+/// Whether a client sends another request: the run's time is not up and
+/// (with `--events`) requests are left, one of which it takes.
+fn another(remaining: &AtomicU64, deadline: Option<Instant>) -> bool {
+    deadline.is_none_or(|d| Instant::now() < d)
+        && remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
+            .is_ok()
+}
+
 /// The event as the HTTP API takes it.
 fn event_json(e: &Event) -> serde_json::Value {
     json!({
@@ -345,13 +354,7 @@ async fn http_client(
     let mut lat = Vec::with_capacity(1 << 16);
     let mut events = 0u64;
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        if remaining
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
-            .is_err()
-        {
+        if !another(&remaining, deadline) {
             break;
         }
         let t0 = Instant::now();
@@ -397,13 +400,7 @@ async fn client(
     let mut lat = Vec::with_capacity(1 << 16);
     let mut events = 0u64;
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        if remaining
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
-            .is_err()
-        {
+        if !another(&remaining, deadline) {
             break;
         }
         let t0 = Instant::now();
