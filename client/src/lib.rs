@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 pub use proto::event::{Event, EventRef, StoredEvent};
@@ -44,7 +44,10 @@ use proto::DecodeError;
 pub use tlog::note::{Checkpoint, Proof, VerifierKey};
 pub use tlog::Hash;
 
+mod tls;
 mod trust;
+pub use tls::TlsOptions;
+use tls::Transport;
 use trust::Step;
 pub use trust::{Trust, TrustError};
 
@@ -66,6 +69,10 @@ pub enum ClientError {
     /// A checkpoint or proof the server sent does not check out.
     #[error("{0}")]
     Trust(#[from] TrustError),
+    /// TLS could not be set up: an unusable CA or certificate file, or a
+    /// handshake the server or this client refused.
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -123,8 +130,8 @@ pub type RequestId = u32;
 /// One connection to a chainlogd server.
 #[derive(Debug)]
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    /// The connection: reads are buffered, writes go to the transport.
+    io: BufReader<Transport>,
     next_id: u32,
     out: Vec<u8>,
     body: Vec<u8>,
@@ -159,16 +166,28 @@ impl Client {
             .into())
     }
 
+    /// Connects over TLS to `addr` (`host:port`; the host is checked
+    /// against the server's certificate unless `tls` names another).
+    pub fn connect_tls(addr: &str, tls: &TlsOptions) -> Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Client::handshake_on(tls.handshake(addr, stream)?)
+    }
+
     fn handshake(stream: TcpStream) -> Result<Client> {
         stream.set_nodelay(true)?;
-        let mut writer = stream.try_clone()?;
-        writer.write_all(&frame::client_preamble(PROTOCOL_VERSION, PROTOCOL_VERSION))?;
-        let mut reader = BufReader::with_capacity(64 << 10, stream);
-        let p = frame::read_preamble(&mut reader, FRAME_DEADLINE)?;
+        Client::handshake_on(Transport::Plain(stream))
+    }
+
+    fn handshake_on(mut io: Transport) -> Result<Client> {
+        io.write_all(&frame::client_preamble(PROTOCOL_VERSION, PROTOCOL_VERSION))?;
+        io.flush()?;
+        let mut io = BufReader::with_capacity(64 << 10, io);
+        let p = frame::read_preamble(&mut io, FRAME_DEADLINE)?;
         if p[..4] != frame::MAGIC {
             // A refusal (busy, bad version) comes as an error frame in
             // place of the preamble: these 8 bytes are its start.
-            let mut chained = std::io::Read::chain(&p[..], &mut reader);
+            let mut chained = std::io::Read::chain(&p[..], &mut io);
             let mut body = Vec::new();
             let h = frame::read_frame(&mut chained, 64 << 10, FRAME_DEADLINE, &mut body)?;
             return Err(match msg::decode_response(h.kind, &body)? {
@@ -178,8 +197,7 @@ impl Client {
         }
         frame::parse_server_preamble(&p)?;
         Ok(Client {
-            reader,
-            writer,
+            io,
             next_id: 1,
             out: Vec::with_capacity(64 << 10),
             body: Vec::new(),
@@ -210,7 +228,7 @@ impl Client {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.out.clear();
         msg::encode_request(&mut self.out, id, req);
-        self.writer.write_all(&self.out)?;
+        self.write_out()?;
         Ok(id)
     }
 
@@ -231,13 +249,23 @@ impl Client {
         }
     }
 
+    /// Writes `self.out` and flushes it (a no-op on plain TCP; over TLS
+    /// it sends the records).
+    fn write_out(&mut self) -> Result<()> {
+        let io = self.io.get_mut();
+        io.write_all(&self.out)?;
+        io.flush()?;
+        Ok(())
+    }
+
+    /// The server's certificate (DER) on a TLS connection; `None` on plain
+    /// TCP.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.io.get_ref().peer_certificate()
+    }
+
     fn read_response(&mut self) -> Result<(RequestId, Response)> {
-        let h = frame::read_frame(
-            &mut self.reader,
-            MAX_RESPONSE,
-            FRAME_DEADLINE,
-            &mut self.body,
-        )?;
+        let h = frame::read_frame(&mut self.io, MAX_RESPONSE, FRAME_DEADLINE, &mut self.body)?;
         let resp = msg::decode_response(h.kind, &self.body)?;
         Ok((h.request_id, resp))
     }
@@ -476,7 +504,9 @@ impl Client {
 
     /// Writes raw bytes to the connection (for tests of bad input).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
-        self.writer.write_all(bytes)?;
+        let io = self.io.get_mut();
+        io.write_all(bytes)?;
+        io.flush()?;
         Ok(())
     }
 
@@ -491,8 +521,8 @@ impl Client {
     }
 
     /// Closes the connection.
-    pub fn close(self) {
-        let _ = self.writer.shutdown(Shutdown::Both);
+    pub fn close(mut self) {
+        self.io.get_mut().close();
     }
 }
 

@@ -15,6 +15,13 @@
 //! io_threads = 0                     # event-loop threads; 0 = one per core (at most 8)
 //! blocking_threads = 4               # queries, reads, tail steps, admin operations
 //!
+//! [tls]                              # optional: TLS on the listeners
+//! cert = "server.crt"                # PEM chain, leaf first
+//! key = "server.key"                 # PEM private key
+//! client_ca = "clients-ca.crt"       # optional: ask for client certificates
+//! client_auth = "required"           # or "optional" (with client_ca)
+//! listeners = ["protocol", "http"]   # and/or "metrics"
+//!
 //! [[logs]]
 //! name = "default"
 //! single_tenant = false
@@ -78,6 +85,74 @@ pub struct ServerConfig {
     pub logs: Vec<LogConfig>,
     /// The API keys.
     pub keys: Vec<KeyConfig>,
+    /// TLS on the listeners; none: plain TCP (the loopback dev default).
+    pub tls: Option<TlsConfig>,
+}
+
+/// The `[tls]` section. chainlogd resolves relative paths in a config file
+/// against the file's directory; SIGHUP reads the files again.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, the server's own certificate first.
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates, PEM, that client certificates must chain to; empty:
+    /// no client certificate is asked for.
+    #[serde(default)]
+    pub client_ca: PathBuf,
+    /// With `client_ca`: whether a client must present a certificate.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// The listeners that speak TLS.
+    #[serde(default = "TlsConfig::default_listeners")]
+    pub listeners: Vec<Listener>,
+}
+
+impl TlsConfig {
+    fn default_listeners() -> Vec<Listener> {
+        vec![Listener::Protocol, Listener::Http]
+    }
+
+    /// Whether `l` speaks TLS.
+    pub fn covers(&self, l: Listener) -> bool {
+        self.listeners.contains(&l)
+    }
+}
+
+/// Whether a client certificate is required (with `client_ca`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    /// A connection without a certificate chaining to `client_ca` is refused.
+    #[default]
+    Required,
+    /// A certificate is asked for and checked if sent; none is accepted.
+    Optional,
+}
+
+/// One of the server's listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Listener {
+    /// The binary protocol (`listen`).
+    Protocol,
+    /// The HTTP/JSON API (`http_listen`).
+    Http,
+    /// The Prometheus endpoint (`metrics_listen`).
+    Metrics,
+}
+
+impl Listener {
+    /// Its name in the config and the logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Protocol => "protocol",
+            Listener::Http => "http",
+            Listener::Metrics => "metrics",
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -97,6 +172,7 @@ impl Default for ServerConfig {
             blocking_threads: 4,
             logs: vec![LogConfig::default()],
             keys: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -324,6 +400,17 @@ impl ServerConfig {
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > 64 << 20 {
             return bad("max_frame_bytes must be in 1 KiB..=64 MiB".into());
         }
+        if let Some(t) = &self.tls {
+            if t.cert.as_os_str().is_empty() || t.key.as_os_str().is_empty() {
+                return bad("[tls] needs both cert and key".into());
+            }
+            if t.listeners.is_empty() {
+                return bad("[tls] listeners is empty: remove the section for no TLS".into());
+            }
+            if t.client_auth == ClientAuth::Optional && t.client_ca.as_os_str().is_empty() {
+                return bad("[tls] client_auth = \"optional\" needs client_ca".into());
+            }
+        }
         Ok(())
     }
 
@@ -348,6 +435,27 @@ impl ServerConfig {
     /// The frame timeout.
     pub fn frame_timeout(&self) -> Duration {
         Duration::from_secs(self.frame_timeout_secs)
+    }
+
+    /// Whether listener `l` speaks TLS.
+    pub fn tls_on(&self, l: Listener) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.covers(l))
+    }
+
+    /// Resolves relative paths (the data directory, the TLS files) against
+    /// `base`, the config file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        if let Some(t) = &mut self.tls {
+            fix(&mut t.cert);
+            fix(&mut t.key);
+            fix(&mut t.client_ca);
+        }
     }
 }
 

@@ -17,11 +17,11 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use proto::frame::{self, FrameError, FrameHeader};
 use proto::msg::{ErrorCode, ErrorReply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
+use crate::config::Listener;
 use crate::ctx::{self, Ctx};
 use crate::outbox::Outbox;
 use crate::reply;
@@ -54,10 +54,30 @@ enum Ending {
 }
 
 /// Serves one connection until it closes, the client misbehaves, or the
-/// server stops.
+/// server stops: over TLS if the protocol listener speaks it.
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    match ctx.tls_acceptor(Listener::Protocol) {
+        None => {
+            let (rd, wr) = stream.into_split();
+            serve_on(rd, wr, peer, ctx).await;
+        }
+        Some(acceptor) => {
+            let limit = ctx.config.frame_timeout();
+            if let Some(s) = crate::tls::handshake(&ctx, &acceptor, stream, peer, limit).await {
+                let (rd, wr) = tokio::io::split(s);
+                serve_on(rd, wr, peer, ctx).await;
+            }
+        }
+    }
+}
+
+/// Serves the connection's two halves (plain TCP or TLS).
+async fn serve_on<R, W>(mut rd: R, mut wr: W, peer: SocketAddr, ctx: Arc<Ctx>)
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let frame_timeout = ctx.config.frame_timeout();
     // The handshake.
     let mut pre = [0u8; frame::PREAMBLE_LEN];
@@ -113,9 +133,9 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     }
 }
 
-struct Conn {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+struct Conn<R, W> {
+    rd: R,
+    wr: W,
     /// Input read and not yet served.
     buf: BytesMut,
     /// Replies being written.
@@ -125,7 +145,7 @@ struct Conn {
     peer: SocketAddr,
 }
 
-impl Conn {
+impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Conn<R, W> {
     async fn run(&mut self, session: &mut Session) -> Ending {
         let cfg = &self.ctx.config;
         let (max_body, frame_timeout, idle_timeout) =
@@ -311,8 +331,8 @@ fn next_frame(
 }
 
 /// Reads the client's preamble; a close inside it is `Truncated`.
-async fn read_preamble(
-    rd: &mut OwnedReadHalf,
+async fn read_preamble<R: AsyncRead + Unpin>(
+    rd: &mut R,
     pre: &mut [u8; frame::PREAMBLE_LEN],
 ) -> Result<(), FrameError> {
     let mut got = 0;
@@ -331,9 +351,17 @@ async fn read_preamble(
     Ok(())
 }
 
-/// Writes `bytes` within the write timeout.
-async fn write_all(wr: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
-    match timeout(WRITE_TIMEOUT, wr.write_all(bytes)).await {
+/// Writes `bytes` within the write timeout. The flush is a no-op on TCP;
+/// over TLS it sends what the session still holds.
+pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let write = async {
+        wr.write_all(bytes).await?;
+        wr.flush().await
+    };
+    match timeout(WRITE_TIMEOUT, write).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -346,7 +374,7 @@ async fn write_all(wr: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()>
 /// that the error frame just written is not destroyed by a reset (closing
 /// a socket with unread input makes the kernel send RST, and the peer may
 /// then lose data it had not read yet).
-pub(crate) async fn linger(mut rd: OwnedReadHalf, mut wr: OwnedWriteHalf) {
+pub(crate) async fn linger<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut rd: R, mut wr: W) {
     let _ = wr.shutdown().await;
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut buf = vec![0u8; 16 << 10];

@@ -15,6 +15,7 @@ use crate::config::ServerConfig;
 use crate::managed::Managed;
 use crate::metrics::Metrics;
 use crate::store::LogState;
+use crate::tls::Tls;
 
 /// The shared state.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub(crate) struct Ctx {
     pub managed: Mutex<Managed>,
     pub logs: HashMap<String, Arc<LogState>>,
     pub metrics: Metrics,
+    /// TLS, if configured.
+    pub tls: Option<Tls>,
     stopping: AtomicBool,
     /// Turns true once, when the server begins to stop.
     stop: watch::Sender<bool>,
@@ -38,6 +41,7 @@ impl Ctx {
         keys: KeyStore,
         managed: Managed,
         logs: HashMap<String, Arc<LogState>>,
+        tls: Option<Tls>,
     ) -> Ctx {
         Ctx {
             config,
@@ -45,9 +49,15 @@ impl Ctx {
             managed: Mutex::new(managed),
             logs,
             metrics: Metrics::default(),
+            tls,
             stopping: AtomicBool::new(false),
             stop: watch::Sender::new(false),
         }
+    }
+
+    /// The TLS acceptor for listener `l`, if it speaks TLS.
+    pub fn tls_acceptor(&self, l: crate::config::Listener) -> Option<tokio_rustls::TlsAcceptor> {
+        self.tls.as_ref().and_then(|t| t.acceptor(l))
     }
 
     /// Whether the server is stopping.

@@ -16,6 +16,7 @@
 //! - `outbox`: a connection's replies in request order.
 //! - `reply`: reply frames.
 //! - [`tail`]: tail subscriptions, a task each, bounded per connection.
+//! - [`tls`]: TLS on the listeners (rustls), reloaded on SIGHUP.
 //! - [`server`]: the event loop, listening, accepting, shutdown.
 //! - [`metrics`]: counters, histograms, process figures, the Prometheus
 //!   endpoint.
@@ -41,6 +42,7 @@ pub mod schema;
 pub mod server;
 pub mod store;
 pub mod tail;
+pub mod tls;
 
 pub use config::{KeyConfig, LogConfig, ServerConfig};
 pub use server::Server;
@@ -68,6 +70,9 @@ pub enum ServerError {
     /// A socket or file operation failed.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    /// The TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// A log's checkpoint key or checkpoints file is unusable.
     #[error("log {0}: {1}")]
     Checkpoints(String, checkpoints::CheckpointError),

@@ -111,6 +111,12 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Connections the server closed for the idle timeout.
     pub idle_closed: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
+    /// TLS reloads (SIGHUP) that took effect.
+    pub tls_reloads: AtomicU64,
+    /// TLS reloads refused (the files were unusable; the old ones stay).
+    pub tls_reload_failures: AtomicU64,
     /// Error replies, by code number (index = code).
     errors: Vec<AtomicU64>,
 }
@@ -121,6 +127,9 @@ impl Default for Metrics {
             connections: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            tls_reloads: AtomicU64::new(0),
+            tls_reload_failures: AtomicU64::new(0),
             errors: (0..=ErrorCode::ALL.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -189,6 +198,26 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
         "chainlog_idle_closed_total {}\n",
         m.idle_closed.load(Ordering::Relaxed)
     ));
+    for (name, help, v) in [
+        (
+            "chainlog_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out.",
+            &m.tls_handshake_failures,
+        ),
+        (
+            "chainlog_tls_reloads_total",
+            "TLS certificate reloads that took effect.",
+            &m.tls_reloads,
+        ),
+        (
+            "chainlog_tls_reload_failures_total",
+            "TLS certificate reloads refused; the previous files stay in force.",
+            &m.tls_reload_failures,
+        ),
+    ] {
+        head(&mut o, name, "counter", help);
+        o.push_str(&format!("{name} {}\n", v.load(Ordering::Relaxed)));
+    }
     head(
         &mut o,
         "chainlog_errors_total",

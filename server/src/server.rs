@@ -18,12 +18,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::auth::KeyStore;
-use crate::config::ServerConfig;
+use crate::config::{Listener, ServerConfig};
 use crate::ctx::{self, Ctx, OpenConnection};
 use crate::managed::Managed;
 use crate::metrics;
 use crate::reply;
 use crate::store::LogState;
+use crate::tls::{Tls, TlsError};
 use crate::ServerError;
 
 /// A running server; [`shutdown`](Self::shutdown) stops it.
@@ -113,26 +114,38 @@ impl Server {
             Some(bind(&config.http_listen)?)
         };
         let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
-        for (what, a) in [("protocol", Some(addr)), ("http", http_addr)] {
-            if let Some(a) = a.filter(|a| !a.ip().is_loopback()) {
+        let tls = match &config.tls {
+            Some(t) => Some(Tls::load(t)?),
+            None => None,
+        };
+        for (l, a) in [
+            (Listener::Protocol, Some(addr)),
+            (Listener::Http, http_addr),
+        ] {
+            if let Some(a) = a.filter(|a| !a.ip().is_loopback() && !config.tls_on(l)) {
                 tracing::warn!(
-                    listener = what,
+                    listener = l.name(),
                     addr = %a,
                     "listening beyond loopback without TLS: API keys and events cross the network in clear"
                 );
             }
         }
-        let ctx = Arc::new(Ctx::new(config, KeyStore::new(keyring), managed, logs));
+        let ctx = Arc::new(Ctx::new(config, KeyStore::new(keyring), managed, logs, tls));
         if let Some(l) = metrics_listener {
             // A weak reference: the endpoint must not keep the logs open
             // after shutdown.
             let weak = Arc::downgrade(&ctx);
             let stop = ctx.stop_signal();
-            runtime.spawn(crate::http::serve_metrics(l, stop, move || {
-                weak.upgrade()
-                    .map(|c| render_metrics(&c))
-                    .unwrap_or_default()
-            }));
+            runtime.spawn(crate::http::serve_metrics(
+                l,
+                weak.clone(),
+                stop,
+                move || {
+                    weak.upgrade()
+                        .map(|c| render_metrics(&c))
+                        .unwrap_or_default()
+                },
+            ));
         }
         let (done_tx, tasks_done) = mpsc::channel(1);
         if let Some(l) = http_listener {
@@ -186,6 +199,26 @@ impl Server {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// Reads the TLS certificate, key and client CA files again (chainlogd
+    /// does on SIGHUP). New connections use them; open ones keep theirs. A
+    /// failure changes nothing. `Ok(false)`: no TLS is configured.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        let Some(tls) = &self.ctx.tls else {
+            return Ok(false);
+        };
+        let r = tls.reload();
+        let m = &self.ctx.metrics;
+        match &r {
+            Ok(()) => m
+                .tls_reloads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            Err(_) => m
+                .tls_reload_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        r.map(|()| true)
     }
 
     /// The data directory.
@@ -250,8 +283,9 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()
                 0,
                 ErrorReply::new(ErrorCode::Busy, "too many connections"),
             );
+            let ctx = ctx.clone();
             tokio::spawn(async move {
-                refuse(stream, &f).await;
+                refuse(&ctx, stream, peer, &f).await;
                 drop(guard);
             });
             continue;
@@ -266,11 +300,30 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()
     }
 }
 
-/// Sends a refused connection its error frame and closes it.
-async fn refuse(stream: TcpStream, frame: &[u8]) {
-    use tokio::io::AsyncWriteExt;
-    let (rd, mut wr) = stream.into_split();
-    if tokio::time::timeout(Duration::from_secs(1), wr.write_all(frame))
+/// Sends a refused connection its error frame (after a short TLS
+/// handshake if the listener speaks TLS) and closes it.
+async fn refuse(ctx: &Ctx, stream: TcpStream, peer: SocketAddr, frame: &[u8]) {
+    let limit = Duration::from_secs(1);
+    match ctx.tls_acceptor(Listener::Protocol) {
+        None => {
+            let (rd, wr) = stream.into_split();
+            refuse_on(rd, wr, frame, limit).await;
+        }
+        Some(acceptor) => {
+            if let Some(s) = crate::tls::handshake(ctx, &acceptor, stream, peer, limit).await {
+                let (rd, wr) = tokio::io::split(s);
+                refuse_on(rd, wr, frame, limit).await;
+            }
+        }
+    }
+}
+
+async fn refuse_on<R, W>(rd: R, mut wr: W, frame: &[u8], limit: Duration)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    if tokio::time::timeout(limit, crate::conn::write_all(&mut wr, frame))
         .await
         .is_ok_and(|r| r.is_ok())
     {

@@ -106,6 +106,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    // SIGHUP reads the TLS files again (and does nothing else).
+    let reload = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()) {
+        eprintln!("chainlogd: cannot handle SIGHUP: {e}");
+        return ExitCode::from(1);
+    }
+    let tls_on: Vec<&str> = config
+        .tls
+        .iter()
+        .flat_map(|t| t.listeners.iter().map(|l| l.name()))
+        .collect();
     let server = match Server::start(config) {
         Ok(s) => s,
         Err(e) => {
@@ -124,9 +135,21 @@ fn main() -> ExitCode {
     for (log, key) in server.verifier_keys() {
         println!("chainlogd: log {log}: checkpoints verify with {key}");
     }
+    if !tls_on.is_empty() {
+        println!("chainlogd: tls on {}", tls_on.join(", "));
+    }
     let _ = std::io::stdout().flush();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));
+        if reload.swap(false, Ordering::AcqRel) {
+            match server.reload_tls() {
+                Ok(true) => tracing::info!("SIGHUP: tls certificate, key and client CA reloaded"),
+                Ok(false) => tracing::info!("SIGHUP: no [tls] configured, nothing to reload"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: tls reload failed; the previous certificate stays in force")
+                }
+            }
+        }
     }
     tracing::info!("signal received: stopping");
     server.shutdown();
@@ -180,10 +203,7 @@ fn load_config(args: &Args) -> Result<ServerConfig, String> {
 
 fn load_file(path: &Path) -> Result<ServerConfig, String> {
     let mut c = ServerConfig::load(path).map_err(|e| e.to_string())?;
-    if c.data_dir.is_relative() {
-        let base = path.parent().unwrap_or(Path::new("."));
-        c.data_dir = base.join(&c.data_dir);
-    }
+    c.resolve_paths(path.parent().unwrap_or(Path::new(".")));
     Ok(c)
 }
 

@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::config::Listener;
 use crate::ctx::{self, Ctx, OpenConnection};
 
 mod admin;
@@ -56,54 +57,96 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc
         let guard = (done.clone(), open);
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            serve(stream, peer, ctx).await;
+            let _ = stream.set_nodelay(true);
+            match ctx.tls_acceptor(Listener::Http) {
+                None => serve(stream, peer, ctx).await,
+                Some(acceptor) => {
+                    let limit = ctx.config.frame_timeout();
+                    if let Some(s) =
+                        crate::tls::handshake(&ctx, &acceptor, stream, peer, limit).await
+                    {
+                        serve(s, peer, ctx).await;
+                    }
+                }
+            }
             drop(guard);
         });
     }
 }
 
 /// Serves the Prometheus page (`GET /metrics`) on its own listener until
-/// the server stops, on the same HTTP stack as the API; `page` renders it.
-/// Every other path is a 404 in the API's error shape.
+/// the server stops, on the same HTTP stack as the API (over TLS if the
+/// metrics listener speaks it); `page` renders it. Every other path is a
+/// 404 in the API's error shape.
 pub(crate) async fn serve_metrics(
     listener: TcpListener,
+    ctx: std::sync::Weak<Ctx>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     page: impl Fn() -> String + Send + Sync + 'static,
 ) {
-    let page = Arc::new(page);
-    while let Some((stream, _)) = ctx::accept(&listener, &mut stop).await {
-        let page = page.clone();
-        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let page = page.clone();
-            async move {
-                let r = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
-                    let mut r = hyper::Response::new(body::Body::from(bytes::Bytes::from(page())));
-                    r.headers_mut().insert(
-                        hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-                    );
-                    r
-                } else {
-                    reply::HttpError::not_found("try GET /metrics").into_response()
-                };
-                Ok::<_, std::convert::Infallible>(r)
-            }
-        });
+    let page: Page = Arc::new(page);
+    while let Some((stream, peer)) = ctx::accept(&listener, &mut stop).await {
+        let (page, ctx) = (page.clone(), ctx.clone());
         tokio::spawn(async move {
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(2))
-                .max_buf_size(8192)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+            let acceptor = ctx.upgrade().and_then(|c| {
+                let a = c.tls_acceptor(Listener::Metrics)?;
+                Some((c, a))
+            });
+            match acceptor {
+                None => metrics_connection(stream, page).await,
+                Some((c, a)) => {
+                    let limit = METRICS_HEADER_TIMEOUT;
+                    if let Some(s) = crate::tls::handshake(&c, &a, stream, peer, limit).await {
+                        drop(c);
+                        metrics_connection(s, page).await;
+                    }
+                }
+            }
         });
     }
 }
 
+/// Renders the metrics page.
+type Page = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// How long a metrics request's headers may take.
+const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves one scrape connection, for at most ten seconds.
+async fn metrics_connection<S>(io: S, page: Page)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let page = page.clone();
+        async move {
+            let r = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
+                let mut r = hyper::Response::new(body::Body::from(bytes::Bytes::from(page())));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                r
+            } else {
+                reply::HttpError::not_found("try GET /metrics").into_response()
+            };
+            Ok::<_, std::convert::Infallible>(r)
+        }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(METRICS_HEADER_TIMEOUT)
+        .max_buf_size(8192)
+        .serve_connection(TokioIo::new(io), service);
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+}
+
 /// Serves one connection's requests (keep-alive) until it closes, idles
 /// out, or the server stops; a stop lets the request in progress finish.
-async fn serve(stream: tokio::net::TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
-    let _ = stream.set_nodelay(true);
+async fn serve<S>(stream: S, peer: SocketAddr, ctx: Arc<Ctx>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let service = {
         let ctx = ctx.clone();

@@ -13,6 +13,8 @@ use client::{Client, Event};
 use server::auth::{generate_key, hash_key};
 use server::{KeyConfig, LogConfig, Server, ServerConfig};
 
+pub mod certs;
+
 /// A key to configure, with its text.
 pub struct TestKey {
     pub text: String,

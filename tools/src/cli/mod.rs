@@ -42,7 +42,7 @@ pub use proofs::EXIT_UNTRUSTED;
 #[command(
     name = "chainlog",
     version,
-    after_help = "Connection: --addr/--key, or CHAINLOG_ADDR/CHAINLOG_KEY, or a TOML file (--config, CHAINLOG_CONFIG, or ~/.config/chainlog/cli.toml) with `addr = \"...\"` and `key = \"...\"`.\n\nExit codes: 0 done; 1 failed (an import can be re-run and resumes); 2 usage; 3 import finished with rejected rows; 4 a checkpoint or proof from the server did not check out (rolled back, forked, rewritten, or another key)."
+    after_help = "Connection: --addr/--key, or CHAINLOG_ADDR/CHAINLOG_KEY, or a TOML file (--config, CHAINLOG_CONFIG, or ~/.config/chainlog/cli.toml) with `addr = \"...\"` and `key = \"...\"`. TLS: --tls (system CAs) or --tls-ca FILE, and --tls-cert/--tls-key for a client certificate; in the file `tls = true`, `tls_ca`, `tls_cert`, `tls_key`.\n\nExit codes: 0 done; 1 failed (an import can be re-run and resumes); 2 usage; 3 import finished with rejected rows; 4 a checkpoint or proof from the server did not check out (rolled back, forked, rewritten, or another key)."
 )]
 pub struct Cli {
     /// The server's address [default: 127.0.0.1:7400].
@@ -51,9 +51,24 @@ pub struct Cli {
     /// The API key.
     #[arg(long, global = true, env = "CHAINLOG_KEY", hide_env_values = true)]
     pub key: Option<String>,
-    /// A TOML file with `addr` and `key`.
+    /// A TOML file with `addr` and `key` (and the `tls*` settings).
     #[arg(long, global = true, env = "CHAINLOG_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Connect over TLS, trusting the system's CAs (or --tls-ca's).
+    #[arg(long, global = true, env = "CHAINLOG_TLS")]
+    pub tls: bool,
+    /// Connect over TLS, trusting the CA certificates in this PEM file.
+    #[arg(long, global = true, env = "CHAINLOG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate chain (PEM) to present over TLS, with --tls-key.
+    #[arg(long, global = true, env = "CHAINLOG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "CHAINLOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The name the server's certificate must carry, if not the address's host.
+    #[arg(long, global = true, env = "CHAINLOG_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -154,6 +169,23 @@ pub struct TailArgs {
 struct FileConfig {
     addr: Option<String>,
     key: Option<String>,
+    #[serde(default)]
+    tls: bool,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_server_name: Option<String>,
+}
+
+/// How to reach the server: its address, the key, and TLS if asked for.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// `host:port`.
+    pub addr: String,
+    /// The API key.
+    pub key: String,
+    /// TLS settings; `None`: plain TCP.
+    pub tls: Option<client::TlsOptions>,
 }
 
 /// An error for the user, with the exit code to end with.
@@ -197,13 +229,17 @@ impl From<io::Error> for Failure {
 impl Cli {
     /// The address and key: flags, then environment (clap), then the file.
     pub fn connection(&self) -> Result<(String, String), Failure> {
+        let c = self.settings()?;
+        Ok((c.addr, c.key))
+    }
+
+    /// The address, key and TLS settings: flags, then environment (clap),
+    /// then the file.
+    pub fn settings(&self) -> Result<Connection, Failure> {
         // An empty value (`CHAINLOG_KEY=`) counts as unset.
         let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         let (addr, key) = (given(&self.addr), given(&self.key));
-        if let (Some(addr), Some(key)) = (&addr, &key) {
-            return Ok((addr.clone(), key.clone()));
-        }
-        // The file is read only for what flags and environment left out.
+        // The file gives what flags and environment leave out.
         let path = self.config.clone().or_else(|| {
             let p = PathBuf::from(std::env::var_os("HOME")?).join(".config/chainlog/cli.toml");
             p.exists().then_some(p)
@@ -223,7 +259,22 @@ impl Cli {
         let key = key.or(file.key).ok_or_else(|| {
             Failure::new("no API key: pass --key, set CHAINLOG_KEY, or put `key = \"...\"` in the config file")
         })?;
-        Ok((addr, key))
+        let ca = self.tls_ca.clone().or(file.tls_ca);
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => file.tls_cert.zip(file.tls_key),
+        };
+        let tls = if self.tls || file.tls || ca.is_some() || identity.is_some() {
+            let id = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+            let mut t = client::TlsOptions::new(ca.as_deref(), id)?;
+            if let Some(name) = self.tls_server_name.clone().or(file.tls_server_name) {
+                t = t.with_server_name(name);
+            }
+            Some(t)
+        } else {
+            None
+        };
+        Ok(Connection { addr, key, tls })
     }
 
     /// Connects and authenticates.
@@ -234,9 +285,13 @@ impl Cli {
     /// Connects and authenticates; also returns the address and the log
     /// the key opens.
     pub fn connect_with_info(&self) -> Result<(Client, String, String), Failure> {
-        let (addr, key) = self.connection()?;
-        let mut c = Client::connect(&addr)
-            .map_err(|e| Failure::new(format!("cannot connect to {addr}: {e}")))?;
+        let Connection { addr, key, tls } = self.settings()?;
+        let connected = match &tls {
+            None => Client::connect(&addr),
+            Some(t) => Client::connect_tls(&addr, t),
+        };
+        let mut c =
+            connected.map_err(|e| Failure::new(format!("cannot connect to {addr}: {e}")))?;
         let info = c.auth(&key)?;
         Ok((c, addr, info.log))
     }
