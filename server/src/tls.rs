@@ -1,6 +1,6 @@
 //! TLS on the listeners, with rustls: the certificate, key and client CA
 //! read from the `[tls]` section's files, and read again on
-//! [`reload`](Tls::reload) (chainlogd calls it on SIGHUP). A reload that
+//! [`Server::reload_tls`](crate::Server::reload_tls) (chainlogd calls it on SIGHUP). A reload that
 //! fails keeps what is in force; connections already open keep the
 //! certificate they were made with.
 //!
