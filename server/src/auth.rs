@@ -75,6 +75,21 @@ pub struct Key {
 }
 
 impl Key {
+    /// The server's own key for an ingest (`docs/nats.md`): appends to
+    /// `log`, every tenant, no rate limit. It has no text, so no client can
+    /// present it.
+    pub(crate) fn internal(id: String, log: String) -> Key {
+        Key {
+            id,
+            hash: [0; 32],
+            log,
+            rights: rights::APPEND,
+            tenants: Vec::new(),
+            origin: Origin::Config,
+            limit: None,
+        }
+    }
+
     /// Its stored form: `sha256:` and the hex digest.
     pub fn hash_text(&self) -> String {
         format!("sha256:{}", engine::error::hex(&self.hash))

@@ -87,6 +87,124 @@ pub struct ServerConfig {
     pub keys: Vec<KeyConfig>,
     /// TLS on the listeners; none: plain TCP (the loopback dev default).
     pub tls: Option<TlsConfig>,
+    /// Ingest from other systems (`docs/nats.md`).
+    pub ingest: IngestConfig,
+}
+
+/// The `[ingest]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// `[[ingest.nats]]`: NATS JetStream pull consumers.
+    pub nats: Vec<NatsIngest>,
+}
+
+/// One `[[ingest.nats]]`: a durable pull consumer on a JetStream stream,
+/// appending to one log (`docs/nats.md`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsIngest {
+    /// Its name in metrics and log lines; empty: the durable's.
+    pub name: String,
+    /// NATS server URLs (`nats://host:4222`, or `tls://`).
+    pub servers: Vec<String>,
+    /// A NATS credentials file (JWT and nkey seed); empty for none.
+    pub credentials_file: PathBuf,
+    /// A token; empty for none.
+    pub token: String,
+    /// The JetStream stream, which must exist.
+    pub stream: String,
+    /// The durable consumer's name; created with `subjects` if absent.
+    pub durable: String,
+    /// Subject filters (wildcards allowed); empty: the whole stream.
+    pub subjects: Vec<String>,
+    /// The log events are appended to.
+    pub log: String,
+    /// Messages taken per pull, and appended as one group.
+    pub batch: usize,
+    /// Groups appended and not yet acknowledged, at most.
+    pub max_in_flight: usize,
+    /// The consumer's ack wait: an unacknowledged message is redelivered
+    /// after this.
+    pub ack_wait_secs: u64,
+    /// Where messages that cannot be stored are published (with the reason
+    /// in headers) before they are terminated; a JetStream stream must
+    /// capture it. Empty: terminated with a log line only.
+    pub dead_letter_subject: String,
+    /// A `busy` log naks messages with this delay.
+    pub busy_delay_ms: u64,
+    /// Where `action` comes from when the body has none.
+    pub action_from_subject: ActionFromSubject,
+    /// A header that gives `tenant_id` when the body has none; empty: none.
+    pub tenant_header: String,
+    /// What to do with body fields that are not event fields.
+    pub unknown_fields: UnknownFields,
+    /// The metadata member that records the message's subject; empty: not
+    /// recorded.
+    pub subject_metadata_key: String,
+    /// Body field renames: source name to event field name.
+    pub rename: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for NatsIngest {
+    fn default() -> Self {
+        NatsIngest {
+            name: String::new(),
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            credentials_file: PathBuf::new(),
+            token: String::new(),
+            stream: String::new(),
+            durable: String::new(),
+            subjects: Vec::new(),
+            log: "default".into(),
+            batch: 256,
+            max_in_flight: 4,
+            ack_wait_secs: 30,
+            dead_letter_subject: String::new(),
+            busy_delay_ms: 1000,
+            action_from_subject: ActionFromSubject::WithoutVersion,
+            tenant_header: String::new(),
+            unknown_fields: UnknownFields::Metadata,
+            subject_metadata_key: "nats_subject".into(),
+            rename: Default::default(),
+        }
+    }
+}
+
+impl NatsIngest {
+    /// Its name in metrics and log lines.
+    pub fn label(&self) -> &str {
+        if self.name.is_empty() {
+            &self.durable
+        } else {
+            &self.name
+        }
+    }
+}
+
+/// The action of a message whose body has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionFromSubject {
+    /// The subject without a last token `v1`, `v2`, ...:
+    /// `identity.user.created.v1` gives `identity.user.created`.
+    WithoutVersion,
+    /// The whole subject.
+    Subject,
+    /// None: a body without `action` is refused.
+    None,
+}
+
+/// Body fields that are not event fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownFields {
+    /// Kept as members of the event's metadata.
+    Metadata,
+    /// The message is refused (dead-lettered).
+    Reject,
+    /// Dropped.
+    Ignore,
 }
 
 /// The `[tls]` section. chainlogd resolves relative paths in a config file
@@ -173,6 +291,7 @@ impl Default for ServerConfig {
             logs: vec![LogConfig::default()],
             keys: Vec::new(),
             tls: None,
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -400,6 +519,49 @@ impl ServerConfig {
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > 64 << 20 {
             return bad("max_frame_bytes must be in 1 KiB..=64 MiB".into());
         }
+        for (i, n) in self.ingest.nats.iter().enumerate() {
+            let label = n.label();
+            if n.stream.is_empty() || n.durable.is_empty() {
+                return bad(format!(
+                    "[[ingest.nats]] #{}: stream and durable are required",
+                    i + 1
+                ));
+            }
+            if self.ingest.nats[..i].iter().any(|o| o.label() == label) {
+                return bad(format!("[[ingest.nats]] {label:?} is configured twice"));
+            }
+            if n.servers.is_empty() {
+                return bad(format!("[[ingest.nats]] {label:?}: servers is empty"));
+            }
+            if !self.logs.iter().any(|l| l.name == n.log) {
+                return bad(format!(
+                    "[[ingest.nats]] {label:?} names log {:?}, which is not configured",
+                    n.log
+                ));
+            }
+            if n.batch == 0
+                || n.batch > self.max_batch_events
+                || n.max_in_flight == 0
+                || n.max_in_flight > 64
+            {
+                return bad(format!("[[ingest.nats]] {label:?}: batch must be in 1..=max_batch_events and max_in_flight in 1..=64"));
+            }
+            if n.ack_wait_secs == 0 {
+                return bad(format!(
+                    "[[ingest.nats]] {label:?}: ack_wait_secs must be at least 1"
+                ));
+            }
+            if !n.credentials_file.as_os_str().is_empty() && !n.token.is_empty() {
+                return bad(format!(
+                    "[[ingest.nats]] {label:?}: a credentials_file or a token, not both"
+                ));
+            }
+            for (from, to) in &n.rename {
+                if !crate::ingest::mapping::is_event_field(to) {
+                    return bad(format!("[[ingest.nats]] {label:?}: rename {from:?} = {to:?}: {to:?} is not an event field"));
+                }
+            }
+        }
         if let Some(t) = &self.tls {
             if t.cert.as_os_str().is_empty() || t.key.as_os_str().is_empty() {
                 return bad("[tls] needs both cert and key".into());
@@ -451,6 +613,9 @@ impl ServerConfig {
             }
         };
         fix(&mut self.data_dir);
+        for n in &mut self.ingest.nats {
+            fix(&mut n.credentials_file);
+        }
         if let Some(t) = &mut self.tls {
             fix(&mut t.cert);
             fix(&mut t.key);

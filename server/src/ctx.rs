@@ -30,6 +30,8 @@ pub(crate) struct Ctx {
     pub metrics: Metrics,
     /// TLS, if configured.
     pub tls: Option<Tls>,
+    /// The ingests, in config order.
+    pub ingests: Vec<Arc<crate::ingest::Ingest>>,
     stopping: AtomicBool,
     /// Turns true once, when the server begins to stop.
     stop: watch::Sender<bool>,
@@ -44,14 +46,20 @@ impl Ctx {
         tls: Option<Tls>,
     ) -> Ctx {
         Ctx {
-            config,
             keys,
             managed: Mutex::new(managed),
             logs,
             metrics: Metrics::default(),
             tls,
+            ingests: config
+                .ingest
+                .nats
+                .iter()
+                .map(|c| Arc::new(crate::ingest::Ingest::new(c.clone())))
+                .collect(),
             stopping: AtomicBool::new(false),
             stop: watch::Sender::new(false),
+            config,
         }
     }
 

@@ -16,6 +16,7 @@
 //! - `outbox`: a connection's replies in request order.
 //! - `reply`: reply frames.
 //! - [`tail`]: tail subscriptions, a task each, bounded per connection.
+//! - [`ingest`]: NATS JetStream consumers appending to the logs.
 //! - [`tls`]: TLS on the listeners (rustls), reloaded on SIGHUP.
 //! - [`server`]: the event loop, listening, accepting, shutdown.
 //! - [`metrics`]: counters, histograms, process figures, the Prometheus
@@ -32,6 +33,7 @@ mod ctx;
 pub mod dedup;
 mod http;
 pub mod index;
+pub mod ingest;
 pub mod managed;
 pub mod metrics;
 mod outbox;

@@ -151,6 +151,14 @@ impl Server {
         if let Some(l) = http_listener {
             runtime.spawn(crate::http::accept_loop(l, ctx.clone(), done_tx.clone()));
         }
+        for (n, ingest) in ctx.ingests.iter().enumerate() {
+            runtime.spawn(crate::ingest::nats::run(
+                ctx.clone(),
+                ingest.clone(),
+                n,
+                done_tx.clone(),
+            ));
+        }
         runtime.spawn(accept_loop(listener, ctx.clone(), done_tx));
         tracing::info!(%addr, metrics = ?metrics_addr, http = ?http_addr, "chainlogd listening");
         Ok(Server {
@@ -221,6 +229,11 @@ impl Server {
         r.map(|()| true)
     }
 
+    /// The ingests (`[[ingest.nats]]`), in config order.
+    pub fn ingests(&self) -> &[Arc<crate::ingest::Ingest>] {
+        &self.ctx.ingests
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.ctx.config.data_dir.clone()
@@ -267,7 +280,9 @@ fn render_metrics(ctx: &Ctx) -> String {
         .map(|s| (s.metrics.clone(), s.gauges()))
         .collect();
     logs.sort_by(|a, b| a.0.log.cmp(&b.0.log));
-    metrics::render(&ctx.metrics, &logs)
+    let mut page = metrics::render(&ctx.metrics, &logs);
+    crate::ingest::render_metrics(&ctx.ingests, &mut page);
+    page
 }
 
 /// Accepts connections until the server stops; each is a task holding a

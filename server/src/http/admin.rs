@@ -31,13 +31,28 @@ pub(crate) fn readyz(ctx: &Ctx) -> Response<Body> {
             &json!({"status": "unavailable", "logs": {}, "stopping": true}),
         );
     }
-    if down.is_empty() {
-        ok(&json!({"status": "ready"}))
+    // Ingests are reported, and do not decide readiness: the API serves
+    // while NATS is away (a stopped ingest's log is poisoned, which does).
+    let mut ingests = serde_json::Map::new();
+    for i in &ctx.ingests {
+        let s = i.state();
+        ingests.insert(
+            i.label().to_string(),
+            json!({"state": s.name(), "detail": s.detail(), "pending": i.metrics.pending.load(std::sync::atomic::Ordering::Relaxed)}),
+        );
+    }
+    let mut body = if down.is_empty() {
+        json!({"status": "ready"})
     } else {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "unavailable", "logs": down}),
-        )
+        json!({"status": "unavailable", "logs": down})
+    };
+    if !ingests.is_empty() {
+        body["ingests"] = serde_json::Value::Object(ingests);
+    }
+    if down.is_empty() {
+        ok(&body)
+    } else {
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &body)
     }
 }
 

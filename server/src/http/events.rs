@@ -136,35 +136,12 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, HttpError> 
     }
 }
 
-/// Fields within the log's limits before they are encoded (the encoding
-/// bounds a text field at 65,535 bytes; validation, later, at far less).
+/// Fields within the log's limits before they are encoded.
 fn check_lengths(e: &EventRef<'_>, index: usize, limits: &proto::Limits) -> Result<(), HttpError> {
-    let texts = e.texts();
-    for (name, v) in proto::event::TEXT_FIELDS.into_iter().zip(texts) {
-        if v.len() > limits.max_field_bytes {
-            return Err(HttpError::invalid_event(
-                index,
-                name,
-                format!(
-                    "is {} bytes, more than the limit of {}",
-                    v.len(),
-                    limits.max_field_bytes
-                ),
-            ));
-        }
+    match crate::store::oversized(e, limits) {
+        None => Ok(()),
+        Some((field, why)) => Err(HttpError::invalid_event(index, field, why)),
     }
-    if e.metadata.len() > limits.max_metadata_bytes {
-        return Err(HttpError::invalid_event(
-            index,
-            "metadata",
-            format!(
-                "is {} bytes, more than the limit of {}",
-                e.metadata.len(),
-                limits.max_metadata_bytes
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Submits the encoded events and waits for their receipts, which come

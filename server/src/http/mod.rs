@@ -32,7 +32,7 @@ use crate::ctx::{self, Ctx, OpenConnection};
 mod admin;
 mod body;
 mod events;
-mod json;
+pub(crate) mod json;
 pub(crate) mod openapi;
 mod parse;
 mod reply;

@@ -39,6 +39,28 @@ pub use append::{KeyWait, Refused, Settled};
 pub use query::{PAGE_BYTES, SCAN_BUDGET};
 pub use schema_change::SchemaChange;
 
+/// A text field or the metadata over the log's limits, checked before an
+/// event is encoded (the encoding bounds a text field at 65,535 bytes;
+/// validation, later, at far less): the field and why.
+pub fn oversized(
+    e: &proto::event::EventRef<'_>,
+    limits: &proto::Limits,
+) -> Option<(&'static str, String)> {
+    let over = |len: usize, limit: usize| format!("is {len} bytes, more than the limit of {limit}");
+    for (name, v) in proto::event::TEXT_FIELDS.into_iter().zip(e.texts()) {
+        if v.len() > limits.max_field_bytes {
+            return Some((name, over(v.len(), limits.max_field_bytes)));
+        }
+    }
+    if e.metadata.len() > limits.max_metadata_bytes {
+        return Some((
+            "metadata",
+            over(e.metadata.len(), limits.max_metadata_bytes),
+        ));
+    }
+    None
+}
+
 /// Wakes tailers and the indexer when the durable head moves: threads
 /// wait on a condition variable, tasks on a watch channel.
 #[derive(Debug)]

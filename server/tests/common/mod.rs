@@ -14,6 +14,7 @@ use server::auth::{generate_key, hash_key};
 use server::{KeyConfig, LogConfig, Server, ServerConfig};
 
 pub mod certs;
+pub mod nats;
 
 /// A key to configure, with its text.
 pub struct TestKey {
