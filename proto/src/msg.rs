@@ -618,6 +618,35 @@ pub struct LogStats {
     pub segments: u64,
     /// Stored events whose action the schema does not list.
     pub unknown_actions: u64,
+    /// The ingests that append to this log (`[[ingest.nats]]`), in config
+    /// order; empty from a server without them.
+    pub ingests: Vec<IngestStats>,
+}
+
+/// One ingest's state and counters, as STATS_OK carries them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IngestStats {
+    /// Its name.
+    pub name: String,
+    /// `connecting`, `consuming` or `stopped`.
+    pub state: String,
+    /// The last connection error, or why it stopped; empty if none.
+    pub detail: String,
+    /// Messages delivered to it, redeliveries included.
+    pub received: u64,
+    /// Messages stored as new events.
+    pub stored: u64,
+    /// Messages recognised as events already stored.
+    pub duplicates: u64,
+    /// Messages dead-lettered.
+    pub dead_lettered: u64,
+    /// Messages delivered more than once.
+    pub redelivered: u64,
+    /// Messages left in the consumer at the last delivery.
+    pub pending: u64,
+    /// When the last acknowledgement was confirmed, in milliseconds since
+    /// 1970; 0 for never.
+    pub last_ack_ms: u64,
 }
 
 /// A page of events, and where the next page starts.
@@ -805,6 +834,29 @@ pub fn encode_response(out: &mut Vec<u8>, request_id: u32, resp: &Response) {
                 s.unknown_actions,
             ] {
                 wire::put_u64(out, v);
+            }
+            if !s.ingests.is_empty() {
+                wire::put_u16(out, s.ingests.len().min(u16::MAX as usize) as u16);
+                for i in s.ingests.iter().take(u16::MAX as usize) {
+                    wire::put_bytes16(out, i.name.as_bytes());
+                    wire::put_bytes16(out, i.state.as_bytes());
+                    let mut end = i.detail.len().min(1024);
+                    while !i.detail.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    wire::put_bytes16(out, &i.detail.as_bytes()[..end]);
+                    for v in [
+                        i.received,
+                        i.stored,
+                        i.duplicates,
+                        i.dead_lettered,
+                        i.redelivered,
+                        i.pending,
+                        i.last_ack_ms,
+                    ] {
+                        wire::put_u64(out, v);
+                    }
+                }
             }
         }
         Response::Pong(v) => wire::put_u64(out, *v),
@@ -1070,6 +1122,28 @@ pub fn decode_response(k: u8, body: &[u8]) -> Result<Response, DecodeError> {
             syncs: r.u64("syncs")?,
             segments: r.u64("segments")?,
             unknown_actions: r.u64("unknown actions")?,
+            // A server from before ingests sends nothing more.
+            ingests: if r.remaining() == 0 {
+                Vec::new()
+            } else {
+                let n = r.u16("ingest count")? as usize;
+                let mut list = Vec::with_capacity(n.min(r.remaining() / 62));
+                for _ in 0..n {
+                    list.push(IngestStats {
+                        name: r.str16("ingest name")?.to_owned(),
+                        state: r.str16("ingest state")?.to_owned(),
+                        detail: r.str16("ingest detail")?.to_owned(),
+                        received: r.u64("received")?,
+                        stored: r.u64("stored")?,
+                        duplicates: r.u64("duplicates")?,
+                        dead_lettered: r.u64("dead lettered")?,
+                        redelivered: r.u64("redelivered")?,
+                        pending: r.u64("pending")?,
+                        last_ack_ms: r.u64("last ack")?,
+                    });
+                }
+                list
+            },
         }),
         kind::PONG => Response::Pong(r.u64("ping value")?),
         kind::ACTIONS => {
@@ -1179,6 +1253,58 @@ mod tests {
             let (k, b) = body(&out);
             assert_eq!(decode_response(k, b).expect("decodes"), resp);
         }
+    }
+
+    #[test]
+    fn stats_round_trip_with_and_without_ingests() {
+        let plain = LogStats {
+            log: "default".into(),
+            next_seq: 7,
+            head_hash: [1; 32],
+            head_created_at: 9,
+            appends: 7,
+            syncs: 3,
+            segments: 1,
+            unknown_actions: 2,
+            ingests: vec![],
+        };
+        let with = LogStats {
+            ingests: vec![IngestStats {
+                name: "identity".into(),
+                state: "consuming".into(),
+                detail: "é".repeat(600),
+                received: 10,
+                stored: 6,
+                duplicates: 3,
+                dead_lettered: 1,
+                redelivered: 2,
+                pending: 5,
+                last_ack_ms: 1_700_000_000_000,
+            }],
+            ..plain.clone()
+        };
+        let mut out = Vec::new();
+        encode_response(&mut out, 1, &Response::Stats(plain.clone()));
+        let (k, b) = body(&out);
+        // Without ingests, the body is what servers before them sent.
+        assert_eq!(b.len(), 2 + 7 + 8 + 32 + 5 * 8);
+        assert_eq!(
+            decode_response(k, b).expect("decodes"),
+            Response::Stats(plain)
+        );
+        let mut out = Vec::new();
+        encode_response(&mut out, 1, &Response::Stats(with.clone()));
+        let (k, b) = body(&out);
+        let Response::Stats(got) = decode_response(k, b).expect("decodes") else {
+            panic!("not stats");
+        };
+        // The detail is cut at 1,024 bytes, on a character boundary.
+        assert_eq!(got.ingests[0].detail, "é".repeat(512));
+        let mut expected = with;
+        expected.ingests[0].detail = "é".repeat(512);
+        assert_eq!(got, expected);
+        // Cut short inside the ingests: refused.
+        assert!(decode_response(k, &b[..b.len() - 3]).is_err());
     }
 
     #[test]

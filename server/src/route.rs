@@ -327,7 +327,11 @@ impl Session {
                     ErrorReply::new(ErrorCode::InvalidRequest, "no tail with that request id"),
                 ),
             },
-            Request::Stats => self.reply(id, &Response::Stats(state.stats())),
+            Request::Stats => {
+                let mut s = state.stats();
+                s.ingests = crate::ingest::stats_for(&self.ctx.ingests, &state.config.name);
+                self.reply(id, &Response::Stats(s))
+            }
             Request::UnknownActions => self.reply(id, &Response::Actions(state.unknown.list())),
             Request::ListKeys => self.blocking(id, move || {
                 Ok(reply::frame(

@@ -191,6 +191,18 @@ fn dual_published_events_are_stored_once_each() {
     let only_canonical = distinct - distinct.div_ceil(3);
     assert!(families["canonical"] >= only_canonical, "{families:?}");
     assert_eq!(families.values().sum::<usize>(), distinct, "{families:?}");
+    // Its counters, over the protocol's STATS: every message stored or
+    // recognised (a redelivery, had there been one, is a duplicate too).
+    let mut c = connect(d.addr, &k);
+    let s = c.stats().unwrap();
+    assert_eq!(s.ingests.len(), 1);
+    let i = &s.ingests[0];
+    assert_eq!((i.name.as_str(), i.state.as_str()), ("audit", "consuming"));
+    assert_eq!(i.stored, distinct as u64);
+    assert_eq!(i.duplicates, (msgs.len() - distinct) as u64 + i.redelivered);
+    assert_eq!(i.received, msgs.len() as u64 + i.redelivered);
+    assert_eq!((i.dead_lettered, i.pending), (0, 0));
+    assert!(i.last_ack_ms > 0);
     // Its state on /readyz.
     let (status, body) = http_get(d.http_addr(), "/readyz");
     assert_eq!(status, "HTTP/1.1 200 OK");
@@ -290,11 +302,40 @@ fn malformed_messages_are_dead_lettered_with_their_reasons_and_the_stream_flows(
             "dead_letter_subject = \"chainlog.dead\"\n",
         )],
     );
+    let cfg = data.join("chainlogd.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("metrics_listen = \"\"", "metrics_listen = \"127.0.0.1:0\"");
+    std::fs::write(&cfg, text).unwrap();
     let d = Daemon::with_config(&data);
     wait_events(d.addr, &k, 50, Duration::from_secs(60));
     js.wait_drained("EVENTS", "audit", Duration::from_secs(30));
     let events = all_events(d.addr, &k);
     let ids = source_ids(&events);
+    let mut c = connect(d.addr, &k);
+    let i = c.stats().unwrap().ingests.remove(0);
+    assert_eq!((i.stored, i.dead_lettered), (50, bad.len() as u64));
+    // The same counters on the metrics page.
+    let out = d.stdout.lock().unwrap().clone();
+    let metrics: std::net::SocketAddr = out
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (_, page) = http_get(metrics, "/metrics");
+    for line in [
+        "chainlog_ingest_stored_total{ingest=\"audit\"} 50",
+        "chainlog_ingest_dead_lettered_total{ingest=\"audit\"} 5",
+        "chainlog_ingest_received_total{ingest=\"audit\"} 55",
+        "chainlog_ingest_duplicates_total{ingest=\"audit\"} 0",
+        "chainlog_ingest_pending{ingest=\"audit\"} 0",
+        "chainlog_ingest_consuming{ingest=\"audit\"} 1",
+        "chainlog_ingest_stopped{ingest=\"audit\"} 0",
+    ] {
+        assert!(page.lines().any(|l| l == line), "{line} not in\n{page}");
+    }
     let expected: Vec<String> = (0..50).map(|i| format!("good-{i}")).collect();
     assert_eq!(ids, expected, "the good messages, in order, once each");
 

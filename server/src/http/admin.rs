@@ -150,7 +150,7 @@ pub(crate) fn head(r: &Request) -> Response<Body> {
 /// GET /api/v1/stats.
 pub(crate) fn stats(r: &Request) -> Response<Body> {
     let s = r.state.stats();
-    ok(&json!({
+    let mut body = json!({
         "log": s.log,
         "next_seq": s.next_seq,
         "head_hash": hex(&s.head_hash),
@@ -159,7 +159,23 @@ pub(crate) fn stats(r: &Request) -> Response<Body> {
         "syncs": s.syncs,
         "segments": s.segments,
         "unknown_actions": s.unknown_actions,
-    }))
+    });
+    let ingests = crate::ingest::stats_for(&r.ctx.ingests, &s.log);
+    if !ingests.is_empty() {
+        body["ingests"] = ingests
+            .iter()
+            .map(|i| {
+                json!({
+                    "name": i.name, "state": i.state, "detail": i.detail,
+                    "received": i.received, "stored": i.stored, "duplicates": i.duplicates,
+                    "dead_lettered": i.dead_lettered, "redelivered": i.redelivered,
+                    "pending": i.pending,
+                    "last_ack_at": (i.last_ack_ms > 0).then(|| proto::time::format(i.last_ack_ms * 1_000_000)),
+                })
+            })
+            .collect();
+    }
+    ok(&body)
 }
 
 fn origin_name(o: Origin) -> &'static str {

@@ -188,3 +188,27 @@ pub fn render_metrics(ingests: &[std::sync::Arc<Ingest>], o: &mut String) {
         }
     }
 }
+
+/// The stats of the ingests that append to `log`, for STATS_OK.
+pub fn stats_for(ingests: &[std::sync::Arc<Ingest>], log: &str) -> Vec<proto::msg::IngestStats> {
+    use std::sync::atomic::Ordering::Relaxed;
+    ingests
+        .iter()
+        .filter(|i| i.config.log == log)
+        .map(|i| {
+            let (m, s) = (&i.metrics, i.state());
+            proto::msg::IngestStats {
+                name: i.label().to_string(),
+                state: s.name().to_string(),
+                detail: s.detail().to_string(),
+                received: m.received.load(Relaxed),
+                stored: m.stored.load(Relaxed),
+                duplicates: m.duplicates.load(Relaxed),
+                dead_lettered: m.dead_lettered.load(Relaxed),
+                redelivered: m.redelivered.load(Relaxed),
+                pending: m.pending.load(Relaxed),
+                last_ack_ms: m.last_ack_ms.load(Relaxed),
+            }
+        })
+        .collect()
+}

@@ -387,6 +387,7 @@ impl LogState {
             syncs: s.syncs,
             segments: self.log.segment_count() as u64,
             unknown_actions: self.unknown.total(),
+            ingests: Vec::new(),
         }
     }
 

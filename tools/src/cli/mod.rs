@@ -101,6 +101,16 @@ pub enum Command {
     Proof(proofs::ProofArgs),
     /// Print the consistency proof between two tree sizes, one base64 hash a line.
     Consistency(proofs::ConsistencyArgs),
+    /// Print the log's head and counters, and its ingests' state (admin key, or read with no tenant limit).
+    Stats(StatsArgs),
+}
+
+/// `chainlog stats`.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `chainlog query`.
@@ -311,6 +321,7 @@ pub fn run(cli: &Cli) -> i32 {
         Command::Checkpoint(a) => proofs::checkpoint(cli, a),
         Command::Proof(a) => proofs::proof(cli, a),
         Command::Consistency(a) => proofs::consistency(cli, a),
+        Command::Stats(a) => stats(cli, a),
     };
     match result {
         Ok(code) => code,
@@ -463,4 +474,66 @@ pub fn receipt_line(r: &client::AppendReceipt, json: bool) -> String {
 /// Whether standard error is a terminal (progress bars go there).
 pub fn stderr_is_terminal() -> bool {
     io::stderr().is_terminal()
+}
+
+/// `chainlog stats`.
+fn stats(cli: &Cli, a: &StatsArgs) -> Result<i32, Failure> {
+    let mut c = cli.connect()?;
+    let s = c.stats()?;
+    let mut out = io::stdout().lock();
+    let head_at = (s.next_seq > 0).then(|| time::format(s.head_created_at));
+    if a.json {
+        let ingests: Vec<serde_json::Value> = s
+            .ingests
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "name": i.name, "state": i.state, "detail": i.detail,
+                    "received": i.received, "stored": i.stored, "duplicates": i.duplicates,
+                    "dead_lettered": i.dead_lettered, "redelivered": i.redelivered,
+                    "pending": i.pending,
+                    "last_ack_at": (i.last_ack_ms > 0).then(|| time::format(i.last_ack_ms * 1_000_000)),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "log": s.log, "next_seq": s.next_seq, "head_hash": hex(&s.head_hash),
+            "head_created_at": head_at, "appends": s.appends, "syncs": s.syncs,
+            "segments": s.segments, "unknown_actions": s.unknown_actions, "ingests": ingests,
+        });
+        writeln!(out, "{v}")?;
+        return Ok(EXIT_OK);
+    }
+    writeln!(out, "log              {}", s.log)?;
+    writeln!(out, "events           {}", s.next_seq)?;
+    if let Some(at) = head_at {
+        writeln!(
+            out,
+            "head             seq {} {} at {at}",
+            s.next_seq - 1,
+            hex(&s.head_hash)
+        )?;
+    }
+    writeln!(
+        out,
+        "appends, syncs   {} in {} (since the server started)",
+        s.appends, s.syncs
+    )?;
+    writeln!(out, "segments         {}", s.segments)?;
+    writeln!(out, "unknown actions  {}", s.unknown_actions)?;
+    for i in &s.ingests {
+        let detail = if i.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", i.detail)
+        };
+        writeln!(out, "ingest {}: {}{detail}", i.name, i.state)?;
+        writeln!(
+            out,
+            "  received {}, stored {}, duplicates {}, dead-lettered {}, redelivered {}, pending {}, last ack {}",
+            i.received, i.stored, i.duplicates, i.dead_lettered, i.redelivered, i.pending,
+            if i.last_ack_ms > 0 { time::format(i.last_ack_ms * 1_000_000) } else { "never".into() }
+        )?;
+    }
+    Ok(EXIT_OK)
 }
