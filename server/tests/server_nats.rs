@@ -534,3 +534,104 @@ fn two_nodes_on_disjoint_filters_of_one_stream_store_each_event_in_exactly_one_l
     assert_eq!(seen.len(), 3000);
     assert!(seen.values().all(|&n| n == 1));
 }
+
+/// A full disk under chainlogd while it ingests (a 1 MiB tmpfs; needs
+/// root): the log is poisoned, the ingest stops and says why, the messages
+/// it could not store stay unacknowledged in JetStream; moved to a disk
+/// with room and restarted, chainlogd stores every message exactly once.
+#[test]
+fn a_poisoned_log_stops_the_ingest_and_nothing_unstored_is_acknowledged() {
+    let test = "a_poisoned_log_stops_the_ingest_and_nothing_unstored_is_acknowledged";
+    let Some(bin) = nats_or_skip(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        skip(test, "mounting a tmpfs needs root (CAP_SYS_ADMIN)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    std::fs::write(mnt.join("ballast"), vec![1u8; 256 << 10]).unwrap();
+
+    let nats = NatsServer::start(&bin, dir.path());
+    let js = Js::connect(&nats.url());
+    js.stream("EVENTS", &["identity.>", "com.ghasi-ehr.>"]);
+    let distinct = 4000;
+    js.publish(&dual_published(distinct));
+    let k = key("reader", "default", &["read"], &[]);
+    let data = mnt.join("chainlog");
+    std::fs::create_dir_all(&data).unwrap();
+    daemon_config(
+        &data,
+        &[&k],
+        "segment_size = 65536\n",
+        &[ingest_toml(
+            &nats.url(),
+            "audit",
+            &["identity.>", "com.ghasi-ehr.iam.>"],
+            "ack_wait_secs = 2\n",
+        )],
+    );
+    let d = Daemon::with_config(&data);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let readyz = loop {
+        let (status, body) = http_get(d.http_addr(), "/readyz");
+        if status.contains("503") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never poisoned: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The ingest notices at its next append.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stats = loop {
+        let s = connect(d.addr, &k).stats().unwrap();
+        if s.ingests[0].state == "stopped" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{readyz}: {:?}", s.ingests);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let i = &stats.ingests[0];
+    assert_eq!(i.detail, "its log is poisoned");
+    assert!(
+        (i.stored as usize) < distinct,
+        "the disk should have filled first"
+    );
+    // What it acknowledged is at most what it stored: the rest waits.
+    let (pending, unacked) = js.consumer_state("EVENTS", "audit").unwrap();
+    assert!(pending + unacked > 0, "everything acknowledged?");
+    let stored_before = stats.next_seq;
+    d.kill9();
+
+    // To a disk with room, and again.
+    let moved = dir.path().join("moved");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&data)
+        .arg(&moved)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let d = Daemon::with_config(&moved);
+    wait_events(d.addr, &k, distinct as u64, Duration::from_secs(120));
+    js.wait_drained("EVENTS", "audit", Duration::from_secs(60));
+    let ids = source_ids(&all_events(d.addr, &k));
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), unique.len()), (distinct, distinct));
+    assert!(stored_before < distinct as u64);
+}
