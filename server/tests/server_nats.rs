@@ -93,8 +93,13 @@ fn metadata(e: &StoredEvent) -> serde_json::Value {
 /// on a legacy subject with the same `source_event_id` (and the action in
 /// the body, as a legacy publisher would send it).
 fn dual_published(distinct: usize) -> Vec<Msg> {
-    let mut out = Vec::with_capacity(distinct + distinct / 3 + 1);
-    for i in 0..distinct {
+    dual_published_range(0..distinct)
+}
+
+/// [`dual_published`] for the events numbered `range`.
+fn dual_published_range(range: std::ops::Range<usize>) -> Vec<Msg> {
+    let mut out = Vec::with_capacity(range.len() + range.len() / 3 + 1);
+    for i in range {
         let body = format!(
             r#"{{"tenant_id":"t{}","actor_id":"u{}","resource":"user","resource_id":"r{i}","source_event_id":"evt-{i}","occurred_at":1764583200000,"pad":"{}"}}"#,
             i % 20,
@@ -634,4 +639,53 @@ fn a_poisoned_log_stops_the_ingest_and_nothing_unstored_is_acknowledged() {
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!((ids.len(), unique.len()), (distinct, distinct));
     assert!(stored_before < distinct as u64);
+}
+
+/// A busy log (a queue of one append, eight groups in flight): the
+/// messages it refuses are given back with the delay, come again, and are
+/// stored once each. Whether an append finds the queue full is a matter of
+/// timing, so rounds of messages are sent until one has (almost always the
+/// first), each round checked exactly.
+#[test]
+fn busy_appends_are_given_back_and_come_again() {
+    let test = "busy_appends_are_given_back_and_come_again";
+    let Some(bin) = nats_or_skip(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(&bin, dir.path());
+    let js = Js::connect(&nats.url());
+    js.stream("EVENTS", &["identity.>", "com.ghasi-ehr.>"]);
+    let k = key("reader", "default", &["read"], &[]);
+    let data = dir.path().join("chainlog");
+    std::fs::create_dir_all(&data).unwrap();
+    daemon_config(
+        &data,
+        &[&k],
+        "queue_depth = 1\ncommit_inline = false\n",
+        &[ingest_toml(
+            &nats.url(),
+            "audit",
+            &["identity.>", "com.ghasi-ehr.iam.>"],
+            "batch = 16\nmax_in_flight = 8\nbusy_delay_ms = 20\n",
+        )],
+    );
+    let d = Daemon::with_config(&data);
+    let round = 3000;
+    for r in 0..5 {
+        js.publish(&dual_published_range(r * round..(r + 1) * round));
+        let stored = ((r + 1) * round) as u64;
+        wait_events(d.addr, &k, stored, Duration::from_secs(120));
+        js.wait_drained("EVENTS", "audit", Duration::from_secs(60));
+        let ids = source_ids(&all_events(d.addr, &k));
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!((ids.len() as u64, unique.len() as u64), (stored, stored));
+        let i = connect(d.addr, &k).stats().unwrap().ingests.remove(0);
+        assert_eq!(i.stored, stored);
+        // Within the 30 s ack wait, a redelivery can only follow a nak.
+        if i.redelivered > 0 {
+            return;
+        }
+    }
+    panic!("no append found the log busy in five rounds");
 }

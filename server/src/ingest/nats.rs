@@ -124,7 +124,11 @@ async fn session(
                 filter_subjects: c.subjects.clone(),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(c.ack_wait_secs),
-                max_ack_pending: (in_flight * 2) as i64,
+                // Room beyond the groups in flight for what the client
+                // has buffered and for messages given back and not yet
+                // redelivered: a consumer at its limit stops delivering
+                // until its pull requests expire.
+                max_ack_pending: (in_flight * 4).max(1000) as i64,
                 ..Default::default()
             },
         )
@@ -133,8 +137,8 @@ async fn session(
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(c.batch)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
+        .heartbeat(Duration::from_secs(2))
+        .expires(Duration::from_secs(5))
         .messages()
         .await
         .map_err(|e| format!("pull: {e}"))?;
@@ -209,7 +213,16 @@ async fn append_batch(
                 i.delivered,
                 i.pending,
             ),
-            Err(_) => (c.stream.clone(), 0, 0, 1, 0),
+            Err(e) => {
+                // Never from a pull consumer; without its place in the
+                // stream it could not be told from another message.
+                let why = Rejection {
+                    field: String::new(),
+                    reason: format!("no JetStream metadata in its reply subject: {e}"),
+                };
+                dead_letter(ingest, js, &msg, &why).await;
+                continue;
+            }
         };
         if delivered > 1 {
             m.redelivered.fetch_add(1, Ordering::Relaxed);
