@@ -180,10 +180,18 @@ impl Client {
     }
 
     fn handshake_on(mut io: Transport) -> Result<Client> {
-        io.write_all(&frame::client_preamble(PROTOCOL_VERSION, PROTOCOL_VERSION))?;
-        io.flush()?;
+        // A TLS refusal that surfaces here is a TLS error, not a frame's.
+        let refused = |e: FrameError| match &e {
+            FrameError::Io(io) => tls::refusal(io).unwrap_or(ClientError::Frame(e)),
+            _ => ClientError::Frame(e),
+        };
+        let mut preamble = || -> std::io::Result<()> {
+            io.write_all(&frame::client_preamble(PROTOCOL_VERSION, PROTOCOL_VERSION))?;
+            io.flush()
+        };
+        preamble().map_err(|e| refused(FrameError::Io(e)))?;
         let mut io = BufReader::with_capacity(64 << 10, io);
-        let p = frame::read_preamble(&mut io, FRAME_DEADLINE)?;
+        let p = frame::read_preamble(&mut io, FRAME_DEADLINE).map_err(refused)?;
         if p[..4] != frame::MAGIC {
             // A refusal (busy, bad version) comes as an error frame in
             // place of the preamble: these 8 bytes are its start.

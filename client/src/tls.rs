@@ -135,6 +135,15 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Client
     Ok(certs)
 }
 
+/// The TLS failure inside an I/O error, if that is what it is: how rustls
+/// reports, on the first read after a TLS 1.3 handshake, that the server
+/// refused this client's certificate (or sent no certificate request that
+/// the client could meet).
+pub(crate) fn refusal(e: &std::io::Error) -> Option<ClientError> {
+    let r = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    Some(tls_error(format!("the server refused the connection: {r}")))
+}
+
 fn tls_error(m: String) -> ClientError {
     ClientError::Tls(m)
 }

@@ -220,9 +220,11 @@ pub struct TlsConfig {
     /// no client certificate is asked for.
     #[serde(default)]
     pub client_ca: PathBuf,
-    /// With `client_ca`: whether a client must present a certificate.
+    /// With `client_ca`: whether a client must present a certificate
+    /// (unset: required). Set without `client_ca`, the config is refused
+    /// rather than silently asking for no certificate.
     #[serde(default)]
-    pub client_auth: ClientAuth,
+    pub client_auth: Option<ClientAuth>,
     /// The listeners that speak TLS.
     #[serde(default = "TlsConfig::default_listeners")]
     pub listeners: Vec<Listener>,
@@ -237,14 +239,23 @@ impl TlsConfig {
     pub fn covers(&self, l: Listener) -> bool {
         self.listeners.contains(&l)
     }
+
+    /// Whether client certificates are asked for, and if so whether one is
+    /// required.
+    pub fn client_auth(&self) -> Option<ClientAuth> {
+        if self.client_ca.as_os_str().is_empty() {
+            None
+        } else {
+            Some(self.client_auth.unwrap_or(ClientAuth::Required))
+        }
+    }
 }
 
 /// Whether a client certificate is required (with `client_ca`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientAuth {
     /// A connection without a certificate chaining to `client_ca` is refused.
-    #[default]
     Required,
     /// A certificate is asked for and checked if sent; none is accepted.
     Optional,
@@ -569,8 +580,16 @@ impl ServerConfig {
             if t.listeners.is_empty() {
                 return bad("[tls] listeners is empty: remove the section for no TLS".into());
             }
-            if t.client_auth == ClientAuth::Optional && t.client_ca.as_os_str().is_empty() {
-                return bad("[tls] client_auth = \"optional\" needs client_ca".into());
+            if t.client_auth.is_some() && t.client_ca.as_os_str().is_empty() {
+                return bad(
+                    "[tls] client_auth needs client_ca, the CA client certificates must chain to"
+                        .into(),
+                );
+            }
+            if t.covers(Listener::Metrics) && self.metrics_listen.is_empty() {
+                return bad(
+                    "[tls] listeners names metrics, but metrics_listen is off (\"\")".into(),
+                );
             }
         }
         Ok(())

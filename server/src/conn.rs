@@ -34,6 +34,8 @@ use crate::route::{Served, Session};
 const OUT_DEPTH: usize = 64;
 /// How long a write may take before the client is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long closing our side (over TLS, sending close_notify) may take.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What an idle connection's input buffer holds: enough for small frames,
 /// small enough that thousands of idle connections cost little.
 const IDLE_BUFFER: usize = 4 << 10;
@@ -57,38 +59,28 @@ enum Ending {
 /// server stops: over TLS if the protocol listener speaks it.
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     let _ = stream.set_nodelay(true);
-    match ctx.tls_acceptor(Listener::Protocol) {
-        None => {
-            let (rd, wr) = stream.into_split();
-            serve_on(rd, wr, peer, ctx).await;
-        }
-        Some(acceptor) => {
-            let limit = ctx.config.frame_timeout();
-            if let Some(s) = crate::tls::handshake(&ctx, &acceptor, stream, peer, limit).await {
-                let (rd, wr) = tokio::io::split(s);
-                serve_on(rd, wr, peer, ctx).await;
-            }
-        }
+    let limit = ctx.config.frame_timeout();
+    if let Some(io) = crate::tls::accept(&ctx, Listener::Protocol, stream, peer, limit).await {
+        serve_on(io, peer, ctx).await;
     }
 }
 
-/// Serves the connection's two halves (plain TCP or TLS).
-async fn serve_on<R, W>(mut rd: R, mut wr: W, peer: SocketAddr, ctx: Arc<Ctx>)
+/// Serves the connection's byte stream (plain TCP or TLS).
+async fn serve_on<S>(mut io: S, peer: SocketAddr, ctx: Arc<Ctx>)
 where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let frame_timeout = ctx.config.frame_timeout();
     // The handshake.
     let mut pre = [0u8; frame::PREAMBLE_LEN];
-    let version = match timeout(frame_timeout, read_preamble(&mut rd, &mut pre)).await {
+    let version = match timeout(frame_timeout, read_preamble(&mut io, &mut pre)).await {
         Ok(Ok(())) => frame::accept_preamble(&pre),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(FrameError::Stalled(frame_timeout)),
     };
     match version {
         Ok(v) => {
-            if write_all(&mut wr, &frame::server_preamble(v))
+            if write_all(&mut io, &frame::server_preamble(v))
                 .await
                 .is_err()
             {
@@ -103,8 +95,8 @@ where
             };
             tracing::info!(%peer, error = %e, "refused a connection at the handshake");
             let f = reply::error_frame(&ctx.metrics, 0, ErrorReply::new(code, e.to_string()));
-            if write_all(&mut wr, &f).await.is_ok() {
-                linger(rd, wr).await;
+            if write_all(&mut io, &f).await.is_ok() {
+                linger(io).await;
             }
             return;
         }
@@ -112,8 +104,7 @@ where
     let out = Arc::new(Outbox::new(OUT_DEPTH));
     let mut session = Session::new(ctx.clone(), peer, out.clone());
     let mut conn = Conn {
-        rd,
-        wr,
+        io,
         buf: BytesMut::with_capacity(IDLE_BUFFER),
         wbuf: Vec::new(),
         ctx,
@@ -128,14 +119,18 @@ where
         // them) goes out if the socket still takes it.
         conn.drain().await;
     }
-    if ending == Ending::Refused {
-        linger(conn.rd, conn.wr).await;
+    match ending {
+        Ending::Refused => linger(conn.io).await,
+        // Over TLS, close_notify: the client can tell this end from a cut.
+        Ending::Normal => {
+            let _ = timeout(GOODBYE_TIMEOUT, conn.io.shutdown()).await;
+        }
+        Ending::Broken => {}
     }
 }
 
-struct Conn<R, W> {
-    rd: R,
-    wr: W,
+struct Conn<S> {
+    io: S,
     /// Input read and not yet served.
     buf: BytesMut,
     /// Replies being written.
@@ -145,7 +140,7 @@ struct Conn<R, W> {
     peer: SocketAddr,
 }
 
-impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Conn<R, W> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     async fn run(&mut self, session: &mut Session) -> Ending {
         let cfg = &self.ctx.config;
         let (max_body, frame_timeout, idle_timeout) =
@@ -222,9 +217,13 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Conn<R, W> {
                     .reserve(READ_CHUNK.min(self.buf.capacity().max(IDLE_BUFFER)));
             }
             tokio::select! {
-                r = self.rd.read_buf(&mut self.buf), if room => match r {
-                    // The client closed its side: answer what it sent.
+                r = self.io.read_buf(&mut self.buf), if room => match r {
+                    // The client closed its side: answer what it sent. Over
+                    // TLS a close without close_notify is UnexpectedEof; it
+                    // is a close all the same (what was read was whole
+                    // records, each authenticated).
                     Ok(0) => eof = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => eof = true,
                     Ok(_) => {
                         if frame_started.is_none() {
                             frame_started = Some(Instant::now());
@@ -279,7 +278,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Conn<R, W> {
         if self.out.take_ready(&mut self.wbuf) == 0 {
             return Ok(());
         }
-        let r = write_all(&mut self.wr, &self.wbuf).await;
+        let r = write_all(&mut self.io, &self.wbuf).await;
         if self.wbuf.capacity() > READ_CHUNK {
             self.wbuf = Vec::new();
         }
@@ -374,13 +373,13 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
 /// that the error frame just written is not destroyed by a reset (closing
 /// a socket with unread input makes the kernel send RST, and the peer may
 /// then lose data it had not read yet).
-pub(crate) async fn linger<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut rd: R, mut wr: W) {
-    let _ = wr.shutdown().await;
+pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    let _ = timeout(GOODBYE_TIMEOUT, io.shutdown()).await;
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut buf = vec![0u8; 16 << 10];
     let mut budget = 1usize << 20;
     while budget > 0 {
-        match tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
+        match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => budget = budget.saturating_sub(n),
             _ => return,
         }

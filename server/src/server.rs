@@ -47,6 +47,12 @@ impl Server {
     /// `managed.json` apply over the config's keys and schemas.
     pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
         config.validate()?;
+        // The TLS files first: a bad path fails the start before any log
+        // is opened (and recovered).
+        let tls = match &config.tls {
+            Some(t) => Some(Tls::load(t)?),
+            None => None,
+        };
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ServerError::Io(format!("create {}", config.data_dir.display()), e))?;
         let managed = Managed::load(&config.data_dir)?;
@@ -114,10 +120,6 @@ impl Server {
             Some(bind(&config.http_listen)?)
         };
         let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let tls = match &config.tls {
-            Some(t) => Some(Tls::load(t)?),
-            None => None,
-        };
         for (l, a) in [
             (Listener::Protocol, Some(addr)),
             (Listener::Http, http_addr),
@@ -289,10 +291,18 @@ fn render_metrics(ctx: &Ctx) -> String {
 /// clone of `done` until it ends.
 async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()>) {
     let mut stop = ctx.stop_signal();
+    // Refusals in progress (each takes up to a second, two over TLS): a
+    // flood beyond max_connections is closed at once past this many, so
+    // refusing costs bounded memory and CPU.
+    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
     while let Some((stream, peer)) = ctx::accept(&listener, &mut stop).await {
         let guard = done.clone();
         let Some(open) = OpenConnection::take(&ctx) else {
             tracing::warn!(%peer, "refusing a connection: at max_connections");
+            let Ok(permit) = refusing.clone().try_acquire_owned() else {
+                drop(stream);
+                continue;
+            };
             let f = reply::error_frame(
                 &ctx.metrics,
                 0,
@@ -301,7 +311,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 refuse(&ctx, stream, peer, &f).await;
-                drop(guard);
+                drop((permit, guard));
             });
             continue;
         };
@@ -315,33 +325,23 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc::Sender<()
     }
 }
 
-/// Sends a refused connection its error frame (after a short TLS
-/// handshake if the listener speaks TLS) and closes it.
+/// Connections beyond max_connections that are sent a `busy` frame at
+/// once; more arriving while these are refused are closed without one.
+const MAX_REFUSALS: usize = 64;
+
+/// Sends a refused connection its `busy` frame (after a short TLS
+/// handshake if the listener speaks TLS) and closes it, a second at most
+/// for each step.
 async fn refuse(ctx: &Ctx, stream: TcpStream, peer: SocketAddr, frame: &[u8]) {
     let limit = Duration::from_secs(1);
-    match ctx.tls_acceptor(Listener::Protocol) {
-        None => {
-            let (rd, wr) = stream.into_split();
-            refuse_on(rd, wr, frame, limit).await;
-        }
-        Some(acceptor) => {
-            if let Some(s) = crate::tls::handshake(ctx, &acceptor, stream, peer, limit).await {
-                let (rd, wr) = tokio::io::split(s);
-                refuse_on(rd, wr, frame, limit).await;
-            }
-        }
-    }
-}
-
-async fn refuse_on<R, W>(rd: R, mut wr: W, frame: &[u8], limit: Duration)
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    if tokio::time::timeout(limit, crate::conn::write_all(&mut wr, frame))
+    let Some(mut io) = crate::tls::accept(ctx, Listener::Protocol, stream, peer, limit).await
+    else {
+        return;
+    };
+    if tokio::time::timeout(limit, crate::conn::write_all(&mut io, frame))
         .await
         .is_ok_and(|r| r.is_ok())
     {
-        crate::conn::linger(rd, wr).await;
+        crate::conn::linger(io).await;
     }
 }

@@ -4,18 +4,24 @@
 //! fails keeps what is in force; connections already open keep the
 //! certificate they were made with.
 //!
-//! The handshake runs in the connection's own task, within the frame
-//! timeout, after the connection has taken its place among
-//! `max_connections`, so a client that connects and says nothing holds a
-//! place for at most that long.
+//! The handshake runs in the connection's own task, after the connection
+//! has taken its place among `max_connections`, within the frame timeout
+//! (the metrics listener's header timeout there); then the protocol's
+//! preamble has a frame timeout of its own. So a client that connects and
+//! says nothing holds a place for at most twice the frame timeout.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -37,7 +43,7 @@ pub enum TlsError {
         why: String,
     },
     /// rustls refused the combination (a key that does not match the
-    /// certificate, a CA that is not one).
+    /// certificate, say); the message names the files.
     #[error("tls: {0}")]
     Rejected(String),
 }
@@ -93,26 +99,99 @@ impl Tls {
     }
 }
 
-/// Completes the TLS handshake within `limit` (the frame timeout, or less
-/// for a connection that is refused). A failure is counted and logged; the
-/// connection is then dropped.
-pub(crate) async fn handshake(
+/// Takes a connection just accepted on listener `l`: over TLS if `l`
+/// speaks it, the handshake completed within `limit` (and given up if the
+/// server stops); as it is otherwise. `None`: the handshake failed, which
+/// is counted and logged, and the connection is dropped.
+pub(crate) async fn accept(
     ctx: &Ctx,
-    acceptor: &TlsAcceptor,
+    l: Listener,
     stream: TcpStream,
-    peer: std::net::SocketAddr,
-    limit: std::time::Duration,
-) -> Option<TlsStream<TcpStream>> {
-    let why = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => return Some(s),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no handshake within {} ms", limit.as_millis()),
+    peer: SocketAddr,
+    limit: Duration,
+) -> Option<Stream> {
+    let Some(acceptor) = ctx.tls_acceptor(l) else {
+        return Some(Stream::Plain(stream));
+    };
+    let mut stop = ctx.stop_signal();
+    let why = tokio::select! {
+        r = tokio::time::timeout(limit, acceptor.accept(stream)) => match r {
+            Ok(Ok(s)) => return Some(Stream::Tls(Box::new(s))),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no handshake within {} ms", limit.as_millis()),
+        },
+        () = crate::ctx::stopped(&mut stop) => return None,
     };
     ctx.metrics
         .tls_handshake_failures
         .fetch_add(1, Ordering::Relaxed);
-    tracing::info!(%peer, error = %why, "tls handshake failed");
+    tracing::info!(%peer, listener = l.name(), error = %why, "tls handshake failed");
     None
+}
+
+/// A connection's bytes: plain TCP, or TLS over it.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    /// Over TLS, sends close_notify first.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 fn acceptors(c: &TlsConfig) -> Result<Acceptors, TlsError> {
@@ -131,9 +210,7 @@ fn server_config(c: &TlsConfig) -> Result<rustls::ServerConfig, TlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(rejected)?;
-    let builder = if c.client_ca.as_os_str().is_empty() {
-        builder.with_no_client_auth()
-    } else {
+    let builder = if let Some(auth) = c.client_auth() {
         let mut roots = rustls::RootCertStore::empty();
         for cert in certificates("client_ca", &c.client_ca)? {
             roots.add(cert).map_err(|e| TlsError::File {
@@ -144,15 +221,17 @@ fn server_config(c: &TlsConfig) -> Result<rustls::ServerConfig, TlsError> {
         }
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-        let verifier = match c.client_auth {
+        let verifier = match auth {
             ClientAuth::Required => verifier,
             ClientAuth::Optional => verifier.allow_unauthenticated(),
         };
-        builder.with_client_cert_verifier(
-            verifier
-                .build()
-                .map_err(|e| TlsError::Rejected(e.to_string()))?,
-        )
+        builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::File {
+            what: "client_ca",
+            path: c.client_ca.display().to_string(),
+            why: e.to_string(),
+        })?)
+    } else {
+        builder.with_no_client_auth()
     };
     let chain = certificates("cert", &c.cert)?;
     let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| TlsError::File {
@@ -160,7 +239,13 @@ fn server_config(c: &TlsConfig) -> Result<rustls::ServerConfig, TlsError> {
         path: c.key.display().to_string(),
         why: pem_error(e),
     })?;
-    builder.with_single_cert(chain, key).map_err(rejected)
+    builder.with_single_cert(chain, key).map_err(|e| {
+        TlsError::Rejected(format!(
+            "cert {} with key {}: {e}",
+            c.cert.display(),
+            c.key.display()
+        ))
+    })
 }
 
 /// Every certificate in a PEM file; at least one.

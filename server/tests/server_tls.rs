@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use client::{Client, ClientError, TlsOptions};
 use common::certs::{self, Certs, Pair};
 use common::*;
+use proto::frame::FrameError;
 use server::config::{ClientAuth, Listener, TlsConfig};
 use server::{Server, ServerConfig, ServerError};
 
@@ -55,7 +56,7 @@ fn tls_config(live: &Pair, client_ca: Option<&Path>, auth: ClientAuth) -> TlsCon
         cert: live.cert.clone(),
         key: live.key.clone(),
         client_ca: client_ca.map(Path::to_path_buf).unwrap_or_default(),
-        client_auth: auth,
+        client_auth: client_ca.map(|_| auth),
         listeners: vec![Listener::Protocol, Listener::Http, Listener::Metrics],
     }
 }
@@ -223,8 +224,16 @@ fn plain_clients_on_a_tls_port_and_tls_clients_that_distrust_are_refused_and_the
 
     // A plain client: its preamble is not a TLS hello.
     let plain = Client::connect(server.addr()).map(|_| ());
+    // What comes back is the server's TLS alert record, 7 bytes, then the
+    // close: short of the 8-byte preamble.
     assert!(
-        matches!(plain, Err(ClientError::Frame(_))),
+        matches!(
+            plain,
+            Err(ClientError::Frame(FrameError::Truncated {
+                got: 7,
+                expected: 8
+            }))
+        ),
         "a plain client on a TLS port: {plain:?}"
     );
     // Plain HTTP to the HTTPS port.
@@ -280,9 +289,16 @@ fn a_silent_connection_is_dropped_at_the_frame_timeout_without_a_handshake() {
     let live = live_pair(dir.path(), &c.server_a);
     let mut cfg = config(dir.path(), &[&k]);
     cfg.frame_timeout_secs = 1;
+    cfg.metrics_listen = "127.0.0.1:0".into();
     cfg.tls = Some(tls_config(&live, None, ClientAuth::Required));
     let server = Server::start(cfg).unwrap();
-    for addr in [server.addr(), server.http_addr().unwrap()] {
+    // The metrics listener's limit is its header timeout, 2 s.
+    let addrs = [
+        server.addr(),
+        server.http_addr().unwrap(),
+        server.metrics_addr().unwrap(),
+    ];
+    for addr in addrs {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let started = Instant::now();
@@ -296,9 +312,9 @@ fn a_silent_connection_is_dropped_at_the_frame_timeout_without_a_handshake() {
         );
     }
     // Counted once the socket is closed.
-    wait_until("two failed handshakes and no connection", || {
+    wait_until("three failed handshakes and no connection", || {
         let m = server.metrics_text();
-        m.contains("\nchainlog_tls_handshake_failures_total 2\n")
+        m.contains("\nchainlog_tls_handshake_failures_total 3\n")
             && m.contains("\nchainlog_connections 0\n")
     });
 }
@@ -329,12 +345,12 @@ fn required_client_certificates_admit_only_clients_of_the_client_ca() {
     assert_eq!(ok.append(&event("acme", "u1", "a.b", "r")).unwrap().seq, 0);
     // Without one, or with another CA's: the server refuses. (In TLS 1.3
     // the client's side of the handshake ends first; the refusal is the
-    // alert that answers its first request.)
+    // alert that answers the protocol's preamble, and the client reports
+    // it as a TLS error.)
     let refused = |opts: &TlsOptions| -> String {
-        let r = Client::connect_tls(&addr, opts).and_then(|mut c| c.auth(&k.text).map(|_| ()));
-        match r {
-            Err(e) => e.to_string(),
-            Ok(()) => panic!("served without a client certificate it trusts"),
+        match Client::connect_tls(&addr, opts).map(|_| ()) {
+            Err(ClientError::Tls(m)) => m,
+            other => panic!("without a client certificate it trusts: {other:?}"),
         }
     };
     let none = refused(&trusting(&c.ca));
@@ -487,9 +503,17 @@ fn unusable_tls_files_stop_the_start_with_the_file_named() {
     let k = key("svc", "default", &["append"], &[]);
     let try_start = |tls: TlsConfig| {
         let mut cfg: ServerConfig = config(dir.path(), &[&k]);
+        cfg.metrics_listen = "127.0.0.1:0".into();
         cfg.tls = Some(tls);
         Server::start(cfg).map(|_| ())
     };
+    // TLS asked of a listener that is off.
+    let mut cfg: ServerConfig = config(dir.path(), &[&k]);
+    cfg.tls = Some(tls_config(&c.server_a, None, ClientAuth::Required));
+    assert_eq!(
+        Server::start(cfg).unwrap_err().to_string(),
+        "invalid configuration: [tls] listeners names metrics, but metrics_listen is off (\"\")"
+    );
     let missing = Pair {
         cert: dir.path().join("absent.crt"),
         key: c.server_a.key.clone(),
@@ -505,10 +529,16 @@ fn unusable_tls_files_stop_the_start_with_the_file_named() {
         cert: c.server_a.cert.clone(),
         key: c.server_b.key.clone(),
     };
-    assert!(matches!(
-        try_start(tls_config(&mismatched, None, ClientAuth::Required)),
-        Err(ServerError::Tls(server::tls::TlsError::Rejected(_)))
-    ));
+    match try_start(tls_config(&mismatched, None, ClientAuth::Required)) {
+        Err(ServerError::Tls(server::tls::TlsError::Rejected(m))) => {
+            let (cert, key) = (c.server_a.cert.display(), c.server_b.key.display());
+            assert!(
+                m.starts_with(&format!("cert {cert} with key {key}: ")),
+                "{m}"
+            );
+        }
+        other => panic!("a key that is not the certificate's: {other:?}"),
+    }
     // A key file as the client CA: no certificate in it.
     let bad_ca = tls_config(&c.server_a, Some(&c.ca.key), ClientAuth::Required);
     match try_start(bad_ca) {
@@ -517,14 +547,18 @@ fn unusable_tls_files_stop_the_start_with_the_file_named() {
         }
         other => panic!("a CA file without certificates: {other:?}"),
     }
-    // Optional client certificates with no CA to check them against.
-    let mut optional = tls_config(&c.server_a, None, ClientAuth::Optional);
-    optional.client_ca = Default::default();
-    let e = try_start(optional).unwrap_err().to_string();
-    assert!(
-        e.contains("client_auth = \"optional\" needs client_ca"),
-        "{e}"
-    );
+    // Client certificates asked for, required or optional, with no CA to
+    // check them against: refused, never served without client auth.
+    for auth in [ClientAuth::Required, ClientAuth::Optional] {
+        let mut no_ca = tls_config(&c.server_a, None, auth);
+        no_ca.client_auth = Some(auth);
+        let e = try_start(no_ca).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid configuration: [tls] client_auth needs client_ca, the CA client certificates must chain to",
+            "{auth:?}"
+        );
+    }
 }
 
 /// chainlogd as a process: the `[tls]` section with paths relative to the
@@ -584,11 +618,13 @@ fn chainlogd_reloads_its_certificate_on_sighup() {
         first.append(&event("acme", "u1", "a.b", "r")).unwrap().seq,
         0
     );
-    assert!(d
-        .stderr
-        .lock()
-        .unwrap()
-        .contains("SIGHUP: tls certificate, key and client CA reloaded"));
+    // The log line comes after the swap that the loop above saw.
+    wait_until("the reload's log line", || {
+        d.stderr
+            .lock()
+            .unwrap()
+            .contains("SIGHUP: tls certificate, key and client CA reloaded")
+    });
     let status = d.terminate();
     assert!(status.success(), "{status:?}");
 }
@@ -643,4 +679,145 @@ fn a_plain_listener_beyond_loopback_is_warned_about_and_a_tls_one_is_not() {
         assert_eq!(lines.len(), warned.len(), "{err}");
         drop(d);
     }
+}
+
+/// A raw TLS connection (rustls, no chainlog client) that has sent the
+/// protocol's preamble and authenticated with `key`.
+fn raw_tls(
+    addr: std::net::SocketAddr,
+    ca: &Pair,
+    key: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::Write;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca.cert).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    s.write_all(&proto::frame::client_preamble(1, 1)).unwrap();
+    let mut p = [0u8; proto::frame::PREAMBLE_LEN];
+    s.read_exact(&mut p).unwrap();
+    assert_eq!(proto::frame::parse_server_preamble(&p).unwrap(), 1);
+    let mut out = Vec::new();
+    proto::msg::encode_request(&mut out, 1, &proto::Request::Auth { key: key.into() });
+    s.write_all(&out).unwrap();
+    let mut body = Vec::new();
+    let h = proto::frame::read_frame(&mut s, 1 << 20, Duration::from_secs(10), &mut body).unwrap();
+    assert!(matches!(
+        proto::msg::decode_response(h.kind, &body).unwrap(),
+        proto::Response::AuthOk { .. }
+    ));
+    s
+}
+
+/// Over TLS as over TCP: a burst of requests beyond what a connection may
+/// owe, then the client's close (with close_notify, and without: a bare
+/// TCP half-close, which rustls reads as an unexpected end), gets every
+/// answer in order and then the server's own close_notify; a query whose
+/// pages are a MiB each comes back whole.
+#[test]
+fn over_tls_a_burst_then_a_close_gets_every_answer_and_large_pages_come_back_whole() {
+    use std::io::Write;
+    let test = "over_tls_a_burst_then_a_close_gets_every_answer";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(c) = certs_or_skip(test, dir.path()) else {
+        return;
+    };
+    let k = key("svc", "default", &["append", "read"], &[]);
+    let live = live_pair(dir.path(), &c.server_a);
+    let server = tls_server(
+        dir.path(),
+        &[&k],
+        tls_config(&live, None, ClientAuth::Required),
+    );
+    for round in 0..6u64 {
+        let mut s = raw_tls(server.addr(), &c.ca, &k.text);
+        // 200 pings and 100 appends in one write: more than the 64 replies
+        // a connection may owe at once.
+        let mut out = Vec::new();
+        for i in 0..200u32 {
+            proto::msg::encode_request(&mut out, 1000 + i, &proto::Request::Ping(u64::from(i)));
+        }
+        let bodies: Vec<Vec<u8>> = (0..100)
+            .map(|i| event("acme", &format!("u{i}"), "a.b", "r").encode())
+            .collect();
+        for (i, b) in bodies.iter().enumerate() {
+            proto::msg::encode_request(
+                &mut out,
+                2000 + i as u32,
+                &proto::Request::Append {
+                    events: vec![b.as_slice()],
+                },
+            );
+        }
+        s.write_all(&out).unwrap();
+        s.flush().unwrap();
+        if round % 2 == 0 {
+            s.conn.send_close_notify();
+            s.flush().unwrap();
+        }
+        s.sock.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut body = Vec::new();
+        let mut next = |s: &mut rustls::StreamOwned<_, _>| {
+            let h = proto::frame::read_frame(s, 4 << 20, Duration::from_secs(10), &mut body)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            (
+                h.request_id,
+                proto::msg::decode_response(h.kind, &body).unwrap(),
+            )
+        };
+        for i in 0..200u32 {
+            assert_eq!(
+                next(&mut s),
+                (1000 + i, proto::Response::Pong(u64::from(i)))
+            );
+        }
+        for i in 0..100u32 {
+            match next(&mut s) {
+                (id, proto::Response::Receipts(r)) if id == 2000 + i => {
+                    assert_eq!(r[0].seq, round * 100 + u64::from(i), "round {round}")
+                }
+                other => panic!("round {round}, append {i}: {other:?}"),
+            }
+        }
+        // The server's close_notify: an orderly end, not a cut.
+        let mut rest = [0u8; 64];
+        assert_eq!(s.read(&mut rest).unwrap(), 0, "round {round}");
+    }
+
+    // 4,000 events of about 600 bytes: pages of a MiB, several of them.
+    let mut client = Client::connect_tls(&server.addr().to_string(), &trusting(&c.ca)).unwrap();
+    client.auth(&k.text).unwrap();
+    let detail = "x".repeat(500);
+    for b in 0..40 {
+        let batch: Vec<_> = (0..100)
+            .map(|i| {
+                let mut e = event("big", &format!("u{b}-{i}"), "a.b", "r");
+                e.metadata = format!("{{\"detail\":\"{detail}\"}}");
+                e
+            })
+            .collect();
+        client.append_batch(&batch).unwrap();
+    }
+    let q = client::Query {
+        tenant_id: "big".into(),
+        ..client::Query::all()
+    };
+    let actors: Vec<String> = client.query(q).map(|e| e.unwrap().event.actor_id).collect();
+    let expected: Vec<String> = (0..40)
+        .flat_map(|b| (0..100).map(move |i| format!("u{b}-{i}")))
+        .collect();
+    assert_eq!(actors, expected);
 }

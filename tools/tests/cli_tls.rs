@@ -9,7 +9,7 @@ mod certs;
 mod cli_common;
 
 use cli_common::*;
-use server::config::{ClientAuth, Listener, TlsConfig};
+use server::config::{Listener, TlsConfig};
 
 fn tls_running(dir: &std::path::Path, c: &certs::Certs, client_ca: bool) -> Running {
     start_with(dir, |cfg| {
@@ -21,7 +21,7 @@ fn tls_running(dir: &std::path::Path, c: &certs::Certs, client_ca: bool) -> Runn
             } else {
                 Default::default()
             },
-            client_auth: ClientAuth::Required,
+            client_auth: None,
             listeners: vec![Listener::Protocol],
         })
     })
@@ -139,4 +139,95 @@ fn the_cli_presents_a_client_certificate_when_the_server_requires_one() {
     // --tls-cert without --tls-key is a usage error.
     let out = r.run(&["--tls-ca", ca, "--tls-cert", ca, "query"], "");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn tls_settings_from_the_environment_and_from_a_file_beside_its_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(c) = certs_or_skip("tls_settings_from_the_environment", dir.path()) else {
+        return;
+    };
+    // CHAINLOG_TLS=1: TLS with the system's trust, which SSL_CERT_FILE
+    // names (rustls-native-certs reads it); 0: plain TCP, which a TLS port
+    // refuses.
+    let server_auth = tls_running(&dir.path().join("data-a"), &c, false);
+    let with_env = |tls: &str| {
+        server_auth
+            .cmd(&["query", "--count"])
+            .env("CHAINLOG_TLS", tls)
+            .env("SSL_CERT_FILE", &c.ca.cert)
+            .output()
+            .unwrap()
+    };
+    let out = with_env("1");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0\n");
+    let out = with_env("true");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_env("0");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot connect to"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A config file whose TLS paths are relative to its own directory,
+    // run from another working directory, against a server that requires
+    // a client certificate.
+    let r = tls_running(&dir.path().join("data-b"), &c, true);
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    for (from, to) in [
+        (&c.ca.cert, "ca.crt"),
+        (&c.client.cert, "me.crt"),
+        (&c.client.key, "me.key"),
+    ] {
+        std::fs::copy(from, conf.join(to)).unwrap();
+    }
+    let file = conf.join("cli.toml");
+    std::fs::write(
+        &file,
+        "tls_ca = \"ca.crt\"\ntls_cert = \"me.crt\"\ntls_key = \"me.key\"\n",
+    )
+    .unwrap();
+    let out = r
+        .cmd(&["--config", file.to_str().unwrap(), "query", "--count"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0\n");
+    // A certificate without its key is an error, not a silent plain start.
+    std::fs::write(&file, "tls_ca = \"ca.crt\"\ntls_cert = \"me.crt\"\n").unwrap();
+    let out = r
+        .cmd(&["--config", file.to_str().unwrap(), "query", "--count"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "chainlog: {}: tls_cert and tls_key go together: set both or neither\n",
+            file.display()
+        )
+    );
+
+    // bench speaks only plain TCP: asked for TLS it says so, exit 2.
+    let out = r
+        .cmd(&[
+            "--tls-ca",
+            c.ca.cert.to_str().unwrap(),
+            "bench",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bench does not speak TLS"),
+        "{}",
+        text(&out.stderr)
+    );
 }

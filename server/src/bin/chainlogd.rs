@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use server::config::Listener;
 use server::{auth, config, Server, ServerConfig};
 
 /// The chainlog server: a tamper-evident, append-only audit log over TCP.
@@ -117,6 +118,11 @@ fn main() -> ExitCode {
         .iter()
         .flat_map(|t| t.listeners.iter().map(|l| l.name()))
         .collect();
+    let metrics_scheme = if config.tls_on(Listener::Metrics) {
+        "https"
+    } else {
+        "http"
+    };
     let server = match Server::start(config) {
         Ok(s) => s,
         Err(e) => {
@@ -126,7 +132,7 @@ fn main() -> ExitCode {
     };
     let metrics = server
         .metrics_addr()
-        .map(|a| format!(", metrics on http://{a}/metrics"))
+        .map(|a| format!(", metrics on {metrics_scheme}://{a}/metrics"))
         .unwrap_or_default();
     println!("chainlogd listening on {}{metrics}", server.addr());
     if let Some(a) = server.http_addr() {

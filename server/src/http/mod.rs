@@ -58,16 +58,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, done: mpsc
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            match ctx.tls_acceptor(Listener::Http) {
-                None => serve(stream, peer, ctx).await,
-                Some(acceptor) => {
-                    let limit = ctx.config.frame_timeout();
-                    if let Some(s) =
-                        crate::tls::handshake(&ctx, &acceptor, stream, peer, limit).await
-                    {
-                        serve(s, peer, ctx).await;
-                    }
-                }
+            let limit = ctx.config.frame_timeout();
+            if let Some(io) = crate::tls::accept(&ctx, Listener::Http, stream, peer, limit).await {
+                serve(io, peer, ctx).await;
             }
             drop(guard);
         });
@@ -88,20 +81,16 @@ pub(crate) async fn serve_metrics(
     while let Some((stream, peer)) = ctx::accept(&listener, &mut stop).await {
         let (page, ctx) = (page.clone(), ctx.clone());
         tokio::spawn(async move {
-            let acceptor = ctx.upgrade().and_then(|c| {
-                let a = c.tls_acceptor(Listener::Metrics)?;
-                Some((c, a))
-            });
-            match acceptor {
-                None => metrics_connection(stream, page).await,
-                Some((c, a)) => {
-                    let limit = METRICS_HEADER_TIMEOUT;
-                    if let Some(s) = crate::tls::handshake(&c, &a, stream, peer, limit).await {
-                        drop(c);
-                        metrics_connection(s, page).await;
-                    }
-                }
-            }
+            // Gone: the server has stopped, and the connection is dropped
+            // (never served in clear on a listener that speaks TLS).
+            let Some(c) = ctx.upgrade() else { return };
+            let limit = METRICS_HEADER_TIMEOUT;
+            let Some(io) = crate::tls::accept(&c, Listener::Metrics, stream, peer, limit).await
+            else {
+                return;
+            };
+            drop(c);
+            metrics_connection(io, page).await;
         });
     }
 }

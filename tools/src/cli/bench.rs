@@ -419,6 +419,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
     if a.clients == 0 {
         return Err(Failure::new("--clients must be at least 1"));
     }
+    let connection = cli.settings()?;
+    if connection.tls.is_some() {
+        // Its clients speak the protocol over plain tokio sockets.
+        return Err(Failure {
+            code: crate::cli::EXIT_USAGE,
+            ..Failure::new("bench does not speak TLS: run it against a plain (loopback) listener")
+        });
+    }
     let batch = usize::from(a.batch);
     let event_len = sized_event(0, 0, a.payload).as_ref().encoded_len();
     let record_len = event_len + engine::format::record::RECORD_OVERHEAD;
@@ -434,7 +442,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
         }
         None => None,
     };
-    let (addr, key) = cli.connection()?;
+    let crate::cli::Connection { addr, key, .. } = connection;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

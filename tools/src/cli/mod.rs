@@ -5,7 +5,7 @@
 //! each command is a module here, over the Rust client.
 
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use client::{Client, ClientError, Query, StoredEvent, TimeField};
@@ -55,7 +55,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "CHAINLOG_CONFIG")]
     pub config: Option<PathBuf>,
     /// Connect over TLS, trusting the system's CAs (or --tls-ca's).
-    #[arg(long, global = true, env = "CHAINLOG_TLS")]
+    /// CHAINLOG_TLS takes 1/0, true/false, yes/no, on/off.
+    #[arg(
+        long,
+        global = true,
+        env = "CHAINLOG_TLS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub tls: bool,
     /// Connect over TLS, trusting the CA certificates in this PEM file.
     #[arg(long, global = true, env = "CHAINLOG_TLS_CA")]
@@ -187,6 +193,31 @@ struct FileConfig {
     tls_server_name: Option<String>,
 }
 
+impl FileConfig {
+    /// Reads the file; its relative TLS paths are taken from the file's
+    /// directory, as chainlogd takes its config's.
+    fn read(path: &Path) -> Result<FileConfig, Failure> {
+        let fail = |e: &dyn std::fmt::Display| Failure::new(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| fail(&e))?;
+        let mut file = toml::from_str::<FileConfig>(&text).map_err(|e| fail(&e))?;
+        if file.tls_cert.is_some() != file.tls_key.is_some() {
+            return Err(fail(
+                &"tls_cert and tls_key go together: set both or neither",
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut file.tls_ca, &mut file.tls_cert, &mut file.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(file)
+    }
+}
+
 /// How to reach the server: its address, the key, and TLS if asked for.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -255,12 +286,7 @@ impl Cli {
             p.exists().then_some(p)
         });
         let file = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| Failure::new(format!("{}: {e}", p.display())))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| Failure::new(format!("{}: {e}", p.display())))?
-            }
+            Some(p) => FileConfig::read(&p)?,
             None => FileConfig::default(),
         };
         let addr = addr
