@@ -125,6 +125,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Anything else; the message says what.
     Internal,
+    /// An event's idempotency key or source event id was stored (or comes
+    /// earlier in the same batch) with other content; names its index and
+    /// the key's field. Nothing in the batch is stored.
+    Conflict,
     /// A code this side does not know.
     Other(u16),
 }
@@ -144,6 +148,7 @@ impl ErrorCode {
             ErrorCode::Poisoned => 9,
             ErrorCode::ShuttingDown => 10,
             ErrorCode::Internal => 11,
+            ErrorCode::Conflict => 12,
             ErrorCode::Other(n) => n,
         }
     }
@@ -162,6 +167,7 @@ impl ErrorCode {
             9 => ErrorCode::Poisoned,
             10 => ErrorCode::ShuttingDown,
             11 => ErrorCode::Internal,
+            12 => ErrorCode::Conflict,
             n => ErrorCode::Other(n),
         }
     }
@@ -180,12 +186,13 @@ impl ErrorCode {
             ErrorCode::Poisoned => "poisoned",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Other(_) => "other",
         }
     }
 
     /// Every known code, in number order.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::Unauthenticated,
@@ -197,6 +204,7 @@ impl ErrorCode {
         ErrorCode::Poisoned,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
+        ErrorCode::Conflict,
     ];
 }
 

@@ -653,14 +653,29 @@ fn parse_addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
 
 /// The text of a development config: defaults, and one key with every
 /// right on the default log, stored by hash.
-pub fn dev_config_text(key_hash: &str) -> String {
+pub fn dev_config_text(key_hash: &str, listeners: &DevListeners) -> String {
+    // A TOML basic string (addresses need no more escaping than this; the
+    // file is parsed and validated right after it is written).
+    let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let loopback = [
+        &listeners.listen,
+        &listeners.metrics_listen,
+        &listeners.http_listen,
+    ]
+    .iter()
+    .all(|a| a.is_empty() || a.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback()));
+    let reach = if loopback {
+        "Listens on loopback only."
+    } else {
+        "Listens beyond loopback, in clear: add [tls] (docs/operations.md)."
+    };
     format!(
         "# Written by chainlogd on its first start: a development setup.\n\
-         # Listens on loopback only. The key's text was printed once; only its\n\
+         # {reach} The key's text was printed once; only its\n\
          # hash is kept here. See docs/operations.md before production use.\n\
-         listen = \"127.0.0.1:7400\"\n\
-         metrics_listen = \"127.0.0.1:7401\"\n\
-         http_listen = \"127.0.0.1:7480\"\n\
+         listen = {}\n\
+         metrics_listen = {}\n\
+         http_listen = {}\n\
          data_dir = \".\"\n\
          \n\
          [[logs]]\n\
@@ -670,6 +685,31 @@ pub fn dev_config_text(key_hash: &str) -> String {
          id = \"dev\"\n\
          hash = \"{key_hash}\"\n\
          log = \"default\"\n\
-         rights = [\"append\", \"read\", \"admin\"]\n"
+         rights = [\"append\", \"read\", \"admin\"]\n",
+        quoted(&listeners.listen),
+        quoted(&listeners.metrics_listen),
+        quoted(&listeners.http_listen),
     )
+}
+
+/// The addresses a first start writes into its config: the loopback
+/// defaults, or what the command line gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevListeners {
+    /// `listen`.
+    pub listen: String,
+    /// `metrics_listen` ("" for off).
+    pub metrics_listen: String,
+    /// `http_listen` ("" for off).
+    pub http_listen: String,
+}
+
+impl Default for DevListeners {
+    fn default() -> Self {
+        DevListeners {
+            listen: "127.0.0.1:7400".into(),
+            metrics_listen: "127.0.0.1:7401".into(),
+            http_listen: "127.0.0.1:7480".into(),
+        }
+    }
 }

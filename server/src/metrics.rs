@@ -162,6 +162,11 @@ pub struct LogGauges {
     pub unknown_actions: u64,
     /// Keys in the dedup window.
     pub dedup_keys: usize,
+    /// Whether a failed write or sync has stopped its appends.
+    pub poisoned: bool,
+    /// Bytes of its directory's files (segments, pre-written ones at their
+    /// full size, and index files).
+    pub disk_bytes: u64,
 }
 
 /// A per-log series: name, help, and how to read it.
@@ -173,9 +178,24 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
     let head = |o: &mut String, name: &str, kind: &str, help: &str| {
         o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
     };
-    head(&mut o, "chainlog_connections", "gauge", "Connections open.");
+    head(
+        &mut o,
+        "chainlog_build_info",
+        "gauge",
+        "The running build; always 1.",
+    );
     o.push_str(&format!(
-        "chainlog_connections {}\n",
+        "chainlog_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    head(
+        &mut o,
+        "chainlog_connections_open",
+        "gauge",
+        "Connections open.",
+    );
+    o.push_str(&format!(
+        "chainlog_connections_open {}\n",
         m.connections.load(Ordering::Relaxed)
     ));
     head(
@@ -254,7 +274,7 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
             o.push_str(&format!("{name}{{log=\"{}\"}} {}\n", l.log, get(l)));
         }
     }
-    let gauges: [Series<LogGauges>; 4] = [
+    let gauges: [Series<LogGauges>; 6] = [
         (
             "chainlog_queue_depth",
             "Appends waiting for the writer.",
@@ -271,11 +291,32 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
             "Idempotency keys and source ids in the window.",
             |g| g.dedup_keys as u64,
         ),
+        (
+            "chainlog_poisoned",
+            "1 once a failed write or sync has stopped the log's appends (until restart), else 0.",
+            |g| u64::from(g.poisoned),
+        ),
+        (
+            "chainlog_disk_bytes",
+            "Bytes of the log directory's files (pre-written segments at full size).",
+            |g| g.disk_bytes,
+        ),
     ];
     for (name, help, get) in gauges {
         head(&mut o, name, "gauge", help);
         for (l, g) in logs {
             o.push_str(&format!("{name}{{log=\"{}\"}} {}\n", l.log, get(g)));
+        }
+    }
+    head(
+        &mut o,
+        "chainlog_head_seq",
+        "gauge",
+        "The newest durable event's seq (no sample for an empty log).",
+    );
+    for (l, g) in logs {
+        if let Some(seq) = g.events.checked_sub(1) {
+            o.push_str(&format!("chainlog_head_seq{{log=\"{}\"}} {seq}\n", l.log));
         }
     }
     head(

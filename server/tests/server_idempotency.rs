@@ -251,3 +251,165 @@ fn strict_schemas_refuse_and_permissive_ones_count() {
     let mut c = connect(server.addr(), &admin);
     assert_eq!(c.unknown_actions().unwrap(), expect);
 }
+
+/// The refusal `e` must be: a conflict at `index` on `field`, saying why.
+fn assert_conflict(e: client::ClientError, index: u32, field: &str, why: &str) {
+    match e {
+        client::ClientError::Server(r) => {
+            assert_eq!(r.code, ErrorCode::Conflict, "{r:?}");
+            assert_eq!(r.index, Some(index), "{r:?}");
+            assert_eq!(r.field, field, "{r:?}");
+            assert_eq!(
+                r.message,
+                format!("this {field} was used for another event: {why}")
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_key_reused_for_other_content_is_a_conflict_and_a_true_retry_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let mut cfg = config(dir.path(), &[&admin]);
+    let server = server::Server::start(cfg.clone()).unwrap();
+    let mut c = connect(server.addr(), &admin);
+    let mut first = keyed("k1", "");
+    first.metadata = r#"{"ip":"10.0.0.1","tags":[1,2]}"#.into();
+    let stored = c.append(&first).unwrap();
+    assert_eq!(stored.seq, 0);
+
+    // The same event again: metadata with its keys in another order and
+    // other spacing, occurred_at left to the server: a duplicate.
+    let mut retry = first.clone();
+    retry.metadata = r#"{ "tags": [1, 2], "ip": "10.0.0.1" }"#.into();
+    retry.occurred_at = 0;
+    let again = c.append(&retry).unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.seq, again.hash), (stored.seq, stored.hash));
+
+    // The same key with other content: each field that differs is named.
+    let mut other_actor = first.clone();
+    other_actor.actor_id = "u2".into();
+    let why = "it was stored as seq 0, whose actor_id differs";
+    assert_conflict(
+        c.append(&other_actor).unwrap_err(),
+        0,
+        "idempotency_key",
+        why,
+    );
+    let mut other_meta = first.clone();
+    other_meta.metadata = r#"{"ip":"10.0.0.2","tags":[1,2]}"#.into();
+    let mut other_time = first.clone();
+    other_time.occurred_at += 1;
+    // In a batch the conflict names the event; nothing of the batch is
+    // stored.
+    assert_conflict(
+        c.append_batch(&[keyed("n1", ""), other_meta]).unwrap_err(),
+        1,
+        "idempotency_key",
+        "it was stored as seq 0, whose metadata differs",
+    );
+    assert_conflict(
+        c.append_batch(&[keyed("n1", ""), keyed("n2", ""), other_time])
+            .unwrap_err(),
+        2,
+        "idempotency_key",
+        "it was stored as seq 0, whose occurred_at differs",
+    );
+    assert_eq!(c.stats().unwrap().next_seq, 1);
+    // The batch's keys were released: n1 stores now.
+    assert!(!c.append(&keyed("n1", "")).unwrap().duplicate);
+
+    // Source event ids the same way, and the other key counts when both
+    // sides have one.
+    let s = c.append(&keyed("k9", "s9")).unwrap();
+    assert_eq!(s.seq, 2);
+    let mut resource = keyed("", "s9");
+    resource.resource = "document".into();
+    assert_conflict(
+        c.append(&resource).unwrap_err(),
+        0,
+        "source_event_id",
+        "it was stored as seq 2, whose resource differs",
+    );
+    assert_conflict(
+        c.append(&keyed("k9", "s10")).unwrap_err(),
+        0,
+        "idempotency_key",
+        "it was stored as seq 2, whose source_event_id differs",
+    );
+    assert_conflict(
+        c.append(&keyed("k10", "s9")).unwrap_err(),
+        0,
+        "source_event_id",
+        "it was stored as seq 2, whose idempotency_key differs",
+    );
+    // A key added on the retry of an event stored by its source id alone
+    // is the same event.
+    assert_eq!(c.append(&keyed("k9", "")).unwrap().seq, 2);
+    assert_eq!(c.append(&keyed("", "s9")).unwrap().seq, 2);
+
+    // Within one batch: the later event conflicts with the earlier.
+    let mut w2 = keyed("w1", "");
+    w2.action = "user.logout".into();
+    assert_conflict(
+        c.append_batch(&[keyed("w1", ""), w2]).unwrap_err(),
+        1,
+        "idempotency_key",
+        "it is also event 0 of this batch, whose action differs",
+    );
+    assert_eq!(c.stats().unwrap().next_seq, 3);
+
+    // Over HTTP: 409 in the one error shape.
+    let body = serde_json::json!({
+        "tenant_id": "acme", "actor_id": "u3", "action": "user.login",
+        "resource": "session", "idempotency_key": "k1",
+        "occurred_at": 1_700_000_000_000u64,
+    });
+    let auth = format!("Bearer {}", admin.text);
+    let r = http(
+        server.http_addr().unwrap(),
+        "POST",
+        "/api/v1/events",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "conflict");
+    let v = r.json();
+    assert_eq!(v["error"]["index"], 0);
+    assert_eq!(v["error"]["field"], "idempotency_key");
+    assert_eq!(
+        v["error"]["message"],
+        "this idempotency_key was used for another event: it was stored as seq 0, whose actor_id differs"
+    );
+    // Seven conflicts answered over the protocol (the metric counts its
+    // error frames).
+    assert!(
+        server
+            .metrics_text()
+            .contains("\nchainlog_errors_total{code=\"conflict\"} 7\n"),
+        "{}",
+        server.metrics_text()
+    );
+    drop(c);
+    drop(server);
+
+    // After a restart the window is rebuilt from the log, and conflicts
+    // are found as before.
+    cfg.logs[0].dedup_window_secs = 3600 * 24 * 30;
+    let server = server::Server::start(cfg).unwrap();
+    let mut c = connect(server.addr(), &admin);
+    assert_conflict(
+        c.append(&other_actor).unwrap_err(),
+        0,
+        "idempotency_key",
+        why,
+    );
+    assert!(c.append(&retry).unwrap().duplicate);
+}

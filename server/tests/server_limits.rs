@@ -521,7 +521,7 @@ fn the_connection_over_max_connections_gets_busy() {
         c.append(&event("t", &format!("u{i}"), "a.b", "r")).unwrap();
     }
     let text = server.metrics_text();
-    assert!(text.contains("\nchainlog_connections 4\n"), "{text}");
+    assert!(text.contains("\nchainlog_connections_open 4\n"), "{text}");
 
     // One goes away: a new connection is served again (once the server
     // has seen the close), and the one after it is refused again.
@@ -615,14 +615,29 @@ fn the_metrics_endpoint_reports_exact_counts() {
     let (status, body) = http_get(maddr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     let lines: Vec<&str> = body.lines().collect();
+    // The log directory's files, as the page counts them.
+    let disk: u64 = std::fs::read_dir(dir.path().join("default"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    assert!(disk > 0);
     for want in [
+        format!(
+            "chainlog_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        format!("chainlog_head_seq{{log=\"default\"}} {}", appended - 1),
+        "chainlog_poisoned{log=\"default\"} 0".to_string(),
+        format!("chainlog_disk_bytes{{log=\"default\"}} {disk}"),
         format!("chainlog_appends_total{{log=\"default\"}} {appended}"),
         "chainlog_duplicates_total{log=\"default\"} 1".to_string(),
         format!("chainlog_events{{log=\"default\"}} {appended}"),
         format!("chainlog_errors_total{{code=\"invalid_event\"}} {invalid}"),
         "chainlog_errors_total{code=\"too_large\"} 1".to_string(),
         "chainlog_errors_total{code=\"unauthenticated\"} 0".to_string(),
-        "chainlog_connections 1".to_string(),
+        "chainlog_connections_open 1".to_string(),
         format!("chainlog_sync_seconds_bucket{{log=\"default\",le=\"+Inf\"}} {syncs}"),
         format!("chainlog_sync_seconds_count{{log=\"default\"}} {syncs}"),
         format!("chainlog_group_size_sum{{log=\"default\"}} {appended}"),

@@ -30,6 +30,28 @@ fn nats_or_skip(test: &str) -> Option<std::path::PathBuf> {
     }
 }
 
+/// Turns on chainlogd's metrics listener in the config written in `data`.
+fn enable_metrics(data: &Path) {
+    let cfg = data.join("chainlogd.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("metrics_listen = \"\"", "metrics_listen = \"127.0.0.1:0\"");
+    std::fs::write(&cfg, text).unwrap();
+}
+
+/// The metrics page of a chainlogd started after [`enable_metrics`].
+fn metrics_page(d: &Daemon) -> String {
+    let out = d.stdout.lock().unwrap().clone();
+    let metrics: std::net::SocketAddr = out
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    http_get(metrics, "/metrics").1
+}
+
 fn messages_env(default: usize) -> usize {
     std::env::var("CHAINLOG_NATS_MESSAGES")
         .ok()
@@ -158,6 +180,7 @@ fn dual_published_events_are_stored_once_each() {
             "",
         )],
     );
+    enable_metrics(&data);
     let d = Daemon::with_config(&data);
     wait_events(d.addr, &k, distinct as u64, Duration::from_secs(300));
     js.wait_drained("EVENTS", "audit", Duration::from_secs(60));
@@ -208,6 +231,24 @@ fn dual_published_events_are_stored_once_each() {
     assert_eq!(i.received, msgs.len() as u64 + i.redelivered);
     assert_eq!((i.dead_lettered, i.pending), (0, 0));
     assert!(i.last_ack_ms > 0);
+    // Every second copy came on the other subject family, so its metadata
+    // (nats_subject) differs from the stored copy's: a conflict anywhere
+    // else, here a duplicate of the first copy, counted as both. (A
+    // redelivered second copy counts again; a redelivered first copy is a
+    // plain duplicate.)
+    let page = metrics_page(&d);
+    let conflicts: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("chainlog_ingest_conflicts_total{ingest=\"audit\"} "))
+        .unwrap_or_else(|| panic!("no conflicts series in\n{page}"))
+        .parse()
+        .unwrap();
+    let second_copies = (msgs.len() - distinct) as u64;
+    assert!(
+        (second_copies..=second_copies + i.redelivered).contains(&conflicts),
+        "{conflicts} conflicts, {second_copies} second copies, {} redelivered",
+        i.redelivered
+    );
     // Its state on /readyz.
     let (status, body) = http_get(d.http_addr(), "/readyz");
     assert_eq!(status, "HTTP/1.1 200 OK");
@@ -307,11 +348,7 @@ fn malformed_messages_are_dead_lettered_with_their_reasons_and_the_stream_flows(
             "dead_letter_subject = \"chainlog.dead\"\n",
         )],
     );
-    let cfg = data.join("chainlogd.toml");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("metrics_listen = \"\"", "metrics_listen = \"127.0.0.1:0\"");
-    std::fs::write(&cfg, text).unwrap();
+    enable_metrics(&data);
     let d = Daemon::with_config(&data);
     wait_events(d.addr, &k, 50, Duration::from_secs(60));
     js.wait_drained("EVENTS", "audit", Duration::from_secs(30));
@@ -321,20 +358,13 @@ fn malformed_messages_are_dead_lettered_with_their_reasons_and_the_stream_flows(
     let i = c.stats().unwrap().ingests.remove(0);
     assert_eq!((i.stored, i.dead_lettered), (50, bad.len() as u64));
     // The same counters on the metrics page.
-    let out = d.stdout.lock().unwrap().clone();
-    let metrics: std::net::SocketAddr = out
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    let (_, page) = http_get(metrics, "/metrics");
+    let page = metrics_page(&d);
     for line in [
         "chainlog_ingest_stored_total{ingest=\"audit\"} 50",
         "chainlog_ingest_dead_lettered_total{ingest=\"audit\"} 5",
         "chainlog_ingest_received_total{ingest=\"audit\"} 55",
         "chainlog_ingest_duplicates_total{ingest=\"audit\"} 0",
+        "chainlog_ingest_conflicts_total{ingest=\"audit\"} 0",
         "chainlog_ingest_pending{ingest=\"audit\"} 0",
         "chainlog_ingest_consuming{ingest=\"audit\"} 1",
         "chainlog_ingest_stopped{ingest=\"audit\"} 0",

@@ -75,6 +75,14 @@ fn a_full_disk_poisons_the_log_until_restart() {
         }
         // Reads still work.
         assert_eq!(c.stats().unwrap().next_seq, acked.len() as u64);
+        // The metrics page says so, for the alert.
+        assert!(
+            server
+                .metrics_text()
+                .contains("\nchainlog_poisoned{log=\"default\"} 1\n"),
+            "{}",
+            server.metrics_text()
+        );
     }
     // About 760 KiB were free for the log: its events (about 2.1 KB each
     // on disk, with their segments' footers and index files) filled most
@@ -87,6 +95,9 @@ fn a_full_disk_poisons_the_log_until_restart() {
     );
     std::fs::remove_file(mnt.join("ballast")).unwrap();
     let server = server::Server::start(cfg()).unwrap();
+    assert!(server
+        .metrics_text()
+        .contains("\nchainlog_poisoned{log=\"default\"} 0\n"));
     let mut c = connect(server.addr(), &admin);
     assert_eq!(c.stats().unwrap().next_seq, acked.len() as u64);
     for (i, r) in acked.iter().enumerate() {

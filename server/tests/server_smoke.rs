@@ -52,3 +52,68 @@ fn append_then_read_back_with_receipts() {
         "a refused batch stores nothing"
     );
 }
+
+/// The first start without a config writes one, with the addresses the
+/// command line gave, so that the next start (without them) listens in
+/// the same places; the printed dev key works.
+#[test]
+fn a_first_start_writes_its_listen_flags_into_the_generated_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let (listen, metrics, http) = (free(), free(), free());
+    let d = Daemon::start(
+        &[
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            &metrics,
+            "--http-listen",
+            &http,
+        ],
+        dir.path(),
+    );
+    assert_eq!(d.addr.to_string(), listen);
+    let out = d.stdout.lock().unwrap().clone();
+    let key = out
+        .lines()
+        .skip_while(|l| !l.contains("development API key"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(d.terminate().success());
+    let config = std::fs::read_to_string(dir.path().join("chainlog-data/chainlogd.toml")).unwrap();
+    for line in [
+        format!("listen = \"{listen}\""),
+        format!("metrics_listen = \"{metrics}\""),
+        format!("http_listen = \"{http}\""),
+    ] {
+        assert!(config.lines().any(|l| l == line), "{line} not in\n{config}");
+    }
+    assert!(config.contains("# Listens on loopback only."), "{config}");
+    // Started again with no flags: the same addresses, the same key.
+    let d = Daemon::start(&[], dir.path());
+    assert_eq!(d.addr.to_string(), listen);
+    assert_eq!(d.http_addr().to_string(), http);
+    assert!(d
+        .stdout
+        .lock()
+        .unwrap()
+        .contains(&format!("metrics on http://{metrics}/metrics")));
+    let mut c = client::Client::connect(d.addr).unwrap();
+    c.auth(&key).unwrap();
+    assert_eq!(
+        c.append(&event("acme", "u1", "user.login", "session"))
+            .unwrap()
+            .seq,
+        0
+    );
+    drop(c);
+    assert!(d.terminate().success());
+}

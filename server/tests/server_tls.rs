@@ -315,7 +315,7 @@ fn a_silent_connection_is_dropped_at_the_frame_timeout_without_a_handshake() {
     wait_until("three failed handshakes and no connection", || {
         let m = server.metrics_text();
         m.contains("\nchainlog_tls_handshake_failures_total 3\n")
-            && m.contains("\nchainlog_connections 0\n")
+            && m.contains("\nchainlog_connections_open 0\n")
     });
 }
 

@@ -31,8 +31,10 @@ pub struct Args {
     pub headers: bool,
 }
 
-/// One record as JSON: the payload as text when it is a data record that is
-/// valid UTF-8, as hex otherwise.
+/// One record as JSON: a data record that holds an event in chainlogd's
+/// encoding as the event's fields (under `event`, as `chainlog query
+/// --json` prints them); any other payload as text when it is valid UTF-8,
+/// as hex otherwise.
 pub fn record_json(segment: &str, offset: u64, r: &record::RecordRef<'_>) -> Value {
     let mut v = json!({
         "segment": segment,
@@ -42,6 +44,24 @@ pub fn record_json(segment: &str, offset: u64, r: &record::RecordRef<'_>) -> Val
         "kind": r.kind,
         "hash": hex(&r.hash),
     });
+    if r.kind == KIND_DATA {
+        if let Ok(e) = proto::event::Event::decode(r.payload) {
+            let mut fields = crate::cli::event_json::to_json(&proto::event::StoredEvent {
+                seq: r.seq,
+                created_at: r.created_at,
+                hash: r.hash,
+                event: e,
+            });
+            // The record's own fields are beside it already.
+            if let Some(m) = fields.as_object_mut() {
+                for k in ["seq", "created_at", "hash"] {
+                    m.remove(k);
+                }
+            }
+            v["event"] = fields;
+            return v;
+        }
+    }
     match std::str::from_utf8(r.payload) {
         Ok(text) if r.kind == KIND_DATA => v["payload"] = json!(text),
         _ => v["payload_hex"] = json!(hex(r.payload)),

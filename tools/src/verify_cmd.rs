@@ -111,7 +111,11 @@ fn run_inner(args: &Args, out: &mut dyn Write) -> Result<i32, String> {
     }
     let segment_bytes = segment_sizes(&args.dir)?;
     if segment_bytes.is_empty() {
-        return Err(format!("{}: no segment files (*.seg)", args.dir.display()));
+        let logs = log_dirs(&args.dir)?;
+        if logs.is_empty() {
+            return Err(format!("{}: no segment files (*.seg)", args.dir.display()));
+        }
+        return verify_each(args, &logs, out);
     }
     let threads = args
         .threads
@@ -207,6 +211,74 @@ fn open_checkpoint(path: &Path, key: &str) -> Result<Opened, String> {
     let key = VerifierKey::parse(key_text.trim()).map_err(|e| format!("--key: {e}"))?;
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Checkpoint::open(&bytes, &[key]).map_err(|e| e.to_string()))
+}
+
+/// The subdirectories of `dir` that hold segment files: the logs of a
+/// chainlogd data directory, in name order.
+fn log_dirs(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut logs = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| e.to_string())?;
+        let path = e.path();
+        if path.is_dir() && segment_sizes(&path).is_ok_and(|s| !s.is_empty()) {
+            logs.push(path);
+        }
+    }
+    logs.sort();
+    Ok(logs)
+}
+
+/// A chainlogd data directory: every log in it, one after another (one
+/// JSON document listing them with `--json`); the exit code is the worst
+/// of theirs. A head or checkpoint is one log's, so with either the
+/// answer names the directories to give instead.
+fn verify_each(args: &Args, logs: &[PathBuf], out: &mut dyn Write) -> Result<i32, String> {
+    let names = || {
+        logs.iter()
+            .map(|l| l.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if args.expect_head.is_some() || args.checkpoint.is_some() {
+        return Err(format!(
+            "{} is a chainlogd data directory with {} logs; --expect-head and --checkpoint are one log's: give its directory ({})",
+            args.dir.display(),
+            logs.len(),
+            names()
+        ));
+    }
+    let mut worst = EXIT_VALID;
+    let mut docs = Vec::new();
+    for (i, log) in logs.iter().enumerate() {
+        let one = Args {
+            dir: log.clone(),
+            ..args.clone()
+        };
+        let mut buf = Vec::new();
+        let code = run(&one, &mut buf);
+        worst = worst.max(code);
+        if args.json {
+            let doc: Value = serde_json::from_slice(&buf).map_err(|e| e.to_string())?;
+            docs.push(json!({ "log": file_name(log), "report": doc }));
+        } else {
+            if i > 0 {
+                writeln!(out).map_err(|e| e.to_string())?;
+            }
+            writeln!(out, "== {}", log.display()).map_err(|e| e.to_string())?;
+            out.write_all(&buf).map_err(|e| e.to_string())?;
+        }
+    }
+    if args.json {
+        let v = json!({ "data_dir": args.dir.display().to_string(), "logs": docs });
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(worst)
 }
 
 fn segment_sizes(dir: &Path) -> Result<Vec<u64>, String> {

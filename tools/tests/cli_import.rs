@@ -339,3 +339,60 @@ fn a_migration_killed_halfway_and_re_run_stores_every_good_row_once() {
     assert_eq!(v["metadata"]["n"], json!(1));
     assert_eq!(v["actor_name"], json!("user1@example.com"));
 }
+
+/// The migration papercut: an old id reused with other content (in
+/// another file, under the same key prefix) is a rejected row naming the
+/// stored seq and the field that differs, not a silent "already stored";
+/// an exact copy is still a duplicate.
+#[test]
+fn an_id_reused_with_other_content_is_rejected_as_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&dir.path().join("data"));
+    let first = dir.path().join("first.csv");
+    let second = dir.path().join("second.csv");
+    let header = "id,org,actor,kind,obj,ts\n";
+    std::fs::write(
+        &first,
+        format!("{header}1,acme,u1,user.login,session,2024-01-01T00:00:00Z\n2,acme,u2,user.login,session,2024-01-01T00:00:00Z\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        &second,
+        format!(
+            "{header}1,acme,u9,user.login,session,2024-01-01T00:00:00Z\n2,acme,u2,user.login,session,2024-01-01T00:00:00Z\n3,acme,u3,user.login,session,2024-01-01T00:00:00Z\n"
+        ),
+    )
+    .unwrap();
+    let import = |path: &std::path::Path| {
+        s.run(
+            &[
+                "import",
+                "--map",
+                "org=tenant_id,actor=actor_id,kind=action,obj=resource,ts=occurred_at",
+                "--id-column",
+                "id",
+                "--key-prefix",
+                "pg:",
+                path.to_str().unwrap(),
+            ],
+            "",
+        )
+    };
+    let out = import(&first);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = import(&second);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("stored 1, already stored 1, rejected 1 (this run)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        rejects(&second),
+        vec![(
+            1,
+            "idempotency_key: this idempotency_key was used for another event: it was stored as seq 0, whose actor_id differs"
+                .to_string()
+        )]
+    );
+}

@@ -151,3 +151,41 @@ fn zeros_after_the_last_record_of_the_active_segment_end_it_quietly() {
     assert_eq!(lines.len(), 61);
     assert!(lines[60]["error"].is_string(), "{}", lines[60]);
 }
+
+/// A record holding an event in chainlogd's encoding is shown as the
+/// event's fields, not as its bytes.
+#[test]
+fn events_in_chainlogds_encoding_are_decoded_into_their_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        segment_size: 2048,
+        ..Config::default()
+    };
+    let log = Log::open(dir.path(), config).expect("open");
+    let e = proto::event::Event {
+        tenant_id: "acme".into(),
+        actor_id: "u1".into(),
+        action: "document.deleted".into(),
+        resource: "document".into(),
+        resource_id: "doc-7".into(),
+        metadata: r#"{"ip":"10.0.0.1"}"#.into(),
+        occurred_at: 1_700_000_000_000_000_000,
+        idempotency_key: "k-1".into(),
+        ..proto::event::Event::default()
+    };
+    log.append(&e.encode()).expect("append");
+    drop(log);
+    let (code, lines) = dump(&[dir.path().to_str().expect("path")]);
+    assert_eq!(code, 0);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0]["payload"].is_null() && lines[0]["payload_hex"].is_null());
+    assert_eq!(
+        lines[0]["event"],
+        serde_json::json!({
+            "tenant_id": "acme", "actor_id": "u1", "action": "document.deleted",
+            "resource": "document", "resource_id": "doc-7", "idempotency_key": "k-1",
+            "metadata": {"ip": "10.0.0.1"},
+            "occurred_at": "2023-11-14T22:13:20Z", "backfilled": false,
+        })
+    );
+}

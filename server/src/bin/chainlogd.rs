@@ -172,7 +172,15 @@ fn load_config(args: &Args) -> Result<ServerConfig, String> {
                 .unwrap_or_else(|| PathBuf::from("chainlog-data"));
             let path = dir.join("chainlogd.toml");
             if !path.exists() {
-                first_start(&dir, &path)?;
+                // The addresses given now are written into the config, so
+                // that the next start (without them) listens there too.
+                let d = config::DevListeners::default();
+                let listeners = config::DevListeners {
+                    listen: args.listen.clone().unwrap_or(d.listen),
+                    metrics_listen: args.metrics_listen.clone().unwrap_or(d.metrics_listen),
+                    http_listen: args.http_listen.clone().unwrap_or(d.http_listen),
+                };
+                first_start(&dir, &path, &listeners)?;
             }
             load_file(&path)?
         }
@@ -215,10 +223,14 @@ fn load_file(path: &Path) -> Result<ServerConfig, String> {
 
 /// Creates the data directory and a development config with a new key,
 /// printing the key once.
-fn first_start(data_dir: &Path, path: &Path) -> Result<(), String> {
+fn first_start(
+    data_dir: &Path,
+    path: &Path,
+    listeners: &config::DevListeners,
+) -> Result<(), String> {
     std::fs::create_dir_all(data_dir).map_err(|e| format!("create {}: {e}", data_dir.display()))?;
     let key = auth::generate_key().map_err(|e| format!("cannot generate a key: {e}"))?;
-    let text = config::dev_config_text(&auth::hash_key(&key));
+    let text = config::dev_config_text(&auth::hash_key(&key), listeners);
     // Durable before the key is shown: a key printed for a config that a
     // crash then lost would be a key that opens nothing.
     let tmp = path.with_extension("toml.tmp");
@@ -231,7 +243,7 @@ fn first_start(data_dir: &Path, path: &Path) -> Result<(), String> {
     };
     write().map_err(|e| format!("write {}: {e}", path.display()))?;
     println!(
-        "chainlogd: first start: wrote {} (loopback only, one log, one key)",
+        "chainlogd: first start: wrote {} (one log, one key)",
         path.display()
     );
     println!("chainlogd: development API key, shown once (only its hash is stored):");

@@ -102,6 +102,7 @@ impl From<ErrorReply> for HttpError {
             ErrorCode::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ErrorCode::Poisoned => (StatusCode::SERVICE_UNAVAILABLE, "poisoned"),
             ErrorCode::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            ErrorCode::Conflict => (StatusCode::CONFLICT, "conflict"),
             ErrorCode::Internal | ErrorCode::Other(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

@@ -51,6 +51,10 @@ pub struct IngestMetrics {
     pub stored: AtomicU64,
     /// Messages recognised as events already stored.
     pub duplicates: AtomicU64,
+    /// Of the duplicates, those whose content differed from the stored
+    /// event's (a dual-published copy on another subject): the first copy
+    /// stands.
+    pub conflicts: AtomicU64,
     /// Messages terminated as unusable (and published to the dead-letter
     /// subject, if one is configured).
     pub dead_lettered: AtomicU64,
@@ -113,7 +117,7 @@ pub fn render_metrics(ingests: &[std::sync::Arc<Ingest>], o: &mut String) {
         return;
     }
     type Read = fn(&Ingest) -> f64;
-    let series: [(&str, &str, &str, Read); 11] = [
+    let series: [(&str, &str, &str, Read); 12] = [
         (
             "chainlog_ingest_received_total",
             "counter",
@@ -131,6 +135,12 @@ pub fn render_metrics(ingests: &[std::sync::Arc<Ingest>], o: &mut String) {
             "counter",
             "Messages recognised as events already stored.",
             |i| i.metrics.duplicates.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "chainlog_ingest_conflicts_total",
+            "counter",
+            "Duplicates whose content differed from the stored event's; the first copy stands.",
+            |i| i.metrics.conflicts.load(Ordering::Relaxed) as f64,
         ),
         (
             "chainlog_ingest_dead_lettered_total",

@@ -259,8 +259,17 @@ async fn append_batch(
             Err(r) => dead_letter(ingest, js, &msg, &r).await,
         }
     }
+    // Messages whose source_event_id was stored (or comes earlier in this
+    // group) with other content: the copies of a dual-published event
+    // differ in subject, and perhaps in a timestamp taken from the
+    // message. The first copy stands; these are acknowledged as its
+    // duplicates once the group is durable (the copy they match may be
+    // in it).
+    let mut held: Vec<Message> = Vec::new();
     loop {
         if ready.is_empty() {
+            // Whatever is held matched events already stored.
+            ack_held(ingest, &held).await;
             return Ok(());
         }
         let bodies: Vec<&[u8]> = ready.iter().map(|r| r.encoded.as_slice()).collect();
@@ -272,7 +281,7 @@ async fn append_batch(
             Ok(()) => {
                 let ingest = ingest.clone();
                 tokio::spawn(async move {
-                    settle(&ingest, ready, rx.await).await;
+                    settle(&ingest, ready, held, rx.await).await;
                     drop(slot);
                 });
                 return Ok(());
@@ -294,16 +303,41 @@ async fn append_batch(
                     };
                     dead_letter(ingest, js, &bad.msg, &r).await;
                 }
+                (ErrorCode::Conflict, Some(i)) if (i as usize) < ready.len() => {
+                    let copy = ready.remove(i as usize);
+                    tracing::debug!(ingest = %ingest.label(), subject = %copy.msg.subject, reason = %e.message, "nats ingest: a copy that differs from the stored event; the first stands");
+                    held.push(copy.msg);
+                }
                 (ErrorCode::Poisoned, _) => return Err(Ending::Poisoned),
                 (ErrorCode::ShuttingDown, _) => return Err(Ending::Stopped),
                 _ => {
                     // Busy, or an error the messages are not to blame for:
                     // they come back after the delay.
                     tracing::info!(ingest = %ingest.label(), error = %e.message, "nats ingest: giving messages back for later");
-                    nak_all(ingest, ready.iter().map(|r| &r.msg)).await;
+                    nak_all(ingest, ready.iter().map(|r| &r.msg).chain(&held)).await;
                     return Ok(());
                 }
             },
+        }
+    }
+}
+
+/// Acknowledges copies that differ from their stored event, as its
+/// duplicates (counted among the duplicates, and as conflicts).
+async fn ack_held(ingest: &Ingest, held: &[Message]) {
+    let m = &ingest.metrics;
+    let results = futures_util::future::join_all(held.iter().map(|msg| msg.double_ack())).await;
+    for ack in results {
+        match ack {
+            Ok(()) => {
+                m.duplicates.fetch_add(1, Ordering::Relaxed);
+                m.conflicts.fetch_add(1, Ordering::Relaxed);
+                m.last_ack_ms.store(now_ms(), Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(ingest = %ingest.label(), error = %e, "nats ingest: an ack failed");
+                m.ack_failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -313,6 +347,7 @@ async fn append_batch(
 async fn settle(
     ingest: &Ingest,
     ready: Vec<Ready>,
+    held: Vec<Message>,
     outcome: Result<Settled, oneshot::error::RecvError>,
 ) {
     let m = &ingest.metrics;
@@ -321,7 +356,7 @@ async fn settle(
         Ok(Err(e)) if e.code == ErrorCode::Poisoned => return,
         Ok(Err(e)) => {
             tracing::warn!(ingest = %ingest.label(), error = %e.message, "nats ingest: an append failed; its messages come back later");
-            nak_all(ingest, ready.iter().map(|r| &r.msg)).await;
+            nak_all(ingest, ready.iter().map(|r| &r.msg).chain(&held)).await;
             return;
         }
         // The log closed before it answered: nothing acknowledged.
@@ -351,6 +386,7 @@ async fn settle(
     if acked > 0 {
         m.last_ack_ms.store(now_ms(), Ordering::Relaxed);
     }
+    ack_held(ingest, &held).await;
 }
 
 /// Publishes a message that cannot be stored to the dead-letter subject,

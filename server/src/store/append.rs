@@ -61,6 +61,95 @@ fn invalid(index: usize, field: &str, reason: impl Into<String>) -> ErrorReply {
     }
 }
 
+/// An event whose key was stored, or is in the same batch, with other
+/// content: `conflict`, naming the key's field.
+fn conflict(index: usize, kind: KeyKind, why: String) -> ErrorReply {
+    let field = match kind {
+        KeyKind::Idempotency => "idempotency_key",
+        KeyKind::SourceEvent => "source_event_id",
+    };
+    ErrorReply {
+        code: ErrorCode::Conflict,
+        index: Some(index as u32),
+        field: field.into(),
+        message: format!("this {field} was used for another event: {why}"),
+    }
+}
+
+/// The first field in which `sent` differs from `stored`, an event with
+/// the same key: `None` if it is the same event (a true duplicate).
+///
+/// The content is every field the client gives: actor, actor name,
+/// action, resource, resource id, correlation id, the backfilled flag,
+/// metadata as JSON (so key order and spacing do not count), and two
+/// fields only when both sides have them: `occurred_at` when `sent` names
+/// one (a retry that leaves it to the server gets a new receive time and
+/// is still the same event), and the other key (an idempotency key added
+/// on a retry of an event first stored by its source event id is the
+/// same event; two different source ids under one idempotency key are
+/// not). The tenant is the keys' scope, so always the same; the server's
+/// fields (seq, created_at, hash) are not content.
+pub(crate) fn content_differs(sent: &EventRef<'_>, stored: &EventRef<'_>) -> Option<&'static str> {
+    let texts = [
+        ("actor_id", sent.actor_id, stored.actor_id),
+        ("actor_name", sent.actor_name, stored.actor_name),
+        ("action", sent.action, stored.action),
+        ("resource", sent.resource, stored.resource),
+        ("resource_id", sent.resource_id, stored.resource_id),
+        ("correlation_id", sent.correlation_id, stored.correlation_id),
+    ];
+    if let Some((field, _, _)) = texts.iter().find(|(_, a, b)| a != b) {
+        return Some(field);
+    }
+    let keys = [
+        (
+            "idempotency_key",
+            sent.idempotency_key,
+            stored.idempotency_key,
+        ),
+        (
+            "source_event_id",
+            sent.source_event_id,
+            stored.source_event_id,
+        ),
+    ];
+    if let Some((field, _, _)) = keys
+        .iter()
+        .find(|(_, a, b)| !a.is_empty() && !b.is_empty() && a != b)
+    {
+        return Some(field);
+    }
+    if sent.backfilled != stored.backfilled {
+        return Some("backfilled");
+    }
+    if sent.occurred_at != 0 && sent.occurred_at != stored.occurred_at {
+        return Some("occurred_at");
+    }
+    if !same_json(sent.metadata, stored.metadata) {
+        return Some("metadata");
+    }
+    None
+}
+
+/// Whether two metadata texts (each empty or a JSON object, as validated)
+/// hold the same JSON value.
+fn same_json(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let value = |t: &str| -> Option<serde_json::Value> {
+        if t.is_empty() {
+            Some(serde_json::Value::Object(Default::default()))
+        } else {
+            serde_json::from_str(t).ok()
+        }
+    };
+    match (value(a), value(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
 fn forbidden_tenant(index: usize, why: &str) -> Refused {
     Refused::Reply(ErrorReply {
         code: ErrorCode::Forbidden,
@@ -210,9 +299,11 @@ impl LogState {
         let mut payloads: Vec<std::borrow::Cow<'_, [u8]>> = Vec::with_capacity(bodies.len());
         let mut changed = vec![false; bodies.len()];
         let mut plan = Vec::with_capacity(bodies.len());
-        // Keys of this batch: (digest, event index).
-        let mut batch_keys: Vec<(dedup::Key, usize)> = Vec::new();
+        // Keys of this batch: (digest, event index, which field).
+        let mut batch_keys: Vec<(dedup::Key, usize, KeyKind)> = Vec::new();
         let mut events = Vec::with_capacity(bodies.len());
+        // Events whose occurred_at the server filled in (not content).
+        let mut server_time = vec![false; bodies.len()];
         for (i, body) in bodies.iter().enumerate() {
             let mut e = EventRef::decode(body).map_err(|err| {
                 let field = match &err {
@@ -239,6 +330,7 @@ impl LogState {
             if e.occurred_at == 0 {
                 e.occurred_at = now;
                 changed[i] = true;
+                server_time[i] = true;
             }
             e.validate(&self.limits, now)
                 .map_err(|err| invalid(i, &err.field, err.reason))?;
@@ -255,28 +347,50 @@ impl LogState {
                 (KeyKind::SourceEvent, e.source_event_id),
             ] {
                 if !v.is_empty() {
-                    batch_keys.push((dedup::key(kind, e.tenant_id, v), i));
+                    batch_keys.push((dedup::key(kind, e.tenant_id, v), i, kind));
                 }
             }
             events.push(e);
         }
+        // Event `i` as the client sent it, for comparing content.
+        let as_sent = |i: usize| EventRef {
+            occurred_at: if server_time[i] {
+                0
+            } else {
+                events[i].occurred_at
+            },
+            ..events[i]
+        };
         // Within the batch: a later event with an earlier event's key is
-        // that event's duplicate.
+        // that event's duplicate, if its content is the same; a conflict
+        // if not.
         let mut same_as: Vec<Option<usize>> = vec![None; events.len()];
-        for (n, (k, i)) in batch_keys.iter().enumerate() {
-            if let Some((_, j)) = batch_keys[..n].iter().find(|(k2, j)| k2 == k && j != i) {
-                same_as[*i] = Some(same_as[*j].unwrap_or(*j));
+        for (n, &(k, i, kind)) in batch_keys.iter().enumerate() {
+            if let Some(&(_, j, _)) = batch_keys[..n]
+                .iter()
+                .find(|(k2, j, _)| *k2 == k && *j != i)
+            {
+                let first = same_as[j].unwrap_or(j);
+                if let Some(field) = content_differs(&as_sent(i), &events[first]) {
+                    return Err(conflict(
+                        i,
+                        kind,
+                        format!("it is also event {first} of this batch, whose {field} differs"),
+                    )
+                    .into());
+                }
+                same_as[i] = Some(first);
             }
         }
-        let unique: Vec<(dedup::Key, usize)> = batch_keys
+        let unique: Vec<(dedup::Key, usize, KeyKind)> = batch_keys
             .iter()
-            .filter(|(_, i)| same_as[*i].is_none())
+            .filter(|(_, i, _)| same_as[*i].is_none())
             .copied()
             .collect();
         let claims = if unique.is_empty() {
             Vec::new()
         } else {
-            let ks: Vec<dedup::Key> = unique.iter().map(|(k, _)| *k).collect();
+            let ks: Vec<dedup::Key> = unique.iter().map(|(k, _, _)| *k).collect();
             let limit = match wait {
                 KeyWait::Never => Duration::ZERO,
                 KeyWait::Block => dedup::PENDING_WAIT,
@@ -293,32 +407,43 @@ impl LogState {
             }
         };
         // A duplicate's receipt is read now, on the admitting side, so that
-        // settlement never reads the disk.
+        // settlement never reads the disk; the stored event is compared with
+        // this one on the way, and a key reused for other content refuses
+        // the append.
         let mut stored_as: Vec<Option<AppendReceipt>> = vec![None; events.len()];
-        for ((_, i), c) in unique.iter().zip(&claims) {
-            if let Claim::Duplicate(seq) = *c {
-                if stored_as[*i].is_some() {
-                    continue;
-                }
-                match self.log.read(seq) {
-                    Ok(rec) => {
-                        stored_as[*i] = Some(AppendReceipt {
-                            seq,
-                            created_at: rec.created_at,
-                            hash: rec.hash,
-                            duplicate: true,
-                        })
-                    }
-                    Err(e) => {
-                        for ((k, _), c) in unique.iter().zip(&claims) {
-                            if *c == Claim::New {
-                                self.dedup.resolve(*k, None);
-                            }
+        for (&(_, i, kind), c) in unique.iter().zip(&claims) {
+            let Claim::Duplicate(seq) = *c else { continue };
+            let refusal = match self.log.read(seq) {
+                Ok(rec) => match EventRef::decode(&rec.payload) {
+                    Ok(stored) => match content_differs(&as_sent(i), &stored) {
+                        None => {
+                            stored_as[i].get_or_insert(AppendReceipt {
+                                seq,
+                                created_at: rec.created_at,
+                                hash: rec.hash,
+                                duplicate: true,
+                            });
+                            continue;
                         }
-                        return Err(Refused::Reply(engine_error(&e)));
-                    }
+                        Some(field) => conflict(
+                            i,
+                            kind,
+                            format!("it was stored as seq {seq}, whose {field} differs"),
+                        ),
+                    },
+                    Err(e) => ErrorReply::new(
+                        ErrorCode::Internal,
+                        format!("the event stored as seq {seq} does not decode: {e}"),
+                    ),
+                },
+                Err(e) => engine_error(&e),
+            };
+            for ((k, _, _), c) in unique.iter().zip(&claims) {
+                if *c == Claim::New {
+                    self.dedup.resolve(*k, None);
                 }
             }
+            return Err(Refused::Reply(refusal));
         }
         let mut keys = Vec::new();
         let mut bytes = 0u64;
@@ -348,7 +473,7 @@ impl LogState {
         }
         // Claimed keys: those of stored events are resolved with their
         // receipts; those of duplicates are released now.
-        for ((k, i), c) in unique.iter().zip(&claims) {
+        for ((k, i, _), c) in unique.iter().zip(&claims) {
             match (plan[*i], c) {
                 (Plan::New(n), Claim::New) => keys.push((n, *k)),
                 (_, Claim::New) => self.dedup.resolve(*k, None),

@@ -398,8 +398,23 @@ impl LogState {
             events: self.head_next(),
             unknown_actions: self.unknown.total(),
             dedup_keys: self.dedup.len(),
+            poisoned: self.log.is_poisoned(),
+            disk_bytes: dir_bytes(self.log.dir()),
         }
     }
+}
+
+/// The bytes of the files in `dir` (not below it); what cannot be read
+/// counts 0.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 #[cfg(test)]

@@ -525,7 +525,7 @@ impl FileImport<'_> {
             Err(e) => return Err(Failure::new(format!("{e} (re-run to resume)"))),
         };
         match (e.code, e.index) {
-            (ErrorCode::InvalidEvent | ErrorCode::Forbidden, Some(i))
+            (ErrorCode::InvalidEvent | ErrorCode::Forbidden | ErrorCode::Conflict, Some(i))
                 if (i as usize) < rows.len() =>
             {
                 // All or nothing: drop the refused row, resend the rest.
@@ -667,8 +667,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
         );
         if fresh && run.duplicates > 0 {
             eprintln!(
-                "{}: warning: {} rows matched events already stored under the same keys on this file's first run; \
-                 if it was not imported before, its ids collide with another import's: give each source its own --key-prefix",
+                "{}: note: on this file's first run {} rows were already stored, with the same keys and the same content \
+                 (imported before, from another file or under another checkpoint), and were not stored again; \
+                 a reused key with other content is rejected as a conflict instead",
                 path.display(),
                 run.duplicates
             );

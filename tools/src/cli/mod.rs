@@ -109,6 +109,8 @@ pub enum Command {
     Consistency(proofs::ConsistencyArgs),
     /// Print the log's head and counters, and its ingests' state (admin key, or read with no tenant limit).
     Stats(StatsArgs),
+    /// Print the newest event's SEQ:HASH, what segment-verify --expect-head takes (admin key, or read with no tenant limit).
+    Head,
 }
 
 /// `chainlog stats`.
@@ -348,6 +350,7 @@ pub fn run(cli: &Cli) -> i32 {
         Command::Proof(a) => proofs::proof(cli, a),
         Command::Consistency(a) => proofs::consistency(cli, a),
         Command::Stats(a) => stats(cli, a),
+        Command::Head => head(cli),
     };
     match result {
         Ok(code) => code,
@@ -503,6 +506,20 @@ pub fn stderr_is_terminal() -> bool {
 }
 
 /// `chainlog stats`.
+/// `chainlog head`: `SEQ:HASH` of the newest durable event, for
+/// `segment-verify --expect-head` (a commitment kept outside the log).
+fn head(cli: &Cli) -> Result<i32, Failure> {
+    let s = cli.connect()?.stats()?;
+    let Some(seq) = s.next_seq.checked_sub(1) else {
+        return Err(Failure::new(format!(
+            "log {} is empty: there is no head to commit to",
+            s.log
+        )));
+    };
+    writeln!(io::stdout().lock(), "{seq}:{}", hex(&s.head_hash))?;
+    Ok(EXIT_OK)
+}
+
 fn stats(cli: &Cli, a: &StatsArgs) -> Result<i32, Failure> {
     let mut c = cli.connect()?;
     let s = c.stats()?;
