@@ -41,7 +41,7 @@ fn large_rows_are_split_across_requests() {
     assert_eq!(rejects.lines().count(), 1);
     assert_eq!(
         rejects,
-        "{\"line\":150,\"reason\":\"metadata: is 40019 bytes, more than the limit of 32768\",\"row\":150}\n"
+        "{\"id\":\"150\",\"line\":150,\"reason\":\"metadata: is 40019 bytes, more than the limit of 32768\",\"row\":150}\n"
     );
     let mut c = client::Client::connect(s.server.addr()).unwrap();
     c.auth(&s.key).unwrap();

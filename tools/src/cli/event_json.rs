@@ -9,7 +9,23 @@ use serde_json::{json, Map, Value};
 use super::time;
 
 /// Text fields by their JSON names (the encoding's names).
-const TEXT: [&str; 9] = proto::event::TEXT_FIELDS;
+pub const TEXT: [&str; 9] = proto::event::TEXT_FIELDS;
+
+/// A text field's value, by name (`None`: not a text field).
+pub fn text<'a>(e: &'a Event, name: &str) -> Option<&'a str> {
+    Some(match name {
+        "tenant_id" => &e.tenant_id,
+        "actor_id" => &e.actor_id,
+        "actor_name" => &e.actor_name,
+        "action" => &e.action,
+        "resource" => &e.resource,
+        "resource_id" => &e.resource_id,
+        "idempotency_key" => &e.idempotency_key,
+        "source_event_id" => &e.source_event_id,
+        "correlation_id" => &e.correlation_id,
+        _ => return None,
+    })
+}
 
 fn text_field<'a>(e: &'a mut Event, name: &str) -> Option<&'a mut String> {
     Some(match name {

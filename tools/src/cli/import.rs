@@ -13,7 +13,7 @@
 //! records what it belongs to (server, log, the file's first bytes, the
 //! mapping): a resume against anything else is refused.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -49,6 +49,24 @@ pub struct Args {
     /// Drop columns that are not mapped (by default they are kept in metadata).
     #[arg(long)]
     pub drop_unmapped: bool,
+    /// Values for fields a row leaves empty: `actor_id=system,resource=unknown`.
+    #[arg(long = "default", value_name = "FIELD=VALUE", value_delimiter = ',')]
+    pub defaults: Vec<String>,
+    /// Old action names to new: `USER_LOGIN=user.login,Document Exported=document.exported`.
+    #[arg(long, value_name = "OLD=NEW", value_delimiter = ',')]
+    pub action_map: Vec<String>,
+    /// A rule for actions --action-map does not name.
+    #[arg(long, value_enum)]
+    pub action_rule: Option<ActionRule>,
+    /// Wrap metadata that is a JSON array or scalar (or its text) into an object under KEY.
+    #[arg(long, value_name = "KEY")]
+    pub wrap_metadata: Option<String>,
+    /// Cut text fields over the server's 256-byte limit to it (at a character boundary), noting each field's original length in metadata under `chainlog_truncated`.
+    #[arg(long)]
+    pub truncate: bool,
+    /// Map and check every row as the server would (its default limits), send nothing, and report what would be rejected, with counts per reason.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Events per request.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch: u16,
@@ -61,6 +79,39 @@ pub struct Args {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// Rules for rewriting actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ActionRule {
+    /// Lowercase, and each run of spaces, underscores and hyphens a dot:
+    /// `USER_LOGIN` is `user.login`, `Document Exported` is
+    /// `document.exported`.
+    LowercaseDot,
+}
+
+impl ActionRule {
+    /// `action` under the rule.
+    pub fn apply(self, action: &str) -> String {
+        match self {
+            ActionRule::LowercaseDot => {
+                let mut out = String::with_capacity(action.len());
+                let mut gap = false;
+                for c in action.trim().chars() {
+                    if c.is_whitespace() || c == '_' || c == '-' {
+                        gap = true;
+                    } else {
+                        if gap && !out.is_empty() {
+                            out.push('.');
+                        }
+                        gap = false;
+                        out.extend(c.to_lowercase());
+                    }
+                }
+                out
+            }
+        }
+    }
 }
 
 /// Input formats.
@@ -286,6 +337,26 @@ pub struct Mapper {
     key_prefix: String,
     tenant: Option<String>,
     keep_unmapped: bool,
+    defaults: Vec<(String, String)>,
+    action_map: HashMap<String, String>,
+    action_rule: Option<ActionRule>,
+    wrap_metadata: Option<String>,
+    truncate: bool,
+}
+
+/// The longest text field the server takes, by default (`max_field_bytes`).
+const MAX_FIELD_BYTES: usize = 256;
+
+/// Splits `K=V` pairs of a flag.
+fn pairs(flag: &str, items: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    items
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| Failure::new(format!("--{flag} {p:?}: expected KEY=VALUE")))
+        })
+        .collect()
 }
 
 impl Mapper {
@@ -312,13 +383,55 @@ impl Mapper {
                 return Err(Failure::new(format!("--map: {old:?} is mapped twice")));
             }
         }
+        let defaults = pairs("default", &a.defaults)?;
+        for (field, _) in &defaults {
+            if !event_json::TEXT.contains(&field.as_str()) {
+                return Err(Failure::new(format!(
+                    "--default {field}=...: {field:?} is not a text field of an event"
+                )));
+            }
+        }
         Ok(Mapper {
             map,
             id_column: a.id_column.clone(),
             key_prefix: a.key_prefix.clone(),
             tenant: a.tenant.clone(),
             keep_unmapped: !a.drop_unmapped,
+            defaults,
+            action_map: pairs("action-map", &a.action_map)?.into_iter().collect(),
+            action_rule: a.action_rule,
+            wrap_metadata: a.wrap_metadata.clone(),
+            truncate: a.truncate,
         })
+    }
+
+    /// The row's id column value, as text ("" without one).
+    fn row_id(&self, row: &Map<String, Value>) -> String {
+        match self.id_column.as_ref().and_then(|c| row.get(c)) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(v) => v.to_string(),
+        }
+    }
+
+    /// A metadata value that is not an object, wrapped under the key.
+    fn wrapped(&self, v: &Value) -> Option<Value> {
+        let key = self.wrap_metadata.as_ref()?;
+        let inner = match v {
+            Value::Object(_) | Value::Null => return None,
+            Value::String(s) if s.trim().is_empty() => return None,
+            // JSON kept as text: an object stays as it is; an array or a
+            // scalar is wrapped as its value.
+            Value::String(s) => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Object(_)) => return None,
+                Ok(parsed) => parsed,
+                Err(_) => v.clone(),
+            },
+            other => other.clone(),
+        };
+        let mut m = Map::new();
+        m.insert(key.clone(), inner);
+        Some(Value::Object(m))
     }
 
     /// The CSV header must have each mapped column and the id column once.
@@ -357,6 +470,11 @@ impl Mapper {
         let mut extra = Map::new();
         for (col, v) in row {
             match self.target(col) {
+                Some("metadata") if self.wrapped(v).is_some() => {
+                    let w = self.wrapped(v).unwrap_or_default();
+                    event_json::set_field(&mut e, "metadata", &w)
+                        .map_err(|why| format!("column {col}: {why}"))?
+                }
                 Some(t) => event_json::set_field(&mut e, t, v)
                     .map_err(|why| format!("column {col}: {why}"))?,
                 None if self.keep_unmapped => {
@@ -389,6 +507,19 @@ impl Mapper {
                 e.tenant_id = t.clone();
             }
         }
+        for (field, value) in &self.defaults {
+            if event_json::text(&e, field).is_some_and(str::is_empty) {
+                event_json::set_field(&mut e, field, &Value::String(value.clone()))?;
+            }
+        }
+        if let Some(new) = self.action_map.get(&e.action) {
+            e.action = new.clone();
+        } else if let Some(rule) = self.action_rule {
+            e.action = rule.apply(&e.action);
+        }
+        if self.truncate {
+            self.truncate_fields(&mut e)?;
+        }
         if e.occurred_at == 0 {
             return Err(
                 "no occurred_at: map the old time column with --map COLUMN=occurred_at".into(),
@@ -418,6 +549,42 @@ impl Mapper {
         Ok(e)
     }
 
+    /// Cuts text fields over [`MAX_FIELD_BYTES`] to it, at a character
+    /// boundary, and records each one's original length in metadata under
+    /// `chainlog_truncated`.
+    fn truncate_fields(&self, e: &mut Event) -> Result<(), String> {
+        let mut cut = Map::new();
+        for field in event_json::TEXT {
+            let Some(v) = event_json::text(e, field) else {
+                continue;
+            };
+            if v.len() <= MAX_FIELD_BYTES {
+                continue;
+            }
+            let mut end = MAX_FIELD_BYTES;
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            let (len, short) = (v.len(), v[..end].to_string());
+            event_json::set_field(e, field, &Value::String(short))?;
+            cut.insert(field.to_string(), json!(len));
+        }
+        if cut.is_empty() {
+            return Ok(());
+        }
+        let mut meta = match serde_json::from_str::<Value>(if e.metadata.is_empty() {
+            "{}"
+        } else {
+            &e.metadata
+        }) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        meta.insert("chainlog_truncated".into(), Value::Object(cut));
+        e.metadata = Value::Object(meta).to_string();
+        Ok(())
+    }
+
     /// Mapped columns never seen in `seen` (a typo in --map, for JSON).
     fn unseen(&self, seen: &BTreeSet<String>) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -441,8 +608,9 @@ struct RunCounts {
     rejected: u64,
 }
 
-/// Where a row is: its number (from 1) and the line it starts on.
-type RowAt = (u64, u64);
+/// Where a row is: its number (from 1), the line it starts on, and its
+/// id column's value ("" without `--id-column`).
+type RowAt = (u64, u64, String);
 
 /// A batch sent and not yet settled: its rows, and rows rejected before
 /// sending (reported when it settles, in file order).
@@ -476,12 +644,12 @@ impl FileImport<'_> {
             self.handle(answer, p.rows, &mut rejected, 0)?;
         }
         rejected.sort();
-        for ((row, line), why) in &rejected {
-            writeln!(
-                self.rejects,
-                "{}",
-                json!({ "row": row, "line": line, "reason": why })
-            )?;
+        for ((row, line, id), why) in &rejected {
+            let mut v = json!({ "row": row, "line": line, "reason": why });
+            if !id.is_empty() {
+                v["id"] = json!(id);
+            }
+            writeln!(self.rejects, "{v}")?;
         }
         if !rejected.is_empty() {
             // The reasons are durable before the checkpoint passes them.
@@ -630,6 +798,11 @@ fn identity(
         "key_prefix": a.key_prefix,
         "tenant": a.tenant,
         "drop_unmapped": a.drop_unmapped,
+        "defaults": a.defaults,
+        "action_map": a.action_map,
+        "action_rule": a.action_rule.map(|r| format!("{r:?}")),
+        "wrap_metadata": a.wrap_metadata,
+        "truncate": a.truncate,
     });
     let mut h = Sha256::new();
     h.update(opts.to_string().as_bytes());
@@ -645,6 +818,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
         .iter()
         .map(|f| format_of(f, a.format))
         .collect::<Result<Vec<_>, _>>()?;
+    if a.dry_run {
+        return dry_run(a, &mapper, &formats);
+    }
     let (mut client, addr, log) = cli.connect_with_info()?;
     let mut any_rejected = false;
     for (path, format) in a.files.iter().zip(formats) {
@@ -676,6 +852,90 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
         }
     }
     Ok(if any_rejected { EXIT_REJECTED } else { EXIT_OK })
+}
+
+/// `--dry-run`: every row mapped and checked as the server would check it
+/// (its default limits, a tenant required), nothing sent and nothing
+/// written. Prints each row that would be rejected, then the counts per
+/// reason; exit 3 if any would be.
+fn dry_run(a: &Args, mapper: &Mapper, formats: &[Format]) -> Result<i32, Failure> {
+    let limits = proto::event::Limits::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut out = io::stdout().lock();
+    let mut any = false;
+    for (path, &format) in a.files.iter().zip(formats) {
+        let mut rows = open_rows(path, format, mapper)?;
+        let (mut read, mut rejected) = (0u64, 0u64);
+        let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+        while let Some(Row { n, line, fields }) = rows.next_row()? {
+            read += 1;
+            let id = fields
+                .as_ref()
+                .map(|r| mapper.row_id(r))
+                .unwrap_or_default();
+            let verdict = fields.and_then(|r| mapper.event(&r)).and_then(|e| {
+                let len = e.as_ref().encoded_len() + 4;
+                if len > MAX_REQUEST_BYTES {
+                    return Err(format!(
+                        "event: encodes to {len} bytes, more than one request carries"
+                    ));
+                }
+                e.as_ref()
+                    .validate(&limits, now)
+                    .map_err(|err| format!("{}: {}", err.field, err.reason))
+            });
+            if let Err(why) = verdict {
+                rejected += 1;
+                let id = if id.is_empty() {
+                    String::new()
+                } else {
+                    format!(", id {id}")
+                };
+                writeln!(out, "{}: row {n} (line {line}{id}): {why}", path.display())?;
+                *reasons.entry(reason_class(&why)).or_default() += 1;
+            }
+        }
+        writeln!(
+            out,
+            "{}: dry run: read {read} rows; {} would be sent, {rejected} rejected",
+            path.display(),
+            read - rejected
+        )?;
+        let mut by_count: Vec<_> = reasons.into_iter().collect();
+        by_count.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+        for (why, count) in by_count {
+            writeln!(out, "{count:>8}  {why}")?;
+        }
+        any |= rejected > 0;
+    }
+    Ok(if any { EXIT_REJECTED } else { EXIT_OK })
+}
+
+/// A reason with its particulars (numbers, quoted values) taken out, so
+/// that rows rejected for the same thing count together.
+fn reason_class(why: &str) -> String {
+    let mut out = String::with_capacity(why.len());
+    let mut chars = why.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push('N');
+        } else if c == '"' {
+            for d in chars.by_ref() {
+                if d == '"' {
+                    break;
+                }
+            }
+            out.push_str("\"...\"");
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn import_file(
@@ -776,12 +1036,18 @@ fn import_file(
                 seen_columns.extend(m.keys().cloned());
             }
         }
+        let id = fields
+            .as_ref()
+            .ok()
+            .map(|r| mapper.row_id(r))
+            .unwrap_or_default();
+        let at = (n, line, id);
         match fields.and_then(|r| mapper.event(&r)) {
             Ok(e) => {
                 let len = e.as_ref().encoded_len() + 4;
                 if len > MAX_REQUEST_BYTES {
                     building.rejected.push((
-                        (n, line),
+                        at,
                         format!("event: encodes to {len} bytes, more than one request carries"),
                     ));
                 } else {
@@ -791,10 +1057,10 @@ fn import_file(
                         building_bytes = 0;
                     }
                     building_bytes += len;
-                    building.rows.push(((n, line), e));
+                    building.rows.push((at, e));
                 }
             }
-            Err(why) => building.rejected.push(((n, line), why)),
+            Err(why) => building.rejected.push((at, why)),
         }
         building.end_row = n;
         if building.rows.len() + building.rejected.len() >= batch {
