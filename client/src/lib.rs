@@ -37,8 +37,8 @@ pub use proto::event::{Event, EventRef, StoredEvent};
 use proto::frame::{self, FrameError, PROTOCOL_VERSION};
 use proto::msg::{self, Request, Response};
 pub use proto::msg::{
-    rights, AppendReceipt, ErrorCode, ErrorReply, EventPage, KeyInfo, LogStats, Origin, Query,
-    SchemaInfo, SchemaMode, SchemaSpec, TimeField,
+    rights, ActionSeen, AppendReceipt, ErrorCode, ErrorReply, EventPage, KeyInfo, LogStats, Origin,
+    Query, SchemaInfo, SchemaMode, SchemaSpec, TimeField,
 };
 use proto::DecodeError;
 pub use tlog::note::{Checkpoint, Proof, VerifierKey};
@@ -358,6 +358,17 @@ impl Client {
 
     /// Unknown actions stored, with counts (needs the admin right).
     pub fn unknown_actions(&mut self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .actions_seen()?
+            .into_iter()
+            .map(|a| (a.action, a.count))
+            .collect())
+    }
+
+    /// [`unknown_actions`](Self::unknown_actions) with when each action
+    /// was first and last stored (every action, for a log with no schema
+    /// patterns).
+    pub fn actions_seen(&mut self) -> Result<Vec<ActionSeen>> {
         match self.call(&Request::UnknownActions)? {
             Response::Actions(a) => Ok(a),
             other => Err(unexpected("unknown actions", &other)),

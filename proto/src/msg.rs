@@ -631,6 +631,20 @@ pub struct LogStats {
     pub ingests: Vec<IngestStats>,
 }
 
+/// One action in an `ACTIONS` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActionSeen {
+    /// The action.
+    pub action: String,
+    /// Stored events with it.
+    pub count: u64,
+    /// The `created_at` of the first of them (0 from a server that does
+    /// not send times).
+    pub first_seen: u64,
+    /// The `created_at` of the last of them (0 likewise).
+    pub last_seen: u64,
+}
+
 /// One ingest's state and counters, as STATS_OK carries them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IngestStats {
@@ -718,8 +732,9 @@ pub enum Response {
     Stats(LogStats),
     /// The ping's value.
     Pong(u64),
-    /// Unknown actions and how many stored events carry each.
-    Actions(Vec<(String, u64)>),
+    /// Unknown actions (every action, for a log with no schema patterns):
+    /// how many stored events carry each, and when they were stored.
+    Actions(Vec<ActionSeen>),
     /// A cancel took effect (sent for the cancel and for the tail); a key
     /// was revoked; a schema was set.
     Done,
@@ -870,9 +885,14 @@ pub fn encode_response(out: &mut Vec<u8>, request_id: u32, resp: &Response) {
         Response::Pong(v) => wire::put_u64(out, *v),
         Response::Actions(list) => {
             wire::put_u32(out, u32::try_from(list.len()).expect("actions over 4G"));
-            for (a, n) in list {
-                wire::put_bytes16(out, a.as_bytes());
-                wire::put_u64(out, *n);
+            for a in list {
+                wire::put_bytes16(out, a.action.as_bytes());
+                wire::put_u64(out, a.count);
+            }
+            // Then, in the same order, when each was first and last stored.
+            for a in list {
+                wire::put_u64(out, a.first_seen);
+                wire::put_u64(out, a.last_seen);
             }
         }
         Response::Done => {}
@@ -1158,7 +1178,18 @@ pub fn decode_response(k: u8, body: &[u8]) -> Result<Response, DecodeError> {
             let n = r.u32("action count")? as usize;
             let mut list = Vec::with_capacity(n.min(r.remaining() / 10));
             for _ in 0..n {
-                list.push((r.str16("action")?.to_owned(), r.u64("count")?));
+                list.push(ActionSeen {
+                    action: r.str16("action")?.to_owned(),
+                    count: r.u64("count")?,
+                    ..ActionSeen::default()
+                });
+            }
+            // A server from before the times sends nothing more.
+            if r.remaining() > 0 {
+                for a in &mut list {
+                    a.first_seen = r.u64("first seen")?;
+                    a.last_seen = r.u64("last seen")?;
+                }
             }
             Response::Actions(list)
         }

@@ -199,7 +199,15 @@ fn write_seed_corpus() {
         ),
         ("tail-events", Response::TailEvents(vec![stored])),
         ("pong", Response::Pong(7)),
-        ("actions", Response::Actions(vec![("x.y".into(), 3)])),
+        (
+            "actions",
+            Response::Actions(vec![proto::msg::ActionSeen {
+                action: "x.y".into(),
+                count: 3,
+                first_seen: 4,
+                last_seen: 5,
+            }]),
+        ),
         ("done", Response::Done),
         (
             "keys",

@@ -332,7 +332,20 @@ impl Session {
                 s.ingests = crate::ingest::stats_for(&self.ctx.ingests, &state.config.name);
                 self.reply(id, &Response::Stats(s))
             }
-            Request::UnknownActions => self.reply(id, &Response::Actions(state.unknown.list())),
+            Request::UnknownActions => {
+                let list = state
+                    .unknown
+                    .list_seen()
+                    .into_iter()
+                    .map(|(action, s)| proto::msg::ActionSeen {
+                        action,
+                        count: s.count,
+                        first_seen: s.first,
+                        last_seen: s.last,
+                    })
+                    .collect();
+                self.reply(id, &Response::Actions(list))
+            }
             Request::ListKeys => self.blocking(id, move || {
                 Ok(reply::frame(
                     id,

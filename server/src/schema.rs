@@ -65,6 +65,14 @@ impl Schema {
         &self.patterns
     }
 
+    /// Whether `action` is counted among the unknown actions: one no
+    /// pattern allows, or any action at all while there are no patterns
+    /// (every action is unknown to an empty schema, which is how a log's
+    /// actions are discovered before a schema is written).
+    pub fn counts_as_unknown(&self, action: &str) -> bool {
+        self.patterns.is_empty() || !self.allows(action)
+    }
+
     /// Whether any pattern allows `action` (always, with no patterns).
     pub fn allows(&self, action: &str) -> bool {
         self.patterns.is_empty()
@@ -75,22 +83,61 @@ impl Schema {
     }
 }
 
-/// Unknown actions and how many stored events carry each, bounded to
-/// [`MAX_TRACKED`] names plus [`OVERFLOW`].
+/// How many stored events carry an action, and when the first and the
+/// last of them were stored (`created_at`, nanoseconds since 1970).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Events.
+    pub count: u64,
+    /// The earliest `created_at` among them.
+    pub first: u64,
+    /// The latest.
+    pub last: u64,
+}
+
+impl Seen {
+    fn add(&mut self, other: Seen) {
+        if self.count == 0 {
+            *self = other;
+            return;
+        }
+        self.count += other.count;
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+    }
+}
+
+/// Unknown actions and how many stored events carry each (with when they
+/// were first and last stored), bounded to [`MAX_TRACKED`] names plus
+/// [`OVERFLOW`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
-    counts: HashMap<String, u64>,
+    counts: HashMap<String, Seen>,
 }
 
 impl Tally {
-    /// Counts `n` more events with `action`.
-    pub fn add(&mut self, action: &str, n: u64) {
+    /// Counts one more event with `action`, stored at `created_at`.
+    pub fn add(&mut self, action: &str, created_at: u64) {
+        self.add_seen(
+            action,
+            Seen {
+                count: 1,
+                first: created_at,
+                last: created_at,
+            },
+        );
+    }
+
+    fn add_seen(&mut self, action: &str, seen: Seen) {
         if let Some(c) = self.counts.get_mut(action) {
-            *c += n;
+            c.add(seen);
         } else if self.counts.len() < MAX_TRACKED {
-            self.counts.insert(action.to_owned(), n);
+            self.counts.insert(action.to_owned(), seen);
         } else {
-            *self.counts.entry(OVERFLOW.to_owned()).or_insert(0) += n;
+            self.counts
+                .entry(OVERFLOW.to_owned())
+                .or_default()
+                .add(seen);
         }
     }
 
@@ -98,22 +145,30 @@ impl Tally {
     pub fn merge(&mut self, other: Tally) {
         let mut other: Vec<_> = other.counts.into_iter().collect();
         // Most frequent first, so that the bound drops the rarest names.
-        other.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        for (a, n) in other {
-            self.add(&a, n);
+        other.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
+        for (a, seen) in other {
+            self.add_seen(&a, seen);
         }
     }
 
     /// The actions and their counts, most frequent first (ties by name).
     pub fn sorted(&self) -> Vec<(String, u64)> {
-        let mut v: Vec<_> = self.counts.iter().map(|(a, n)| (a.clone(), *n)).collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        self.sorted_seen()
+            .into_iter()
+            .map(|(a, s)| (a, s.count))
+            .collect()
+    }
+
+    /// The actions with their counts and times, most frequent first.
+    pub fn sorted_seen(&self) -> Vec<(String, Seen)> {
+        let mut v: Vec<_> = self.counts.iter().map(|(a, s)| (a.clone(), *s)).collect();
+        v.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
         v
     }
 
     /// Events counted.
     pub fn total(&self) -> u64 {
-        self.counts.values().sum()
+        self.counts.values().map(|s| s.count).sum()
     }
 }
 
@@ -134,12 +189,13 @@ struct Counting {
 }
 
 impl UnknownActions {
-    /// Counts a stored event whose action the schema does not allow.
-    pub fn count(&self, action: &str) {
+    /// Counts a stored event (stored at `created_at`) whose action the
+    /// schema counts as unknown.
+    pub fn count(&self, action: &str, created_at: u64) {
         let mut c = self.inner.lock();
         match &mut c.fresh {
-            Some(f) => f.add(action, 1),
-            None => c.live.add(action, 1),
+            Some(f) => f.add(action, created_at),
+            None => c.live.add(action, created_at),
         }
     }
 
@@ -171,6 +227,11 @@ impl UnknownActions {
     /// The unknown actions and their counts, most frequent first.
     pub fn list(&self) -> Vec<(String, u64)> {
         self.inner.lock().live.sorted()
+    }
+
+    /// The same, with when each was first and last stored.
+    pub fn list_seen(&self) -> Vec<(String, Seen)> {
+        self.inner.lock().live.sorted_seen()
     }
 
     /// Stored events with unknown actions.
@@ -305,35 +366,66 @@ mod tests {
     #[test]
     fn unknown_actions_are_counted_and_bounded() {
         let u = UnknownActions::default();
-        u.count("b.x");
-        u.count("b.x");
-        u.count("c.y");
+        u.count("b.x", 20);
+        u.count("b.x", 10);
+        u.count("c.y", 30);
         assert_eq!(u.list(), vec![("b.x".into(), 2), ("c.y".into(), 1)]);
+        let seen = |count, first, last| Seen { count, first, last };
+        assert_eq!(
+            u.list_seen(),
+            vec![
+                ("b.x".into(), seen(2, 10, 20)),
+                ("c.y".into(), seen(1, 30, 30))
+            ]
+        );
         for i in 0..MAX_TRACKED + 5 {
-            u.count(&format!("z.{i}"));
+            u.count(&format!("z.{i}"), 100 + i as u64);
         }
-        let l = u.list();
+        let l = u.list_seen();
         assert_eq!(l.len(), MAX_TRACKED + 1);
-        assert_eq!(l.iter().find(|(a, _)| a == OVERFLOW).map(|x| x.1), Some(7));
+        // The 7 past the bound (the last 7 z's) are counted together,
+        // with the earliest and latest of their times.
+        let overflow = l.iter().find(|(a, _)| a == OVERFLOW).map(|x| x.1);
+        let last_z = 100 + (MAX_TRACKED + 4) as u64;
+        assert_eq!(overflow, Some(seen(7, last_z - 6, last_z)));
         assert_eq!(u.total(), 3 + MAX_TRACKED as u64 + 5);
+    }
+
+    #[test]
+    fn an_empty_schema_counts_every_action_and_patterns_only_the_others() {
+        let empty = Schema::default();
+        assert!(empty.counts_as_unknown("user.login") && empty.allows("user.login"));
+        let s = Schema::new(Mode::Permissive, vec!["user.*".into()]);
+        assert!(!s.counts_as_unknown("user.login"));
+        assert!(s.counts_as_unknown("document.deleted"));
     }
 
     #[test]
     fn a_recount_replaces_the_counts_and_keeps_what_came_meanwhile() {
         let u = UnknownActions::default();
-        u.count("old.a");
-        u.count("old.a");
+        u.count("old.a", 1);
+        u.count("old.a", 2);
         u.begin_recount();
         assert!(u.recounting());
-        u.count("new.b");
+        u.count("new.b", 50);
         // The previous counts are reported until the recount ends.
         assert_eq!(u.list(), vec![("old.a".into(), 2)]);
         let mut recounted = Tally::default();
-        recounted.add("new.b", 3);
-        recounted.add("re.c", 1);
+        for at in [3, 4, 5] {
+            recounted.add("new.b", at);
+        }
+        recounted.add("re.c", 6);
         u.finish_recount(recounted);
         assert!(!u.recounting());
         assert_eq!(u.list(), vec![("new.b".into(), 4), ("re.c".into(), 1)]);
+        assert_eq!(
+            u.list_seen()[0].1,
+            Seen {
+                count: 4,
+                first: 3,
+                last: 50
+            }
+        );
         assert_eq!(u.total(), 5);
     }
 }

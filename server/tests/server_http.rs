@@ -427,9 +427,19 @@ fn admin_proof_and_health_routes_answer_as_documented() {
         json!({"origin": "runtime", "mode": "permissive", "actions": ["user.*"]})
     );
     assert_eq!(api.get("/api/v1/schema").json(), r.json());
+    // With when the first and the last of them were stored.
+    let docs = api.get("/api/v1/events?action=doc.read&limit=10").json();
+    let created: Vec<Value> = docs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["created_at"].clone())
+        .collect();
+    assert_eq!(created.len(), 5);
     assert_eq!(
         api.get("/api/v1/schema/unknown-actions").json(),
-        json!({"actions": [{"action": "doc.read", "count": 5}]})
+        json!({"actions": [{"action": "doc.read", "count": 5,
+            "first_seen": created[0], "last_seen": created[4]}]})
     );
     let r = api.call(
         "PUT",

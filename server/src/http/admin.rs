@@ -269,9 +269,15 @@ pub(crate) fn unknown_actions(r: &Request) -> Response<Body> {
     let list: Vec<Value> = r
         .state
         .unknown
-        .list()
+        .list_seen()
         .into_iter()
-        .map(|(action, count)| json!({"action": action, "count": count}))
+        .map(|(action, s)| {
+            json!({
+                "action": action, "count": s.count,
+                "first_seen": proto::time::format(s.first),
+                "last_seen": proto::time::format(s.last),
+            })
+        })
         .collect();
     ok(&json!({"actions": list}))
 }

@@ -48,8 +48,8 @@ impl LogState {
             for r in &records {
                 match EventRef::decode(&r.payload) {
                     Ok(e) => {
-                        if !schema.allows(e.action) {
-                            self.unknown.count(e.action);
+                        if schema.counts_as_unknown(e.action) {
+                            self.unknown.count(e.action, r.created_at);
                         }
                         if starting {
                             for (kind, v) in [

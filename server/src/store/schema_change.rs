@@ -50,8 +50,8 @@ impl SchemaChange<'_> {
             match rec {
                 Ok(r) => {
                     if let Ok(e) = EventRef::decode(&r.payload) {
-                        if !self.schema.allows(e.action) {
-                            tally.add(e.action, 1);
+                        if self.schema.counts_as_unknown(e.action) {
+                            tally.add(e.action, r.created_at);
                         }
                     }
                 }

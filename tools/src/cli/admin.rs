@@ -109,12 +109,25 @@ pub fn schema(cli: &Cli, cmd: &SchemaCmd) -> Result<i32, Failure> {
             writeln!(out, "schema set: {} pattern(s)", actions.len())?;
         }
         SchemaCmd::Unknown => {
-            let list = c.unknown_actions()?;
+            let list = c.actions_seen()?;
             if list.is_empty() {
                 writeln!(out, "no unknown actions stored")?;
+            } else {
+                writeln!(
+                    out,
+                    "{:>10}  {:30}  {:30}  ACTION",
+                    "EVENTS", "FIRST STORED", "LAST STORED"
+                )?;
             }
-            for (action, n) in list {
-                writeln!(out, "{n:>10}  {action}")?;
+            for a in list {
+                writeln!(
+                    out,
+                    "{:>10}  {:30}  {:30}  {}",
+                    a.count,
+                    super::time::format(a.first_seen),
+                    super::time::format(a.last_seen),
+                    a.action
+                )?;
             }
         }
     }
