@@ -139,6 +139,14 @@ pub struct Checkpoint {
     pub duplicates: u64,
     /// Rows rejected, over every run.
     pub rejected: u64,
+    /// The most rows the saving run sent ahead of `rows_done` (its batch
+    /// times its requests in flight): a run killed after this was saved
+    /// may have stored up to that many rows after `rows_done`.
+    #[serde(default)]
+    pub in_flight_rows: u64,
+    /// The highest seq this import has stored, as of `rows_done`.
+    #[serde(default)]
+    pub last_seq: Option<u64>,
 }
 
 /// The checkpoint file of `file`.
@@ -606,6 +614,8 @@ struct RunCounts {
     imported: u64,
     duplicates: u64,
     rejected: u64,
+    /// Of `imported`: rows a stopped run stored and had not counted.
+    resumed_in_flight: u64,
 }
 
 /// Where a row is: its number (from 1), the line it starts on, and its
@@ -632,6 +642,8 @@ struct FileImport<'a> {
     checkpoint_path: PathBuf,
     rejects: File,
     counts: RunCounts,
+    /// The most rows this run sends ahead of the checkpoint.
+    in_flight_rows: u64,
 }
 
 impl FileImport<'_> {
@@ -662,6 +674,7 @@ impl FileImport<'_> {
         self.checkpoint.imported = self.base.imported + self.counts.imported;
         self.checkpoint.duplicates = self.base.duplicates + self.counts.duplicates;
         self.checkpoint.rejected = self.base.rejected + self.counts.rejected;
+        self.checkpoint.in_flight_rows = self.in_flight_rows;
         save_checkpoint(&self.checkpoint_path, &self.checkpoint)
     }
 
@@ -677,9 +690,20 @@ impl FileImport<'_> {
     ) -> Result<(), Failure> {
         let e = match answer {
             Ok(rs) if rs.len() == rows.len() => {
-                let dups = rs.iter().filter(|r| r.duplicate).count() as u64;
-                self.counts.duplicates += dups;
-                self.counts.imported += rs.len() as u64 - dups;
+                for (((n, _, _), _), r) in rows.iter().zip(&rs) {
+                    if !r.duplicate {
+                        self.counts.imported += 1;
+                        self.checkpoint.last_seq = self.checkpoint.last_seq.max(Some(r.seq));
+                    } else if self.stored_before_a_stop(*n, r.seq) {
+                        // Stored by the run that stopped with this row in
+                        // flight: this import's, counted now.
+                        self.counts.imported += 1;
+                        self.counts.resumed_in_flight += 1;
+                        self.checkpoint.last_seq = self.checkpoint.last_seq.max(Some(r.seq));
+                    } else {
+                        self.counts.duplicates += 1;
+                    }
+                }
                 return Ok(());
             }
             Ok(rs) => {
@@ -737,6 +761,18 @@ impl FileImport<'_> {
         let id = self.submit(&rows)?;
         let answer = self.client.wait_receipts(id);
         self.handle(answer, rows, rejected, busy_tries)
+    }
+
+    /// Whether row `n`, answered as a duplicate of `seq`, is one that an
+    /// earlier run of this import sent and stored, then stopped before
+    /// counting: a row the stopped run could have had in flight (at most
+    /// `in_flight_rows` after `rows_done`) whose event is newer than every
+    /// event the import had counted (the server stores one connection's
+    /// appends in order, so in-flight rows come after the settled ones).
+    fn stored_before_a_stop(&self, n: u64, seq: u64) -> bool {
+        n > self.base.rows_done
+            && n <= self.base.rows_done + self.base.in_flight_rows
+            && self.base.last_seq.is_none_or(|last| seq > last)
     }
 
     fn submit(&mut self, rows: &[(RowAt, Event)]) -> Result<RequestId, Failure> {
@@ -841,6 +877,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
             c.rejected,
             if c.rejected > 0 { format!("; reasons in {}", rejects_path(path).display()) } else { String::new() },
         );
+        if run.resumed_in_flight > 0 {
+            eprintln!(
+                "{}: {} of the rows stored this run had been stored by the run that stopped, which had sent them and not counted them yet",
+                path.display(),
+                run.resumed_in_flight
+            );
+        }
         if fresh && run.duplicates > 0 {
             eprintln!(
                 "{}: note: on this file's first run {} rows were already stored, with the same keys and the same content \
@@ -1012,6 +1055,7 @@ fn import_file(
         checkpoint_path: cp_path,
         rejects,
         counts: RunCounts::default(),
+        in_flight_rows: (a.in_flight.max(1) * usize::from(a.batch)) as u64,
     };
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut building = Pending {
