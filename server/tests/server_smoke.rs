@@ -117,3 +117,15 @@ fn a_first_start_writes_its_listen_flags_into_the_generated_config() {
     drop(c);
     assert!(d.terminate().success());
 }
+
+/// The README's first command puts the data in ./chainlog-data: a clone
+/// of this repository must not offer it to `git add`.
+#[test]
+fn the_default_data_directory_is_ignored_by_git() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ignore = std::fs::read_to_string(root.join(".gitignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l.trim() == "/chainlog-data/"),
+        "{ignore}"
+    );
+}
