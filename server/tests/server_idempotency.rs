@@ -361,6 +361,25 @@ fn a_key_reused_for_other_content_is_a_conflict_and_a_true_retry_a_duplicate() {
         "it is also event 0 of this batch, whose action differs",
     );
     assert_eq!(c.stats().unwrap().next_seq, 3);
+    // Equality does not carry from copy to copy: every copy is compared
+    // with every earlier one sharing a key, and with the stored event.
+    // k9 is stored with source s9; a copy without a source id matches it,
+    // and a later copy with another source id must not slip through.
+    assert_conflict(
+        c.append_batch(&[keyed("k9", ""), keyed("k9", "s11")])
+            .unwrap_err(),
+        1,
+        "idempotency_key",
+        "it was stored as seq 2, whose source_event_id differs",
+    );
+    assert_conflict(
+        c.append_batch(&[keyed("x1", ""), keyed("x1", "y1"), keyed("x1", "y2")])
+            .unwrap_err(),
+        2,
+        "idempotency_key",
+        "it is also event 1 of this batch, whose source_event_id differs",
+    );
+    assert_eq!(c.stats().unwrap().next_seq, 3);
 
     // Over HTTP: 409 in the one error shape.
     let body = serde_json::json!({
@@ -388,12 +407,12 @@ fn a_key_reused_for_other_content_is_a_conflict_and_a_true_retry_a_duplicate() {
         v["error"]["message"],
         "this idempotency_key was used for another event: it was stored as seq 0, whose actor_id differs"
     );
-    // Seven conflicts answered over the protocol (the metric counts its
+    // Nine conflicts answered over the protocol (the metric counts its
     // error frames).
     assert!(
         server
             .metrics_text()
-            .contains("\nchainlog_errors_total{code=\"conflict\"} 7\n"),
+            .contains("\nchainlog_errors_total{code=\"conflict\"} 9\n"),
         "{}",
         server.metrics_text()
     );

@@ -221,8 +221,15 @@ fn log_dirs(dir: &Path) -> Result<Vec<PathBuf>, String> {
     for e in rd {
         let e = e.map_err(|e| e.to_string())?;
         let path = e.path();
-        if path.is_dir() && segment_sizes(&path).is_ok_and(|s| !s.is_empty()) {
-            logs.push(path);
+        if !path.is_dir() {
+            continue;
+        }
+        // A subdirectory that cannot be read may be a log: never skip it
+        // silently.
+        match segment_sizes(&path) {
+            Ok(s) if s.is_empty() => {}
+            Ok(_) => logs.push(path),
+            Err(e) => return Err(format!("{e} (in the data directory {})", dir.display())),
         }
     }
     logs.sort();
@@ -230,8 +237,8 @@ fn log_dirs(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// A chainlogd data directory: every log in it, one after another (one
-/// JSON document listing them with `--json`); the exit code is the worst
-/// of theirs. A head or checkpoint is one log's, so with either the
+/// JSON document listing them with `--json`); the exit code is 1 if any
+/// log is invalid, else 2 if any could not be checked, else 0. A head or checkpoint is one log's, so with either the
 /// answer names the directories to give instead.
 fn verify_each(args: &Args, logs: &[PathBuf], out: &mut dyn Write) -> Result<i32, String> {
     let names = || {
@@ -248,7 +255,9 @@ fn verify_each(args: &Args, logs: &[PathBuf], out: &mut dyn Write) -> Result<i32
             names()
         ));
     }
-    let mut worst = EXIT_VALID;
+    // Invalid (1) is the verdict that matters most: an I/O error on one
+    // log (2) must not hide tampering found in another.
+    let (mut invalid, mut failed) = (false, false);
     let mut docs = Vec::new();
     for (i, log) in logs.iter().enumerate() {
         let one = Args {
@@ -257,7 +266,8 @@ fn verify_each(args: &Args, logs: &[PathBuf], out: &mut dyn Write) -> Result<i32
         };
         let mut buf = Vec::new();
         let code = run(&one, &mut buf);
-        worst = worst.max(code);
+        invalid |= code == EXIT_INVALID;
+        failed |= code == EXIT_ERROR;
         if args.json {
             let doc: Value = serde_json::from_slice(&buf).map_err(|e| e.to_string())?;
             docs.push(json!({ "log": file_name(log), "report": doc }));
@@ -278,7 +288,13 @@ fn verify_each(args: &Args, logs: &[PathBuf], out: &mut dyn Write) -> Result<i32
         )
         .map_err(|e| e.to_string())?;
     }
-    Ok(worst)
+    Ok(if invalid {
+        EXIT_INVALID
+    } else if failed {
+        EXIT_ERROR
+    } else {
+        EXIT_VALID
+    })
 }
 
 fn segment_sizes(dir: &Path) -> Result<Vec<u64>, String> {

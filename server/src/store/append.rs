@@ -61,6 +61,10 @@ fn invalid(index: usize, field: &str, reason: impl Into<String>) -> ErrorReply {
     }
 }
 
+/// How a conflict with an earlier event of the same append says so (the
+/// NATS ingest tells the two kinds apart by it).
+pub(crate) const IN_BATCH: &str = "of this batch";
+
 /// An event whose key was stored, or is in the same batch, with other
 /// content: `conflict`, naming the key's field.
 fn conflict(index: usize, kind: KeyKind, why: String) -> ErrorReply {
@@ -362,24 +366,27 @@ impl LogState {
             ..events[i]
         };
         // Within the batch: a later event with an earlier event's key is
-        // that event's duplicate, if its content is the same; a conflict
-        // if not.
+        // that event's duplicate, if its content is the same as every
+        // earlier event sharing a key with it (equality does not carry
+        // from one to the next: the other key and occurred_at count only
+        // when both sides have them); a conflict if not.
         let mut same_as: Vec<Option<usize>> = vec![None; events.len()];
         for (n, &(k, i, kind)) in batch_keys.iter().enumerate() {
-            if let Some(&(_, j, _)) = batch_keys[..n]
+            for &(_, j, _) in batch_keys[..n]
                 .iter()
-                .find(|(k2, j, _)| *k2 == k && *j != i)
+                .filter(|(k2, j, _)| *k2 == k && *j != i)
             {
-                let first = same_as[j].unwrap_or(j);
-                if let Some(field) = content_differs(&as_sent(i), &events[first]) {
+                if let Some(field) = content_differs(&as_sent(i), &events[j]) {
                     return Err(conflict(
                         i,
                         kind,
-                        format!("it is also event {first} of this batch, whose {field} differs"),
+                        format!("it is also event {j} {IN_BATCH}, whose {field} differs"),
                     )
                     .into());
                 }
-                same_as[i] = Some(first);
+                if same_as[i].is_none() {
+                    same_as[i] = Some(same_as[j].unwrap_or(j));
+                }
             }
         }
         let unique: Vec<(dedup::Key, usize, KeyKind)> = batch_keys
@@ -411,11 +418,18 @@ impl LogState {
         // this one on the way, and a key reused for other content refuses
         // the append.
         let mut stored_as: Vec<Option<AppendReceipt>> = vec![None; events.len()];
+        // The first event of `i`'s copies in this batch (itself, then the
+        // later ones) whose content differs from `stored`, and the field.
+        let differs = |i: usize, stored: &EventRef<'_>| -> Option<(usize, &'static str)> {
+            std::iter::once(i)
+                .chain((0..events.len()).filter(|&c| same_as[c] == Some(i)))
+                .find_map(|c| content_differs(&as_sent(c), stored).map(|f| (c, f)))
+        };
         for (&(_, i, kind), c) in unique.iter().zip(&claims) {
             let Claim::Duplicate(seq) = *c else { continue };
             let refusal = match self.log.read(seq) {
                 Ok(rec) => match EventRef::decode(&rec.payload) {
-                    Ok(stored) => match content_differs(&as_sent(i), &stored) {
+                    Ok(stored) => match differs(i, &stored) {
                         None => {
                             stored_as[i].get_or_insert(AppendReceipt {
                                 seq,
@@ -425,8 +439,8 @@ impl LogState {
                             });
                             continue;
                         }
-                        Some(field) => conflict(
-                            i,
+                        Some((at, field)) => conflict(
+                            at,
                             kind,
                             format!("it was stored as seq {seq}, whose {field} differs"),
                         ),
