@@ -320,9 +320,10 @@ pub(crate) fn start(
     let state = Arc::new(Mutex::new(writer));
     let handle = {
         let state = state.clone();
+        let ages = shared.config.segment_age.is_some();
         std::thread::Builder::new()
             .name("chainlog-writer".into())
-            .spawn(move || run(&state, &rx))
+            .spawn(move || run(&state, &rx, ages))
             .map_err(|e| Error::io("spawn writer thread", &shared.dir, e))?
     };
     Ok(WriterHandles {
@@ -332,9 +333,9 @@ pub(crate) fn start(
 }
 
 /// The writer thread: waits for requests without holding the writer's
-/// lock, then takes it to write every request queued as one group.
-fn run(state: &Mutex<Writer>, rx: &Receiver<Request>) {
-    let ages = state.lock().shared.config.segment_age.is_some();
+/// lock, then takes it to write every request queued as one group. Only
+/// with an age limit (`ages`) does it take the lock while idle.
+fn run(state: &Mutex<Writer>, rx: &Receiver<Request>, ages: bool) {
     loop {
         // Only with an age limit does waiting need the writer's state.
         let wait = if ages { state.lock().age_wait() } else { None };

@@ -198,7 +198,8 @@ fn fill_with_zeros(
     len: u64,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<bool> {
-    let zeros = vec![0u8; 1 << 20];
+    // At most 1 MiB at a time, and no more than the file needs.
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
     let mut at = 0u64;
     while at < len {
         if cancelled() {

@@ -57,16 +57,52 @@ struct SimFile {
     read_only: bool,
 }
 
+/// A path as the simulator keys its entries: the directory's normalized
+/// bytes and the file name's, compared as bytes. (Keyed by `PathBuf`, whose
+/// comparison walks components, the crash sweeps spent a third of their
+/// time comparing paths.)
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Key {
+    dir: Vec<u8>,
+    name: Vec<u8>,
+}
+
+impl Key {
+    /// The key of a file's path; a path without a file name names no file.
+    fn of(path: &Path) -> io::Result<Key> {
+        match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => Ok(Key {
+                dir: dir_key(dir),
+                name: name.as_encoded_bytes().to_vec(),
+            }),
+            _ => Err(io::ErrorKind::InvalidInput.into()),
+        }
+    }
+
+    fn name(&self) -> Option<String> {
+        String::from_utf8(self.name.clone()).ok()
+    }
+}
+
+/// A directory's bytes as keys hold them: its components joined again, so
+/// that `a/b/` and `a//b` are `a/b`, as for a `Path`.
+fn dir_key(dir: &Path) -> Vec<u8> {
+    dir.components()
+        .collect::<PathBuf>()
+        .into_os_string()
+        .into_encoded_bytes()
+}
+
 #[derive(Debug, Clone)]
 enum DirOp {
-    Link(PathBuf, u64),
-    Unlink(PathBuf),
+    Link(Key, u64),
+    Unlink(Key),
 }
 
 impl DirOp {
-    fn dir(&self) -> Option<&Path> {
+    fn dir(&self) -> &[u8] {
         match self {
-            DirOp::Link(p, _) | DirOp::Unlink(p) => p.parent(),
+            DirOp::Link(k, _) | DirOp::Unlink(k) => &k.dir,
         }
     }
 }
@@ -93,15 +129,15 @@ struct State {
     rng: Rng,
     files: HashMap<u64, SimFile>,
     next_id: u64,
-    dirs: BTreeSet<PathBuf>,
-    live_dir: BTreeMap<PathBuf, u64>,
-    durable_dir: BTreeMap<PathBuf, u64>,
+    dirs: BTreeSet<Vec<u8>>,
+    live_dir: BTreeMap<Key, u64>,
+    durable_dir: BTreeMap<Key, u64>,
     dir_log: Vec<DirOp>,
     generation: u64,
     ops: u64,
     crash_at: Option<u64>,
     /// The image a crash left, waiting for `reboot`.
-    crashed: Option<(BTreeMap<PathBuf, u64>, HashMap<u64, SimFile>)>,
+    crashed: Option<(BTreeMap<Key, u64>, HashMap<u64, SimFile>)>,
     last_crash: CrashStats,
     fault: Option<FaultPlan>,
     fault_matched: u64,
@@ -243,7 +279,7 @@ impl State {
 
     fn lookup(&self, path: &Path) -> io::Result<u64> {
         self.live_dir
-            .get(path)
+            .get(&Key::of(path)?)
             .copied()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
@@ -339,7 +375,7 @@ impl SimStorage {
     /// The live bytes of a file, for tests that damage or inspect it.
     pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
         let s = self.state.lock();
-        let id = s.live_dir.get(path)?;
+        let id = s.live_dir.get(&Key::of(path).ok()?)?;
         s.files.get(id).map(|f| f.live.clone())
     }
 
@@ -369,37 +405,39 @@ impl Storage for SimStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
         s.begin(Op::Meta, None)?;
-        s.dirs.insert(dir.to_path_buf());
+        s.dirs.insert(dir_key(dir));
         Ok(())
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut s = self.state.lock();
         s.begin(Op::Meta, None)?;
-        if !s.dirs.contains(dir) {
+        let dir = dir_key(dir);
+        if !s.dirs.contains(&dir) {
             return Err(io::ErrorKind::NotFound.into());
         }
         Ok(s.live_dir
             .keys()
-            .filter(|p| p.parent() == Some(dir))
-            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+            .filter(|k| k.dir == dir)
+            .filter_map(Key::name)
             .collect())
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
         let mut s = self.state.lock();
         s.begin(Op::Create, None)?;
-        if s.live_dir.contains_key(path) {
+        let key = Key::of(path)?;
+        if s.live_dir.contains_key(&key) {
             return Err(io::ErrorKind::AlreadyExists.into());
         }
-        if !path.parent().is_some_and(|d| s.dirs.contains(d)) {
+        if !s.dirs.contains(&key.dir) {
             return Err(io::ErrorKind::NotFound.into());
         }
         let id = s.next_id;
         s.next_id += 1;
         s.files.insert(id, SimFile::default());
-        s.live_dir.insert(path.to_path_buf(), id);
-        s.dir_log.push(DirOp::Link(path.to_path_buf(), id));
+        s.live_dir.insert(key.clone(), id);
+        s.dir_log.push(DirOp::Link(key, id));
         let generation = s.generation;
         drop(s);
         Ok(self.handle(id, generation, true))
@@ -430,10 +468,11 @@ impl Storage for SimStorage {
         let mut s = self.state.lock();
         s.begin(Op::Rename, None)?;
         let id = s.lookup(from)?;
-        s.live_dir.remove(from);
-        s.live_dir.insert(to.to_path_buf(), id);
-        s.dir_log.push(DirOp::Unlink(from.to_path_buf()));
-        s.dir_log.push(DirOp::Link(to.to_path_buf(), id));
+        let (from, to) = (Key::of(from)?, Key::of(to)?);
+        s.live_dir.remove(&from);
+        s.live_dir.insert(to.clone(), id);
+        s.dir_log.push(DirOp::Unlink(from));
+        s.dir_log.push(DirOp::Link(to, id));
         Ok(())
     }
 
@@ -441,23 +480,25 @@ impl Storage for SimStorage {
         let mut s = self.state.lock();
         s.begin(Op::Remove, None)?;
         s.lookup(path)?;
-        s.live_dir.remove(path);
-        s.dir_log.push(DirOp::Unlink(path.to_path_buf()));
+        let key = Key::of(path)?;
+        s.live_dir.remove(&key);
+        s.dir_log.push(DirOp::Unlink(key));
         Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
         s.begin(Op::SyncDir, None)?;
-        let live: Vec<(PathBuf, u64)> = s
+        let dir = dir_key(dir);
+        let live: Vec<(Key, u64)> = s
             .live_dir
             .iter()
-            .filter(|(p, _)| p.parent() == Some(dir))
-            .map(|(p, id)| (p.clone(), *id))
+            .filter(|(k, _)| k.dir == dir)
+            .map(|(k, id)| (k.clone(), *id))
             .collect();
-        s.durable_dir.retain(|p, _| p.parent() != Some(dir));
+        s.durable_dir.retain(|k, _| k.dir != dir);
         s.durable_dir.extend(live);
-        s.dir_log.retain(|op| op.dir() != Some(dir));
+        s.dir_log.retain(|op| op.dir() != dir.as_slice());
         Ok(())
     }
 
