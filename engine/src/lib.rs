@@ -48,7 +48,7 @@ pub use chain::Hash;
 pub use config::{Clock, Config, Durability, SystemClock, WriteObserver};
 pub use error::{Corruption, CorruptionKind, Error, PoisonCause, Result};
 pub use format::record::Record;
-pub use log::{Head, Log, PendingAppend, Scan, Stats};
+pub use log::{Head, Log, PendingAppend, Scan, SealedSegment, Stats};
 pub use recovery::{RecoveryReport, TailCut};
 pub use segment::{index_file_name, parse_segment_name, segment_file_name, walk};
 pub use shared::Receipt;

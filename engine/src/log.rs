@@ -2,7 +2,7 @@
 //! one writer, read by many.
 
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -17,6 +17,20 @@ use crate::segment::{Cursor, Segment};
 use crate::shared::{Completion, HeadState, Receipt, Shared};
 use crate::storage::{FsStorage, Storage};
 use crate::writer::{self, Request, WriterHandles};
+
+/// A sealed segment: its records `first_seq..end_seq`, the hash of its
+/// last record, and its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSegment {
+    /// The seq of its first record.
+    pub first_seq: u64,
+    /// The seq after its last record.
+    pub end_seq: u64,
+    /// The hash of its last record (from its footer).
+    pub last_hash: Hash,
+    /// Its file.
+    pub path: PathBuf,
+}
 
 /// The newest durable record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +323,25 @@ impl Log {
     /// Append requests queued for the writer (bounded by `queue_depth`).
     pub fn queue_len(&self) -> usize {
         self.tx.as_ref().map_or(0, Sender::len)
+    }
+
+    /// The sealed segments, in seq order: what each holds and where it
+    /// is (for derived data kept beside them, such as the server's event
+    /// indexes). The active segment is not among them.
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        self.shared
+            .segments
+            .read()
+            .iter()
+            .filter_map(|s| {
+                s.footer.as_ref().map(|f| SealedSegment {
+                    first_seq: f.first_seq,
+                    end_seq: f.last_seq + 1,
+                    last_hash: f.last_hash,
+                    path: s.path.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Segments in the log, the active one included.

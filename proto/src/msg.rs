@@ -248,6 +248,22 @@ pub struct Query {
     pub want_total: bool,
     /// Newest first (seq order, descending) instead of oldest first.
     pub descending: bool,
+    /// Only the event with this `idempotency_key` (exact lookup).
+    pub idempotency_key: String,
+    /// Only the event with this `source_event_id` (exact lookup).
+    pub source_event_id: String,
+    /// Only the events with this `correlation_id`.
+    pub correlation_id: String,
+}
+
+impl Query {
+    /// Whether it filters on an exact key (and so needs flag bit 2 on the
+    /// wire).
+    pub fn has_keys(&self) -> bool {
+        !(self.idempotency_key.is_empty()
+            && self.source_event_id.is_empty()
+            && self.correlation_id.is_empty())
+    }
 }
 
 impl Query {
@@ -426,7 +442,9 @@ pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
             }
         }
         Request::Query(q) => {
-            out.push(u8::from(q.want_total) | u8::from(q.descending) << 1);
+            out.push(
+                u8::from(q.want_total) | u8::from(q.descending) << 1 | u8::from(q.has_keys()) << 2,
+            );
             out.push(match q.time_field {
                 TimeField::None => 0,
                 TimeField::CreatedAt => 1,
@@ -445,6 +463,11 @@ pub fn encode_request(out: &mut Vec<u8>, request_id: u32, req: &Request<'_>) {
             }
             wire::put_u16(out, q.limit);
             wire::put_bytes16(out, &q.cursor);
+            if q.has_keys() {
+                for s in [&q.idempotency_key, &q.source_event_id, &q.correlation_id] {
+                    wire::put_bytes16(out, s.as_bytes());
+                }
+            }
         }
         Request::Read { from, to, limit } => {
             wire::put_u64(out, *from);
@@ -507,7 +530,7 @@ pub fn decode_request(k: u8, body: &[u8]) -> Result<Request<'_>, DecodeError> {
         }
         kind::QUERY => {
             let flags = r.u8("flags")?;
-            if flags & !3 != 0 {
+            if flags & !7 != 0 {
                 return Err(DecodeError::Invalid {
                     what: "flags",
                     why: format!("unknown query flag bits {flags:#04x}"),
@@ -533,6 +556,17 @@ pub fn decode_request(k: u8, body: &[u8]) -> Result<Request<'_>, DecodeError> {
             {
                 *slot = r.str16(name)?;
             }
+            let limit = r.u16("limit")?;
+            let cursor = r.bytes16("cursor")?.to_vec();
+            let mut keys = [""; 3];
+            if flags & 4 != 0 {
+                for (slot, name) in
+                    keys.iter_mut()
+                        .zip(["idempotency_key", "source_event_id", "correlation_id"])
+                {
+                    *slot = r.str16(name)?;
+                }
+            }
             Request::Query(Query {
                 tenant_id: s[0].into(),
                 actor_id: s[1].into(),
@@ -542,10 +576,13 @@ pub fn decode_request(k: u8, body: &[u8]) -> Result<Request<'_>, DecodeError> {
                 time_field,
                 from,
                 to,
-                limit: r.u16("limit")?,
-                cursor: r.bytes16("cursor")?.to_vec(),
+                limit,
+                cursor,
                 want_total: flags & 1 != 0,
                 descending: flags & 2 != 0,
+                idempotency_key: keys[0].into(),
+                source_event_id: keys[1].into(),
+                correlation_id: keys[2].into(),
             })
         }
         kind::READ => Request::Read {

@@ -27,7 +27,7 @@
 //! single_tenant = false
 //! schema_mode = "permissive"         # or "strict"
 //! actions = ["user.*", "document.deleted"]   # empty: every action
-//! dedup_window_secs = 604800         # 7 days
+//! dedup_window_secs = 0              # 0: a key of any age is a duplicate
 //!
 //! [[keys]]
 //! id = "billing-service"
@@ -341,7 +341,8 @@ pub struct LogConfig {
     pub schema_mode: Mode,
     /// Allowed action patterns; empty allows all.
     pub actions: Vec<String>,
-    /// How long an idempotency key or source event id is remembered.
+    /// How old a stored idempotency key or source event id may be and
+    /// still make a duplicate; 0 (the default): any age.
     pub dedup_window_secs: u64,
     /// The longest identifier or name field, in bytes.
     pub max_field_bytes: usize,
@@ -400,7 +401,7 @@ impl Default for LogConfig {
             single_tenant: false,
             schema_mode: Mode::Permissive,
             actions: Vec::new(),
-            dedup_window_secs: 7 * 24 * 3600,
+            dedup_window_secs: 0,
             max_field_bytes: limits.max_field_bytes,
             max_metadata_bytes: limits.max_metadata_bytes,
             max_event_bytes: limits.max_event_bytes,

@@ -1,17 +1,21 @@
-//! The idempotency window: which idempotency keys and source event ids a
-//! log has stored recently, and under which seq.
+//! Idempotency keys and source event ids in flight and just stored, and
+//! under which seq.
 //!
-//! The table lives in memory and is rebuilt on every start from the events
-//! stored within the window (their `created_at`), so it survives restarts
-//! and crashes exactly as the log does: an event counts once it is durable.
-//! Keys are scoped by tenant and stored as 16-byte digests (about 100 bytes
-//! a key with the map's and the expiry queue's overhead).
+//! The table in memory holds a key from its claim until the event index
+//! has the event it was stored with (the indexer follows the log within
+//! about 50 ms); from then on the key is found through the index (see
+//! `store::append`), at any age. So the table holds only the keys of
+//! appends in flight and of the last moments' events: about 100 bytes a
+//! key, never more than the keys of the events not yet indexed. Keys are
+//! scoped by tenant and stored as 16-byte digests.
+//!
+//! A window (`dedup_window_secs`, unlimited by default) limits how old a
+//! stored key may be and still make a duplicate, wherever it is found.
 //!
 //! A key being appended and not yet durable is *pending*: another append
 //! with the same key waits for it to resolve (stored: a duplicate; failed:
 //! free again) rather than racing it into the log twice.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -52,7 +56,7 @@ enum Slot {
 #[derive(Debug, Default)]
 struct Inner {
     map: HashMap<Key, Slot>,
-    /// Stored keys in `created_at` order, for expiry.
+    /// Stored keys in about seq order, to let go once indexed.
     order: VecDeque<(u64, Key)>,
     /// Claims waiting for another append's pending key now (lets a test
     /// see that a claim really waits).
@@ -62,16 +66,17 @@ struct Inner {
 /// What a claimed key turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// Not seen within the window: now pending, for this append.
+    /// Not in the table: now pending, for this append (the caller looks
+    /// for it in the index).
     New,
-    /// Stored within the window, as this seq.
+    /// Stored (within the window), as this seq.
     Duplicate(u64),
 }
 
 /// How long an append waits for another's pending key before `busy`.
 pub const PENDING_WAIT: Duration = Duration::from_secs(30);
 
-/// The window of one log.
+/// The table of one log.
 #[derive(Debug)]
 pub struct Dedup {
     window_ns: u64,
@@ -84,24 +89,35 @@ pub struct Dedup {
 pub struct PendingTimeout;
 
 impl Dedup {
-    /// An empty table remembering keys for `window`.
-    pub fn new(window: Duration) -> Dedup {
+    /// An empty table for keys stored at most `window` ago (`None`: of
+    /// any age).
+    pub fn new(window: Option<Duration>) -> Dedup {
         Dedup {
-            window_ns: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
+            window_ns: window.map_or(u64::MAX, |w| {
+                u64::try_from(w.as_nanos()).unwrap_or(u64::MAX)
+            }),
             inner: Mutex::new(Inner::default()),
             resolved: Condvar::new(),
         }
     }
 
-    /// Records a stored key (rebuilding at start).
-    pub fn insert_stored(&self, k: Key, seq: u64, created_at: u64, now: u64) {
-        if created_at.saturating_add(self.window_ns) < now {
-            return;
-        }
+    /// Whether a key stored at `created_at` still makes a duplicate `now`.
+    pub fn within_window(&self, created_at: u64, now: u64) -> bool {
+        created_at.saturating_add(self.window_ns) >= now
+    }
+
+    /// Lets go of the stored keys of events below `seq`: the index has
+    /// them.
+    pub fn forget_below(&self, seq: u64) {
         let mut inner = self.inner.lock();
-        if let Entry::Vacant(v) = inner.map.entry(k) {
-            v.insert(Slot::Stored { seq, created_at });
-            inner.order.push_back((created_at, k));
+        while let Some(&(s, k)) = inner.order.front() {
+            if s >= seq {
+                break;
+            }
+            inner.order.pop_front();
+            if matches!(inner.map.get(&k), Some(Slot::Stored { seq: stored, .. }) if *stored == s) {
+                inner.map.remove(&k);
+            }
         }
     }
 
@@ -124,7 +140,6 @@ impl Dedup {
     ) -> Result<Vec<Claim>, PendingTimeout> {
         let deadline = Instant::now() + wait;
         let mut inner = self.inner.lock();
-        self.expire(&mut inner, now);
         loop {
             if !keys
                 .iter()
@@ -142,9 +157,7 @@ impl Dedup {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             let claim = match inner.map.get(k) {
-                Some(Slot::Stored { seq, created_at })
-                    if created_at.saturating_add(self.window_ns) >= now =>
-                {
+                Some(Slot::Stored { seq, created_at }) if self.within_window(*created_at, now) => {
                     Claim::Duplicate(*seq)
                 }
                 // A key claimed twice in one call is pending after the first.
@@ -165,7 +178,7 @@ impl Dedup {
         match stored {
             Some((seq, created_at)) => {
                 inner.map.insert(k, Slot::Stored { seq, created_at });
-                inner.order.push_back((created_at, k));
+                inner.order.push_back((seq, k));
             }
             None => {
                 if inner.map.get(&k) == Some(&Slot::Pending) {
@@ -175,20 +188,6 @@ impl Dedup {
         }
         drop(inner);
         self.resolved.notify_all();
-    }
-
-    fn expire(&self, inner: &mut Inner, now: u64) {
-        let horizon = now.saturating_sub(self.window_ns);
-        while let Some(&(created_at, k)) = inner.order.front() {
-            if created_at >= horizon {
-                break;
-            }
-            inner.order.pop_front();
-            if matches!(inner.map.get(&k), Some(Slot::Stored { created_at: c, .. }) if *c == created_at)
-            {
-                inner.map.remove(&k);
-            }
-        }
     }
 
     /// Keys remembered (stored or pending).
@@ -209,8 +208,8 @@ mod tests {
     const S: u64 = 1_000_000_000;
 
     #[test]
-    fn keys_are_remembered_for_the_window_only() {
-        let d = Dedup::new(Duration::from_secs(10));
+    fn keys_make_duplicates_within_the_window_only() {
+        let d = Dedup::new(Some(Duration::from_secs(10)));
         let a = key(KeyKind::Idempotency, "t1", "a");
         assert_ne!(a, key(KeyKind::Idempotency, "t2", "a"), "scoped by tenant");
         assert_ne!(a, key(KeyKind::SourceEvent, "t1", "a"), "scoped by field");
@@ -220,6 +219,31 @@ mod tests {
         assert_eq!(d.claim(&[a], 111 * S), Ok(vec![Claim::New]));
         d.resolve(a, None);
         assert!(d.is_empty());
+        assert!(d.within_window(100 * S, 110 * S));
+        assert!(!d.within_window(100 * S, 111 * S));
+        assert!(Dedup::new(None).within_window(0, u64::MAX));
+    }
+
+    #[test]
+    fn stored_keys_are_let_go_once_indexed_and_pending_ones_never() {
+        let d = Dedup::new(None);
+        let [a, b, c] = ["a", "b", "c"].map(|v| key(KeyKind::Idempotency, "t", v));
+        assert_eq!(d.claim(&[a, b, c], S), Ok(vec![Claim::New; 3]));
+        d.resolve(a, Some((4, S)));
+        d.resolve(b, Some((5, S)));
+        d.forget_below(5);
+        assert_eq!(d.len(), 2, "b stored as 5 and c pending stay");
+        assert_eq!(
+            d.claim_within(&[b], S, Duration::ZERO),
+            Ok(vec![Claim::Duplicate(5)])
+        );
+        assert_eq!(
+            d.claim_within(&[a], S, Duration::ZERO),
+            Ok(vec![Claim::New])
+        );
+        d.forget_below(100);
+        assert_eq!(d.len(), 2, "a and c pending");
+        assert_eq!(d.claim_within(&[c], S, Duration::ZERO), Err(PendingTimeout));
     }
 
     /// Claims `a` on another thread while it is pending; returns once that
@@ -248,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_pending_key_makes_the_second_claim_wait() {
-        let d = std::sync::Arc::new(Dedup::new(Duration::from_secs(10)));
+        let d = std::sync::Arc::new(Dedup::new(Some(Duration::from_secs(10))));
         let a = key(KeyKind::Idempotency, "t", "a");
         assert_eq!(d.claim(&[a], S), Ok(vec![Claim::New]));
         // A claim that may not wait is refused while the key is pending.

@@ -7,8 +7,8 @@
 //! - [`managed`]: keys and schemas changed at runtime, kept in the data
 //!   directory's `managed.json`.
 //! - [`admin`]: the operations that change them.
-//! - [`dedup`]: the idempotency window, rebuilt from the log on start.
-//! - [`index`]: block summaries that let queries skip what cannot match.
+//! - [`dedup`]: idempotency keys pending or not yet indexed; older keys are found through [`evindex`].
+//! - [`evindex`]: event indexes per segment (postings by tenant, actor, action, resource and exact key), which the query planner reads.
 //! - [`store`]: one served log and the operations on it.
 //! - `ctx`: what every connection shares.
 //! - `conn`: a connection's task on the event loop: frames in, replies out.
@@ -31,8 +31,8 @@ pub mod config;
 mod conn;
 mod ctx;
 pub mod dedup;
+pub mod evindex;
 mod http;
-pub mod index;
 pub mod ingest;
 pub mod managed;
 pub mod metrics;

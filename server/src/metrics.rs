@@ -82,6 +82,9 @@ pub struct LogMetrics {
     pub bytes: AtomicU64,
     /// Events answered as duplicates.
     pub duplicates: AtomicU64,
+    /// Event index files rebuilt from their segments (missing, or not
+    /// checking).
+    pub index_rebuilds: AtomicU64,
     /// Seconds per `fdatasync`.
     pub sync_seconds: Histogram,
     /// Events per acknowledged group.
@@ -96,6 +99,7 @@ impl LogMetrics {
             appends: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            index_rebuilds: AtomicU64::new(0),
             sync_seconds: Histogram::new(SYNC_BOUNDS, 1e9),
             group_size: Histogram::new(GROUP_BOUNDS, 1.0),
         }
@@ -160,7 +164,7 @@ pub struct LogGauges {
     pub events: u64,
     /// Stored events with unknown actions.
     pub unknown_actions: u64,
-    /// Keys in the dedup window.
+    /// Keys in the in-memory dedup table (pending, or stored and not yet indexed).
     pub dedup_keys: usize,
     /// Whether a failed write or sync has stopped its appends.
     pub poisoned: bool,
@@ -251,7 +255,7 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
             m.errors(c)
         ));
     }
-    let counters: [Series<LogMetrics>; 3] = [
+    let counters: [Series<LogMetrics>; 4] = [
         (
             "chainlog_appends_total",
             "Events acknowledged durable.",
@@ -266,6 +270,11 @@ pub fn render(m: &Metrics, logs: &[(Arc<LogMetrics>, LogGauges)]) -> String {
             "chainlog_duplicates_total",
             "Events answered with an earlier receipt.",
             |l| l.duplicates.load(Ordering::Relaxed),
+        ),
+        (
+            "chainlog_index_rebuilds_total",
+            "Event index files rebuilt from their segments' records.",
+            |l| l.index_rebuilds.load(Ordering::Relaxed),
         ),
     ];
     for (name, help, get) in counters {

@@ -128,7 +128,7 @@ impl Tally {
         );
     }
 
-    fn add_seen(&mut self, action: &str, seen: Seen) {
+    pub(crate) fn add_seen(&mut self, action: &str, seen: Seen) {
         if let Some(c) = self.counts.get_mut(action) {
             c.add(seen);
         } else if self.counts.len() < MAX_TRACKED {
@@ -196,6 +196,15 @@ impl UnknownActions {
         match &mut c.fresh {
             Some(f) => f.add(action, created_at),
             None => c.live.add(action, created_at),
+        }
+    }
+
+    /// Adds counts made elsewhere (the event index files' at start).
+    pub fn add_tally(&self, t: Tally) {
+        let mut c = self.inner.lock();
+        match &mut c.fresh {
+            Some(f) => f.merge(t),
+            None => c.live.merge(t),
         }
     }
 

@@ -189,7 +189,8 @@ fn queries_page_with_exact_totals_equal_to_the_protocols() {
     let server = start(dir.path(), &[&admin]);
     let api = Api::new(&server, &admin);
     let mut c = connect(server.addr(), &admin);
-    // 10,000 events over 4 tenants, 7 actors, 3 actions.
+    // 10,000 events over 4 tenants, 7 actors, 3 actions, 500 correlation
+    // ids, each with its own idempotency key.
     let actions = ["doc.read", "doc.deleted", "user.login"];
     for batch in 0..10 {
         let events: Vec<client::Event> = (0..1000)
@@ -202,6 +203,8 @@ fn queries_page_with_exact_totals_equal_to_the_protocols() {
                     "doc",
                 );
                 e.occurred_at = 1_700_000_000_000_000_000 + n as u64 * 1_000_000_000;
+                e.idempotency_key = format!("k{n}");
+                e.correlation_id = format!("c{}", n % 500);
                 e
             })
             .collect();
@@ -234,6 +237,21 @@ fn queries_page_with_exact_totals_equal_to_the_protocols() {
                 ..Query::all()
             },
         ),
+        (
+            "correlation_id=c17",
+            Query {
+                correlation_id: "c17".into(),
+                ..Query::all()
+            },
+        ),
+        (
+            "tenant_id=t3&idempotency_key=k4567",
+            Query {
+                tenant_id: "t3".into(),
+                idempotency_key: "k4567".into(),
+                ..Query::all()
+            },
+        ),
     ];
     for (params, q) in filters {
         let want_total = c
@@ -247,6 +265,11 @@ fn queries_page_with_exact_totals_equal_to_the_protocols() {
             .unwrap();
         let want: Vec<u64> = c.query(q.clone()).map(|e| e.unwrap().seq).collect();
         assert_eq!(want.len() as u64, want_total);
+        match q.correlation_id.as_str() {
+            "" if q.idempotency_key.is_empty() => {}
+            "" => assert_eq!(want, vec![4567]),
+            _ => assert_eq!(want, (0..20).map(|i| 17 + 500 * i).collect::<Vec<u64>>()),
+        }
         let mut got = Vec::new();
         let mut cursor: Option<String> = None;
         loop {

@@ -432,3 +432,138 @@ fn a_key_reused_for_other_content_is_a_conflict_and_a_true_retry_a_duplicate() {
     );
     assert!(c.append(&retry).unwrap().duplicate);
 }
+
+/// The `.seg.evx` files of the log `default` under `dir`.
+fn index_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("default"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "evx"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn keys_of_any_age_are_found_across_restarts_and_seals() {
+    const S: u64 = 1_000_000_000;
+    const DAY: u64 = 86_400 * S;
+    const T0: u64 = 1_750_000_000 * S;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = key("admin", "default", &["append", "read", "admin"], &[]);
+    let clock = Arc::new(HandClock(AtomicU64::new(T0)));
+    let mut cfg = config(dir.path(), &[&admin]);
+    cfg.logs[0].clock = clock.clone();
+    // About 30 events per segment: the 300 below fill ten sealed segments.
+    cfg.logs[0].segment_size = 8 << 10;
+    let mut sent = Vec::new();
+    let receipts = {
+        let server = server::Server::start(cfg.clone()).unwrap();
+        let mut c = connect(server.addr(), &admin);
+        let mut receipts = Vec::new();
+        for i in 0..300u64 {
+            let mut e = keyed(&format!("idem-{i}"), &format!("src-{i}"));
+            e.correlation_id = format!("corr-{}", i % 7);
+            e.metadata = format!(r#"{{"pad":"{}"}}"#, "x".repeat(150));
+            receipts.push(c.append(&e).unwrap());
+            sent.push(e);
+            clock.0.fetch_add(S, Ordering::SeqCst);
+        }
+        receipts
+    };
+
+    // A year later (the old window was 7 days), restarted twice: once as
+    // written, once with every index file removed (rebuilt at open).
+    clock.0.fetch_add(365 * DAY, Ordering::SeqCst);
+    for round in 0..2 {
+        let removed = if round == 1 {
+            let files = index_files(dir.path());
+            for f in &files {
+                std::fs::remove_file(f).unwrap();
+            }
+            files
+        } else {
+            Vec::new()
+        };
+        let server = server::Server::start(cfg.clone()).unwrap();
+        // One file per sealed segment, written by the start at the latest
+        // (a year on, the idle active segment may also have been sealed
+        // by age).
+        let files = index_files(dir.path());
+        assert!(files.len() >= 9, "{files:?}");
+        assert!(removed.iter().all(|f| files.contains(f)), "{files:?}");
+        let mut c = connect(server.addr(), &admin);
+        // Every key, in sealed segments and the active one, by either
+        // field alone: the original receipt.
+        for i in (0..300).step_by(13).chain([299]) {
+            let mut retry = sent[i].clone();
+            retry.source_event_id.clear();
+            let by_idem = c.append(&retry).unwrap();
+            let original = &receipts[i];
+            assert!(by_idem.duplicate, "round {round} key {i}");
+            assert_eq!(
+                (by_idem.seq, by_idem.hash, by_idem.created_at),
+                (original.seq, original.hash, original.created_at),
+                "round {round} key {i}"
+            );
+            let mut retry = sent[i].clone();
+            retry.idempotency_key.clear();
+            let by_source = c.append(&retry).unwrap();
+            assert_eq!(
+                (by_source.seq, by_source.duplicate),
+                (original.seq, true),
+                "round {round} key {i}"
+            );
+        }
+        // An old key with other content is a conflict, not a duplicate.
+        let mut other = sent[3].clone();
+        other.actor_id = "u9".into();
+        assert_conflict(
+            c.append(&other).unwrap_err(),
+            0,
+            "idempotency_key",
+            "it was stored as seq 3, whose actor_id differs",
+        );
+        // Exact lookups: one event per key, all of a correlation in order.
+        let q = |idem: &str, source: &str, corr: &str, descending: bool| client::Query {
+            idempotency_key: idem.into(),
+            source_event_id: source.into(),
+            correlation_id: corr.into(),
+            descending,
+            want_total: true,
+            limit: 1000,
+            ..client::Query::default()
+        };
+        let page = c.query_page(&q("idem-17", "", "", false)).unwrap();
+        assert_eq!(
+            page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![17]
+        );
+        assert_eq!(page.events[0].event, sent[17]);
+        assert_eq!(page.total, Some(1));
+        let page = c.query_page(&q("", "src-250", "", false)).unwrap();
+        assert_eq!(
+            page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![250]
+        );
+        assert_eq!(
+            c.query_page(&q("idem-17", "src-18", "", false))
+                .unwrap()
+                .events
+                .len(),
+            0,
+            "two keys of different events match nothing"
+        );
+        let corr3: Vec<u64> = (0..300).filter(|i| i % 7 == 3).collect();
+        let page = c.query_page(&q("", "", "corr-3", false)).unwrap();
+        assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), corr3);
+        assert_eq!(page.total, Some(corr3.len() as u64));
+        let page = c.query_page(&q("", "", "corr-3", true)).unwrap();
+        assert_eq!(
+            page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            corr3.iter().rev().copied().collect::<Vec<_>>()
+        );
+        // Nothing of the above was stored.
+        assert_eq!(c.stats().unwrap().next_seq, 300, "round {round}");
+    }
+}

@@ -134,6 +134,61 @@ fn append_then_query_as_a_table_and_as_json() {
     assert_eq!(text(&limited.stdout).lines().count(), 2);
 }
 
+/// The seqs of `chainlog query --json` output.
+fn seqs(out: &std::process::Output) -> Vec<u64> {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn exact_lookups_by_key_and_correlation_in_either_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let lines: String = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"tenant_id\":\"acme\",\"actor_id\":\"u{i}\",\"action\":\"doc.read\",\"resource\":\"doc\",\"idempotency_key\":\"idem-{i}\",\"source_event_id\":\"src-{i}\",\"correlation_id\":\"corr-{}\"}}\n",
+                i % 3
+            )
+        })
+        .collect();
+    let out = s.run(&["append", "--json"], &lines);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let q = |args: &[&str]| s.run(&[&["query", "--json"][..], args].concat(), "");
+    assert_eq!(seqs(&q(&["--idempotency-key", "idem-7"])), vec![7]);
+    assert_eq!(seqs(&q(&["--source-event-id", "src-4"])), vec![4]);
+    assert_eq!(seqs(&q(&["--idempotency-key", "nope"])), Vec::<u64>::new());
+    assert_eq!(seqs(&q(&["--correlation-id", "corr-1"])), vec![1, 4, 7, 10]);
+    assert_eq!(
+        seqs(&q(&["--correlation-id", "corr-1", "--order", "desc"])),
+        vec![10, 7, 4, 1]
+    );
+    // Newest first, with a limit: the newest two.
+    assert_eq!(seqs(&q(&["--order", "desc", "--limit", "2"])), vec![11, 10]);
+    assert_eq!(
+        seqs(&q(&[
+            "--correlation-id",
+            "corr-2",
+            "--tenant",
+            "acme",
+            "--actor",
+            "u5"
+        ])),
+        vec![5]
+    );
+    let count = s.run(&["query", "--count", "--correlation-id", "corr-0"], "");
+    assert_eq!(text(&count.stdout), "4\n");
+    let bad = s.run(&["query", "--order", "sideways"], "");
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+}
+
 #[test]
 fn tail_sees_events_appended_after_it_started() {
     let dir = tempfile::tempdir().unwrap();

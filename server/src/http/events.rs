@@ -231,6 +231,9 @@ pub(crate) async fn query(r: Request) -> Result<Response<Body>, HttpError> {
             "action" => q.action = value,
             "resource" => q.resource = value,
             "resource_id" => q.resource_id = value,
+            "idempotency_key" => q.idempotency_key = value,
+            "source_event_id" => q.source_event_id = value,
+            "correlation_id" => q.correlation_id = value,
             "from" => from = Some(parse_time_param(&value, "from").map_err(HttpError::malformed)?),
             "to" => to = Some(parse_time_param(&value, "to").map_err(HttpError::malformed)?),
             "time" => {

@@ -394,7 +394,7 @@ impl LogState {
             .filter(|(_, i, _)| same_as[*i].is_none())
             .copied()
             .collect();
-        let claims = if unique.is_empty() {
+        let mut claims = if unique.is_empty() {
             Vec::new()
         } else {
             let ks: Vec<dedup::Key> = unique.iter().map(|(k, _, _)| *k).collect();
@@ -413,6 +413,37 @@ impl LogState {
                 }
             }
         };
+        // A key the table does not hold may have been stored long ago: the
+        // event index knows (at any age).
+        let mut found = Vec::new();
+        for (n, (&(_, i, kind), c)) in unique.iter().zip(&claims).enumerate() {
+            if *c != Claim::New {
+                continue;
+            }
+            let e = &events[i];
+            let value = match kind {
+                KeyKind::Idempotency => e.idempotency_key,
+                KeyKind::SourceEvent => e.source_event_id,
+            };
+            match self.find_key(kind, e.tenant_id, value) {
+                Ok(Some(hit)) => found.push((n, hit)),
+                Ok(None) => {}
+                Err(refusal) => {
+                    for ((k, _, _), c) in unique.iter().zip(&claims) {
+                        if *c == Claim::New {
+                            self.dedup.resolve(*k, None);
+                        }
+                    }
+                    return Err(Refused::Reply(refusal));
+                }
+            }
+        }
+        for (n, (seq, created_at)) in found {
+            if self.dedup.within_window(created_at, now) {
+                self.dedup.resolve(unique[n].0, Some((seq, created_at)));
+                claims[n] = Claim::Duplicate(seq);
+            }
+        }
         // A duplicate's receipt is read now, on the admitting side, so that
         // settlement never reads the disk; the stored event is compared with
         // this one on the way, and a key reused for other content refuses

@@ -63,6 +63,14 @@ pub(super) fn query_fingerprint(q: &Query, tenants: &[&str]) -> u64 {
     if q.descending {
         h.update(b"desc");
     }
+    // The key filters likewise, only when set.
+    if q.has_keys() {
+        h.update(b"keys");
+        for s in [&q.idempotency_key, &q.source_event_id, &q.correlation_id] {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+    }
     let d = h.finalize();
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }

@@ -24,7 +24,6 @@ use proto::msg::{ErrorCode, ErrorReply, LogStats};
 use crate::checkpoints::Checkpoints;
 use crate::config::LogConfig;
 use crate::dedup::Dedup;
-use crate::index::EventIndex;
 use crate::metrics::{LogGauges, LogMetrics};
 use crate::schema::{Schema, UnknownActions};
 
@@ -35,7 +34,11 @@ mod proof;
 mod query;
 mod schema_change;
 
+#[cfg(test)]
+mod model_tests;
+
 pub use append::{KeyWait, Refused, Settled};
+pub use indexer::EventIndexes;
 pub use query::{PAGE_BYTES, SCAN_BUDGET};
 pub use schema_change::SchemaChange;
 
@@ -179,10 +182,10 @@ pub struct LogState {
     pub unknown: UnknownActions,
     /// Serialises schema changes (and their recounts).
     recount: Mutex<()>,
-    /// Its idempotency window.
+    /// Its idempotency keys in flight and just stored.
     pub dedup: Dedup,
-    /// Its query index.
-    pub index: EventIndex,
+    /// Its event indexes.
+    pub events: EventIndexes,
     /// Its metrics.
     pub metrics: Arc<LogMetrics>,
     /// Signalled when the head moves.
@@ -265,8 +268,8 @@ impl LogState {
         self.config.clock.now_nanos()
     }
 
-    /// Opens (or creates) the log under `data_dir` and rebuilds the dedup
-    /// window, query index and unknown-action counts from its events.
+    /// Opens (or creates) the log under `data_dir`, opens (or rebuilds) its
+    /// sealed segments' event indexes, and indexes its active segment.
     /// `runtime_schema`, if given, replaces the config's schema (one an
     /// admin set at runtime).
     pub fn open(
@@ -311,8 +314,11 @@ impl LogState {
             schema: RwLock::new((Arc::new(schema), runtime)),
             unknown: UnknownActions::default(),
             recount: Mutex::new(()),
-            dedup: Dedup::new(Duration::from_secs(config.dedup_window_secs)),
-            index: EventIndex::new(),
+            dedup: Dedup::new(
+                (config.dedup_window_secs > 0)
+                    .then(|| Duration::from_secs(config.dedup_window_secs)),
+            ),
+            events: EventIndexes::default(),
             metrics,
             signal,
             sole: SoleAppender::new(),

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use parking_lot::MutexGuard;
-use proto::event::EventRef;
 
 use super::LogState;
 use crate::schema::{Schema, Tally};
@@ -16,21 +15,20 @@ use crate::schema::{Schema, Tally};
 pub struct SchemaChange<'a> {
     state: &'a LogState,
     _one_change: MutexGuard<'a, ()>,
-    schema: Arc<Schema>,
     /// Events before this seq were counted under the previous schema.
     upto: u64,
-    /// The catch-up before the swap; `None` once recounted.
-    caught_up: Option<Result<(), engine::Error>>,
+    /// The catch-up before the swap, and the counts of the events before
+    /// `upto` under the new schema; `None` once recounted.
+    caught_up: Option<(Result<(), engine::Error>, Tally)>,
 }
 
 impl SchemaChange<'_> {
-    /// Counts the events before the change again, under the new schema,
-    /// without holding the indexer back (it counts newer events apart
-    /// meanwhile), then replaces the counts with the two together.
+    /// Replaces the counts with those of the events before the change,
+    /// under the new schema (summed from the event indexes' action tables
+    /// when the change began), and those the indexer counted since.
     ///
-    /// A record that cannot be read ends the recount early with the error;
-    /// the counts then cover the events read, until the next start counts
-    /// everything again.
+    /// An error is the catch-up's before the swap: the counts then cover
+    /// the events indexed, until the next start counts everything again.
     pub fn recount(mut self) -> Result<(), engine::Error> {
         self.run()
     }
@@ -42,25 +40,9 @@ impl SchemaChange<'_> {
     }
 
     fn run(&mut self) -> Result<(), engine::Error> {
-        let Some(mut result) = self.caught_up.take() else {
+        let Some((result, tally)) = self.caught_up.take() else {
             return Ok(());
         };
-        let mut tally = Tally::default();
-        for rec in self.state.log.scan(0..self.upto) {
-            match rec {
-                Ok(r) => {
-                    if let Ok(e) = EventRef::decode(&r.payload) {
-                        if self.schema.counts_as_unknown(e.action) {
-                            tally.add(e.action, r.created_at);
-                        }
-                    }
-                }
-                Err(e) => {
-                    result = result.and(Err(e));
-                    break;
-                }
-            }
-        }
         self.state.unknown.finish_recount(tally);
         result
     }
@@ -101,12 +83,12 @@ impl LogState {
         let caught_up = self.catch_up_locked(&held, false);
         *self.schema.write() = (schema.clone(), true);
         self.unknown.begin_recount();
+        let tally = self.events.unknown_under(&schema);
         SchemaChange {
             state: self,
             _one_change: one_change,
-            schema,
-            upto: self.index.indexed(),
-            caught_up: Some(caught_up),
+            upto: self.events.indexed(),
+            caught_up: Some((caught_up, tally)),
         }
     }
 }

@@ -33,7 +33,11 @@ use super::{Cli, Failure, EXIT_OK};
 
 /// `chainlog bench`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Another benchmark than appends.
+    #[command(subcommand)]
+    pub what: Option<What>,
     /// Connections appending at once.
     #[arg(long, default_value_t = 1)]
     pub clients: usize,
@@ -71,6 +75,13 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The benchmarks other than appends.
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// Query times on a seeded data set (loaded first into an empty log).
+    Query(super::bench_query::Args),
 }
 
 /// An event that encodes to `size` bytes (or the smallest it can be).
@@ -416,6 +427,9 @@ async fn client(
 
 /// Runs `chainlog bench`.
 pub fn run(cli: &Cli, a: &Args) -> Result<i32, Failure> {
+    if let Some(What::Query(q)) = &a.what {
+        return super::bench_query::run(cli, q);
+    }
     if a.clients == 0 {
         return Err(Failure::new("--clients must be at least 1"));
     }

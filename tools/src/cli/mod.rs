@@ -14,6 +14,7 @@ use engine::error::hex;
 pub mod admin;
 pub mod append;
 pub mod bench;
+pub mod bench_query;
 pub mod event_json;
 pub mod import;
 pub mod proofs;
@@ -139,6 +140,18 @@ pub struct QueryArgs {
     /// Only this resource id.
     #[arg(long)]
     pub resource_id: Option<String>,
+    /// Only the event with this idempotency key (an exact lookup).
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Only the event with this source event id (an exact lookup).
+    #[arg(long)]
+    pub source_event_id: Option<String>,
+    /// Only the events with this correlation id, in order.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    /// Oldest first (asc, the default) or newest first (desc).
+    #[arg(long, value_enum, default_value_t = Order::Asc)]
+    pub order: Order,
     /// From this time (inclusive): RFC 3339, YYYY-MM-DD or Unix time.
     #[arg(long)]
     pub from: Option<String>,
@@ -160,6 +173,15 @@ pub struct QueryArgs {
     /// JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The order of a query's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Order {
+    /// Oldest first (seq order).
+    Asc,
+    /// Newest first.
+    Desc,
 }
 
 /// The time a query's range applies to.
@@ -370,6 +392,10 @@ pub fn build_query(a: &QueryArgs) -> Result<Query, Failure> {
     q.action = a.action.clone().unwrap_or_default();
     q.resource = a.resource.clone().unwrap_or_default();
     q.resource_id = a.resource_id.clone().unwrap_or_default();
+    q.idempotency_key = a.idempotency_key.clone().unwrap_or_default();
+    q.source_event_id = a.source_event_id.clone().unwrap_or_default();
+    q.correlation_id = a.correlation_id.clone().unwrap_or_default();
+    q.descending = a.order == Order::Desc;
     if a.from.is_some() || a.to.is_some() {
         q.time_field = match a.on {
             On::Occurred => TimeField::OccurredAt,
